@@ -1,0 +1,1 @@
+"""Combinators: each module builds steps (see `_step`) from steps and callbacks."""

@@ -1,0 +1,63 @@
+"""Routing: choose one of several named stages at run time."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import Protocol
+
+from stagefx.combinators._step import Outcome, Step, failure, resolve
+from stagefx.env import Env
+from stagefx.errors import RoutingError
+from stagefx.state import StageState
+
+__all__ = ["Route", "Routing", "router"]
+
+
+class Routing(Protocol):
+    """`(*, state, routes) -> name`: `routes` maps each route's name to its description."""
+
+    def __call__(self, *, state: StageState, routes: Mapping[str, str]) -> str | Awaitable[str]: ...
+
+
+Route = tuple[str, str | None, Step]
+"""A route: its name, its description, and its step."""
+
+
+def router(routes: tuple[Route, ...], routing: Routing) -> Step:
+    """Ask `routing` for a route name and run that route; an unknown name is a
+    `RoutingError`. Routes must all be named, described and distinct."""
+    if not routes:
+        raise ValueError("Stage.router needs at least one stage")
+    descriptions: dict[str, str] = {}
+    steps: dict[str, Step] = {}
+    for position, (name, description, step) in enumerate(routes):
+        if not name:
+            raise ValueError(
+                f"Stage.router: route {position} has no name; give it .with_meta(name=...)"
+            )
+        if not description:
+            raise ValueError(
+                f"Stage.router: route {name!r} has no description; "
+                "give it .with_meta(description=...)"
+            )
+        if name in steps:
+            raise ValueError(f"Stage.router: two routes are named {name!r}")
+        descriptions[name] = description
+        steps[name] = step
+    if not callable(routing):
+        raise TypeError(f"router routing must be callable, got {type(routing).__name__}")
+
+    async def run(state: StageState, env: Env) -> Outcome:
+        try:
+            chosen = await resolve(routing(state=state, routes=descriptions))
+        except Exception as error:
+            return failure(error, state)
+        step = steps.get(chosen) if isinstance(chosen, str) else None
+        if step is None:
+            return RoutingError(
+                f"routing chose {chosen!r}, which is none of the routes {sorted(steps)}",
+                state=state,
+            )
+        return await step(state, env)
+
+    return run

@@ -1,0 +1,286 @@
+"""Stage: a pure, immutable description of work, and the typed facade over combinators.
+
+Building a stage runs nothing. `run(state)` gives the effect as a `returns`
+`RequiresContextFutureResult[StageState, StageException, Env]`; `attempt`
+runs it and gives a `Result`; `execute` is the impure edge that raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar, Literal, final, overload
+
+import attrs
+from returns.context import RequiresContextFutureResult
+from returns.future import FutureResult
+from returns.result import Failure, Result, Success
+
+from stagefx.combinators import basic, cache, context, control, flow, meta
+from stagefx.combinators import concurrent as fanout
+from stagefx.combinators import router as routing_module
+from stagefx.combinators._step import Step, identity
+from stagefx.content import ContentElement
+from stagefx.env import Env, ctx
+from stagefx.errors import MissingEnvironmentError, StageException
+from stagefx.state import StageState
+from stagefx.tracing import AttributeValue
+
+__all__ = ["Stage", "StageMeta", "stage"]
+
+
+@final
+@attrs.frozen(slots=True)
+class StageMeta:
+    """What a stage is called and what it does; routers and traces read it."""
+
+    name: str | None = None
+    description: str | None = None
+    values: Mapping[str, AttributeValue] = attrs.field(factory=dict)
+
+
+@final
+@attrs.frozen(slots=True, eq=False)
+class Stage:
+    """A unit of pipeline work: `StageState -> StageState`, failing as a value.
+
+    Compose with the class methods (`sequence`, `loop`, `concurrent`, ...) and
+    the modifiers (`when`, `with_retry`, `cached`, ...); each returns a new Stage.
+    """
+
+    _step: Step = attrs.field(alias="step")
+    _parts: tuple[Step, ...] = attrs.field(alias="parts")
+    meta: StageMeta = attrs.field(factory=StageMeta)
+
+    noop: ClassVar[Stage]
+    """The identity stage: passes its state on untouched."""
+
+    @classmethod
+    def _of(cls, step: Step, meta: StageMeta | None = None) -> Stage:
+        return cls(step=step, parts=(step,), meta=meta or StageMeta())
+
+    def _modified(self, step: Step) -> Stage:
+        return Stage._of(step, self.meta)
+
+    # Constructors -------------------------------------------------------------
+
+    @classmethod
+    def predefined(
+        cls, *elements: basic.PredefinedElement, result: ContentElement | None = None
+    ) -> Stage:
+        """Append fixed turns to the context (plain content alternates input and
+        output); the result becomes `result` or the last output given."""
+        return cls._of(basic.predefined(elements, result))
+
+    @classmethod
+    def transform_result(cls, transformation: basic.ResultTransform, /) -> Stage:
+        """Replace the result with `transformation(result)` (sync or async)."""
+        return cls._of(basic.transform_result(transformation))
+
+    @classmethod
+    def transform_context(cls, transformation: basic.ContextTransform, /) -> Stage:
+        """Replace the context with `transformation(context)` (sync or async)."""
+        return cls._of(basic.transform_context(transformation))
+
+    @classmethod
+    def trim_context(cls, *, limit: int) -> Stage:
+        """Keep at most the last `limit` turns of the context."""
+        return cls._of(context.trim_context(limit))
+
+    @classmethod
+    def strip_context_tools(cls) -> Stage:
+        """Remove every tool request and response from the context."""
+        return cls._of(context.strip_context_tools())
+
+    @classmethod
+    def sequence(cls, *stages: Stage) -> Stage:
+        """Run `stages` in order, each on the state the previous returned; stop at
+        the first failure. Nested sequences are flattened."""
+        _require_stages(stages, "Stage.sequence")
+        parts = tuple(part for item in stages for part in item._parts)
+        return cls(step=flow.sequence(parts), parts=parts, meta=StageMeta())
+
+    @classmethod
+    def loop(
+        cls,
+        stage: Stage,
+        /,
+        *stages: Stage,
+        condition: flow.LoopCondition,
+        mode: Literal["post_check", "pre_check"] = "post_check",
+        max_iterations: int | None = None,
+    ) -> Stage:
+        """Repeat the stages (as a sequence) while `condition(state=, iteration=)`
+        holds; `iteration` is the number of finished runs."""
+        body = (stage, *stages)
+        _require_stages(body, "Stage.loop")
+        parts = tuple(part for item in body for part in item._parts)
+        return cls._of(flow.loop(parts, condition, mode, max_iterations))
+
+    @classmethod
+    def concurrent(
+        cls, *stages: Stage, merge: fanout.Merge, concurrent_tasks: int | None = None
+    ) -> Stage:
+        """Run `stages` concurrently on the same state (at most `concurrent_tasks`
+        at once) and merge their outcomes, in order, into one state."""
+        _require_stages(stages, "Stage.concurrent")
+        return cls._of(fanout.concurrent(tuple(s._step for s in stages), merge, concurrent_tasks))
+
+    @classmethod
+    def router(cls, *stages: Stage, routing: routing_module.Routing) -> Stage:
+        """Run the one stage `routing` names. Each stage needs a name and a
+        description (`with_meta`)."""
+        _require_stages(stages, "Stage.router")
+        routes = tuple((s.meta.name or "", s.meta.description, s._step) for s in stages)
+        return cls._of(routing_module.router(routes, routing))
+
+    # Modifiers ----------------------------------------------------------------
+
+    def with_meta(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        **values: AttributeValue,
+    ) -> Stage:
+        """Name and describe the stage; a name also prefixes failure paths."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"with_meta(name=...) needs a non-empty str, got {name!r}")
+        updated = StageMeta(
+            name=self.meta.name if name is None else name,
+            description=self.meta.description if description is None else description,
+            values={**self.meta.values, **values},
+        )
+        step = self._step if name is None else meta.named(self._step, name)
+        parts = self._parts if name is None else (step,)
+        return Stage(step=step, parts=parts, meta=updated)
+
+    def when(
+        self,
+        condition: bool | control.StateCondition,
+        *,
+        alternative: Stage | None = None,
+    ) -> Stage:
+        """Run this stage only if `condition` (a bool or `(*, state) -> bool`)
+        holds; otherwise run `alternative`, or pass the state on."""
+        other = None if alternative is None else alternative._step
+        return self._modified(control.when(self._step, condition, other))
+
+    def cached(self, *, limit: int | None = None, expiration: float | None = None) -> Stage:
+        """Remember outputs by input state (`limit` entries, `expiration` seconds)."""
+        return self._modified(cache.cached(self._step, limit, expiration))
+
+    def with_retry(
+        self,
+        *,
+        limit: int = 1,
+        delay: control.Delay = None,
+        catching: control.Catching = Exception,
+    ) -> Stage:
+        """On a failure matching `catching`, run again up to `limit` more times."""
+        return self._modified(control.with_retry(self._step, limit, delay, catching))
+
+    def with_fallback(self, fallback: Stage, *, catching: control.Catching = Exception) -> Stage:
+        """On a failure matching `catching`, run `fallback` on the same input."""
+        return self._modified(control.with_fallback(self._step, fallback._step, catching))
+
+    def with_timeout(self, seconds: float) -> Stage:
+        """Fail with `StageTimeoutError` if the stage runs longer than `seconds`."""
+        return self._modified(control.with_timeout(self._step, seconds))
+
+    def with_volatile_context(self) -> Stage:
+        """Keep this stage's result but not its changes to the context."""
+        return self._modified(context.volatile_context(self._step))
+
+    def with_volatile_tools_context(self) -> Stage:
+        """Keep this stage's context changes except the tool turns it added."""
+        return self._modified(context.volatile_tools_context(self._step))
+
+    def ignore_result(self) -> Stage:
+        """Keep this stage's context changes but not its result."""
+        return self._modified(context.ignore_result(self._step))
+
+    def extend_result(self) -> Stage:
+        """Append this stage's result to the previous one instead of replacing it."""
+        return self._modified(context.extend_result(self._step))
+
+    def traced(self, *, label: str | None = None) -> Stage:
+        """Record a span for each run (named `label`, else the stage's name)."""
+        name = label or self.meta.name or "stage"
+        return self._modified(meta.traced(self._step, name, self.meta.values))
+
+    # Running ------------------------------------------------------------------
+
+    def run(
+        self, state: StageState | None = None
+    ) -> RequiresContextFutureResult[StageState, StageException, Env]:
+        """The effect of running this stage on `state`: give it an `Env`, await it."""
+        initial = StageState.empty if state is None else state
+        step = self._step
+
+        def effect(env: Env) -> FutureResult[StageState, StageException]:
+            return FutureResult(_as_result(step, initial, env))
+
+        return RequiresContextFutureResult(effect)
+
+    async def attempt(
+        self, state: StageState | None = None, *, env: Env | None = None
+    ) -> Result[StageState, StageException]:
+        """Run on `state` (default: empty) in `env` (default: the ambient one)."""
+        initial = StageState.empty if state is None else state
+        resolved = env if env is not None else ctx.current()
+        if resolved is None:
+            return Failure(_no_env(initial))
+        return await _as_result(self._step, initial, resolved)
+
+    async def execute(
+        self, state: StageState | None = None, *, env: Env | None = None
+    ) -> StageState:
+        """Like `attempt`, but return the final state or raise the `StageException`."""
+        initial = StageState.empty if state is None else state
+        resolved = env if env is not None else ctx.current()
+        if resolved is None:
+            raise _no_env(initial)
+        outcome = await self._step(initial, resolved)
+        if isinstance(outcome, StageException):
+            raise outcome
+        return outcome
+
+
+Stage.noop = Stage(step=identity, parts=(), meta=StageMeta())
+
+
+async def _as_result(step: Step, state: StageState, env: Env) -> Result[StageState, StageException]:
+    outcome = await step(state, env)
+    if isinstance(outcome, StageException):
+        return Failure(outcome)
+    return Success(outcome)
+
+
+def _no_env(state: StageState) -> MissingEnvironmentError:
+    return MissingEnvironmentError(
+        "no Env to run in: pass env=Env.of(...) or run inside `async with ctx.scope(...)`",
+        state=state,
+    )
+
+
+def _require_stages(stages: tuple[object, ...], what: str) -> None:
+    if not stages:
+        raise ValueError(f"{what} needs at least one stage")
+    for position, item in enumerate(stages):
+        if not isinstance(item, Stage):
+            raise TypeError(f"{what}: argument {position} is {type(item).__name__}, not a Stage")
+
+
+@overload
+def stage(function: basic.StageFunction, /) -> Stage: ...
+
+
+@overload
+def stage(function: basic.StageFunctionWithEnv, /) -> Stage: ...
+
+
+def stage(function: basic.StageFunction | basic.StageFunctionWithEnv, /) -> Stage:
+    """Turn `async def f(*, state: StageState[, env: Env]) -> StageState` into a
+    Stage. `f` may also return a `Result`/`FutureResult`; what it raises becomes
+    a `StageExecutionError` carrying the input state."""
+    return Stage._of(basic.custom(function))

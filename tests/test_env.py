@@ -1,0 +1,112 @@
+"""The reader environment: explicit `env=`, ambient `ctx.scope`, disposables, logging."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+import pytest
+
+from stagefx import Env, MissingEnvironmentError, RecordingTracer, Stage, StageState, ctx, stage
+from stagefx.testing import VirtualClock
+
+pytestmark = pytest.mark.anyio
+
+
+class Config:
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+
+@stage
+async def read_config(*, state: StageState, env: Env) -> StageState:
+    config = env.get(Config)
+    return state.updated(result=config.value if config else "none")
+
+
+class Resource:
+    """A disposable that logs enter/exit and provides a Config."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.log = log
+
+    async def __aenter__(self) -> Config:
+        self.log.append(f"enter {self.name}")
+        return Config(self.name)
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.log.append(f"exit {self.name}")
+
+
+async def test_running_without_any_env_says_what_is_missing() -> None:
+    with pytest.raises(MissingEnvironmentError, match=r"pass env=Env.of\(...\) or run inside"):
+        await Stage.noop.execute()
+    outcome = await Stage.noop.attempt()
+    assert isinstance(outcome.failure(), MissingEnvironmentError)
+
+
+async def test_scope_makes_its_env_ambient_only_inside_the_block() -> None:
+    async with ctx.scope("outer", Config("outer")) as env:
+        assert ctx.current() is env
+        assert (await read_config.execute()).result.as_string() == "outer"
+        async with ctx.scope("inner", Config("inner")):
+            assert (await read_config.execute()).result.as_string() == "inner"
+        assert (await read_config.execute()).result.as_string() == "outer"
+    assert ctx.current() is None
+
+
+async def test_explicit_env_wins_over_the_ambient_one() -> None:
+    async with ctx.scope("ambient", Config("ambient")):
+        state = await read_config.execute(env=Env.of(Config("explicit")))
+    assert state.result.as_string() == "explicit"
+
+
+async def test_disposables_provide_and_exit_in_reverse_order_even_on_failure() -> None:
+    log: list[str] = []
+    seen: list[str] = []
+
+    async def use_then_fail() -> None:
+        async with ctx.scope("s", disposables=(Resource("a", log), Resource("b", log))):
+            seen.append((await read_config.execute()).result.as_string())
+            raise RuntimeError("inside")
+
+    with pytest.raises(RuntimeError, match="inside"):
+        await use_then_fail()
+    assert seen == ["b"]
+    assert log == ["enter a", "enter b", "exit b", "exit a"]
+
+
+async def test_clock_and_tracer_providers_take_their_roles() -> None:
+    clock, tracer = VirtualClock(), RecordingTracer()
+    env = Env.of(Config("x"), clock, tracer, name="roles")
+    assert (env.clock, env.tracer, env.providers, env.name) == (
+        clock,
+        tracer,
+        (env.get(Config),),
+        "roles",
+    )
+
+
+async def test_logs_are_structured_tagged_with_the_scope_and_free_of_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="stagefx")
+    async with ctx.scope("document_processor"):
+        ctx.log_info(
+            "called provider",
+            api_key="sk-live-123456789",
+            header="Authorization: Bearer abc.def",
+            words=12,
+        )
+    (record,) = caplog.records
+    assert record.stagefx_scope == "document_processor"  # type: ignore[attr-defined]  # set through `extra`
+    assert record.stagefx_attributes["words"] == 12  # type: ignore[attr-defined]  # set through `extra`
+    assert "sk-live" not in caplog.text
+    assert "abc.def" not in caplog.text
+    assert "called provider" in caplog.text

@@ -1,0 +1,1 @@
+"""Benchmarks: stagefx's overhead as ratios against floors measured in the same run."""

@@ -1,0 +1,113 @@
+"""Per-stage overhead of sequence, loop and concurrent against raw awaits and task groups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+import attrs
+
+from benchmarks.harness import Row, best_of
+from stagefx import Env, MultimodalContent, Stage, StageException, StageState, stage
+
+RESULT = MultimodalContent.of("x")
+ENV = Env.of()
+
+
+async def raw(state: StageState) -> StageState:
+    """The floor's unit of work, and the work every benchmarked stage does."""
+    return attrs.evolve(state, result=RESULT)
+
+
+@stage
+async def leaf(*, state: StageState) -> StageState:
+    return attrs.evolve(state, result=RESULT)
+
+
+def first(branches: Sequence[StageState | StageException]) -> StageState:
+    branch = branches[0]
+    assert isinstance(branch, StageState)
+    return branch
+
+
+async def sequence_row(size: int, repeats: int) -> Row:
+    pipeline = Stage.sequence(*([leaf] * size))
+
+    async def floor() -> None:
+        state = StageState.empty
+        for _ in range(size):
+            state = await raw(state)
+
+    async def ours() -> None:
+        await pipeline.execute(env=ENV)
+
+    return Row(
+        f"sequence of {size:,} stages",
+        "stage",
+        await best_of(repeats, size, ours),
+        await best_of(repeats, size, floor),
+        3.0,
+    )
+
+
+async def loop_row(size: int, repeats: int) -> Row:
+    looped = Stage.loop(leaf, condition=lambda *, state, iteration: iteration < size)
+
+    async def floor() -> None:
+        state = StageState.empty
+        for _ in range(size):
+            state = await raw(state)
+
+    async def ours() -> None:
+        await looped.execute(env=ENV)
+
+    return Row(
+        f"loop of {size:,} iterations",
+        "iteration",
+        await best_of(repeats, size, ours),
+        await best_of(repeats, size, floor),
+        4.0,
+    )
+
+
+async def concurrent_rows(sizes: tuple[int, int], repeats: int) -> list[Row]:
+    measured: list[tuple[int, float, float]] = []
+    for size in sizes:
+        fan = Stage.concurrent(*([leaf] * size), merge=first)
+
+        async def floor(size: int = size) -> None:
+            async with anyio.create_task_group() as group:
+                for _ in range(size):
+                    group.start_soon(raw, StageState.empty)
+
+        async def ours(fan: Stage = fan) -> None:
+            await fan.execute(env=ENV)
+
+        measured.append(
+            (size, await best_of(repeats, size, ours), await best_of(repeats, size, floor))
+        )
+    rows = [
+        Row(f"concurrent, {size:,} branches", "branch", ours, floor, 1.2)
+        for size, ours, floor in measured
+    ]
+    (small, small_ours, small_floor), (large, large_ours, large_floor) = measured
+    rows.append(
+        Row(
+            f"concurrent growth {small:,} → {large:,} (per-branch cost ratio)",
+            "×",
+            large_ours / small_ours,
+            large_floor / small_floor,
+            1.3,
+        )
+    )
+    return rows
+
+
+async def run(*, quick: bool = False) -> list[Row]:
+    scale = 100 if quick else 1
+    repeats = 2 if quick else 7
+    return [
+        await sequence_row(10_000 // scale, repeats),
+        await loop_row(100_000 // scale, repeats),
+        *await concurrent_rows((1_000 // scale, 10_000 // scale), repeats),
+    ]

@@ -1,0 +1,64 @@
+"""Timing helpers: best-of-N wall time of an async callable, and a report table."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+
+@attrs.frozen
+class Row:
+    """One comparison: stagefx's per-unit cost against its floor's."""
+
+    name: str
+    unit: str
+    ours: float
+    floor: float
+    target: float | None
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.floor
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return ""
+        return "ok" if self.ratio <= self.target else "OVER"
+
+
+async def best_of(repeats: int, units: int, run: Callable[[], Awaitable[object]]) -> float:
+    """Best per-unit seconds over `repeats` runs (GC off while timing)."""
+    best = float("inf")
+    for _ in range(repeats):
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.perf_counter()
+            await run()
+            best = min(best, time.perf_counter() - start)
+        finally:
+            gc.enable()
+    return best / units
+
+
+def render(rows: list[Row]) -> str:
+    lines = [
+        "| benchmark | stagefx | floor | ratio | target |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        target = "" if row.target is None else f"≤ {row.target:g}× {row.verdict}"
+        lines.append(
+            f"| {row.name} | {_show(row.ours, row.unit)} | "
+            f"{_show(row.floor, row.unit)} | {row.ratio:.2f}× | {target} |"
+        )
+    return "\n".join(lines)
+
+
+def _show(value: float, unit: str) -> str:
+    """Times per unit in µs; a unit of "×" marks a dimensionless factor."""
+    return f"{value:.2f}×" if unit == "×" else f"{value * 1e6:.2f} µs/{unit}"

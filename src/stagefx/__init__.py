@@ -36,8 +36,10 @@ from stagefx.errors import (
     ToolError,
     ToolRoundsExceededError,
 )
+from stagefx.model import GenerativeModel, ModelFailure, ModelRequest, OutputSpec, ToolSpec
 from stagefx.stage import Stage, StageMeta, stage
 from stagefx.state import StageState
+from stagefx.tools import Tool, tool
 from stagefx.tracing import NoopTracer, RecordingTracer, SpanRecord, Tracer
 
 __all__ = [
@@ -46,22 +48,26 @@ __all__ = [
     "ContentElement",
     "ContentPart",
     "Env",
+    "GenerativeModel",
     "ImageContent",
     "MissingEnvironmentError",
     "ModelAuthenticationError",
     "ModelContext",
     "ModelContextTooLongError",
     "ModelError",
+    "ModelFailure",
     "ModelInput",
     "ModelInvalidRequestError",
     "ModelOutput",
     "ModelRateLimitError",
     "ModelRefusalError",
+    "ModelRequest",
     "ModelToolRequest",
     "ModelToolResponse",
     "ModelUnavailableError",
     "MultimodalContent",
     "NoopTracer",
+    "OutputSpec",
     "OutputValidationError",
     "RecordingTracer",
     "ResourceContent",
@@ -76,9 +82,12 @@ __all__ = [
     "SystemClock",
     "TextContent",
     "TokenUsage",
+    "Tool",
     "ToolError",
     "ToolRoundsExceededError",
+    "ToolSpec",
     "Tracer",
     "ctx",
     "stage",
+    "tool",
 ]

@@ -7,7 +7,7 @@ runs it and gives a `Result`; `execute` is the impure edge that raises.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import ClassVar, Literal, final, overload
 
 import attrs
@@ -15,14 +15,17 @@ from returns.context import RequiresContextFutureResult
 from returns.future import FutureResult
 from returns.result import Failure, Result, Success
 
+from stagefx import completion as completions
 from stagefx.combinators import basic, cache, context, control, flow, meta
 from stagefx.combinators import concurrent as fanout
 from stagefx.combinators import router as routing_module
 from stagefx.combinators._step import Step, identity
+from stagefx.completion import DEFAULT_TOOL_ROUNDS, Completion, OutputSelection, model_routing
 from stagefx.content import ContentElement
 from stagefx.env import Env, ctx
 from stagefx.errors import MissingEnvironmentError, StageException
 from stagefx.state import StageState
+from stagefx.tools import Tool
 from stagefx.tracing import AttributeValue
 
 __all__ = ["Stage", "StageMeta", "stage"]
@@ -126,12 +129,100 @@ class Stage:
         return cls._of(fanout.concurrent(tuple(s._step for s in stages), merge, concurrent_tasks))
 
     @classmethod
-    def router(cls, *stages: Stage, routing: routing_module.Routing) -> Stage:
-        """Run the one stage `routing` names. Each stage needs a name and a
-        description (`with_meta`)."""
+    def router(cls, *stages: Stage, routing: routing_module.Routing | None = None) -> Stage:
+        """Run the one stage `routing` names; by default the Env's model picks,
+        seeing each stage's name and description (`with_meta`), which all need."""
         _require_stages(stages, "Stage.router")
         routes = tuple((s.meta.name or "", s.meta.description, s._step) for s in stages)
-        return cls._of(routing_module.router(routes, routing))
+        choose = model_routing if routing is None else routing_module.user_routing(routing)
+        return cls._of(routing_module.router(routes, choose))
+
+    @classmethod
+    def completion(
+        cls,
+        input: ContentElement,  # the spec's name
+        /,
+        *,
+        instructions: str = "",
+        tools: Iterable[Tool[..., object]] = (),
+        output: OutputSelection = "auto",
+        tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        **extra: object,
+    ) -> Stage:
+        """Add `input` to the context and ask the Env's model; tool calls are run
+        (up to `tool_rounds` rounds) and the final output becomes the result.
+        `output` asks for text, JSON, YAML or a type; `extra` goes to the provider."""
+        settings = Completion(
+            instructions=instructions,
+            tools=tools,
+            output=output,
+            tool_rounds=tool_rounds,
+            extra=extra,
+        )
+        return cls._of(completions.completion(settings, completions.fixed_input(input)))
+
+    @classmethod
+    def prompting_completion(
+        cls,
+        input: Callable[[], ContentElement | Awaitable[ContentElement]],  # the spec's name
+        /,
+        *,
+        instructions: str = "",
+        tools: Iterable[Tool[..., object]] = (),
+        output: OutputSelection = "auto",
+        tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        **extra: object,
+    ) -> Stage:
+        """Like `completion`, with the input fetched by `input()` at run time."""
+        settings = Completion(
+            instructions=instructions,
+            tools=tools,
+            output=output,
+            tool_rounds=tool_rounds,
+            extra=extra,
+        )
+        return cls._of(completions.completion(settings, completions.prompted_input(input)))
+
+    @classmethod
+    def loopback_completion(
+        cls,
+        *,
+        instructions: str = "",
+        tools: Iterable[Tool[..., object]] = (),
+        output: OutputSelection = "auto",
+        tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        **extra: object,
+    ) -> Stage:
+        """Give the model its last output back as the input (replacing the last
+        exchange) and ask again: iterative refinement."""
+        settings = Completion(
+            instructions=instructions,
+            tools=tools,
+            output=output,
+            tool_rounds=tool_rounds,
+            extra=extra,
+        )
+        return cls._of(completions.loopback(completions.completion(settings, completions.no_input)))
+
+    @classmethod
+    def result_completion(
+        cls,
+        *,
+        instructions: str = "",
+        tools: Iterable[Tool[..., object]] = (),
+        output: OutputSelection = "auto",
+        tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        **extra: object,
+    ) -> Stage:
+        """Like `completion`, with the current result as the input."""
+        settings = Completion(
+            instructions=instructions,
+            tools=tools,
+            output=output,
+            tool_rounds=tool_rounds,
+            extra=extra,
+        )
+        return cls._of(completions.completion(settings, completions.result_input))
 
     # Modifiers ----------------------------------------------------------------
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, TypeAlias
 
 from stagefx.combinators._step import Outcome, Step, failure, resolve
 from stagefx.env import Env
-from stagefx.errors import RoutingError
+from stagefx.errors import RoutingError, StageException
 from stagefx.state import StageState
 
-__all__ = ["Route", "Routing", "router"]
+__all__ = ["Chooser", "Route", "Routing", "router", "user_routing"]
 
 
 class Routing(Protocol):
@@ -22,9 +22,23 @@ class Routing(Protocol):
 Route = tuple[str, str | None, Step]
 """A route: its name, its description, and its step."""
 
+Chooser: TypeAlias = Callable[[StageState, Env, Mapping[str, str]], Awaitable[str | StageException]]
+"""How a router picks: a route name, or a failure."""
 
-def router(routes: tuple[Route, ...], routing: Routing) -> Step:
-    """Ask `routing` for a route name and run that route; an unknown name is a
+
+def user_routing(routing: Routing) -> Chooser:
+    """A chooser from a user's `(*, state, routes) -> name` (sync or async)."""
+    if not callable(routing):
+        raise TypeError(f"router routing must be callable, got {type(routing).__name__}")
+
+    async def choose(state: StageState, env: Env, routes: Mapping[str, str]) -> str:
+        return await resolve(routing(state=state, routes=routes))
+
+    return choose
+
+
+def router(routes: tuple[Route, ...], choose: Chooser) -> Step:
+    """Ask `choose` for a route name and run that route; an unknown name is a
     `RoutingError`. Routes must all be named, described and distinct."""
     if not routes:
         raise ValueError("Stage.router needs at least one stage")
@@ -44,14 +58,14 @@ def router(routes: tuple[Route, ...], routing: Routing) -> Step:
             raise ValueError(f"Stage.router: two routes are named {name!r}")
         descriptions[name] = description
         steps[name] = step
-    if not callable(routing):
-        raise TypeError(f"router routing must be callable, got {type(routing).__name__}")
 
     async def run(state: StageState, env: Env) -> Outcome:
         try:
-            chosen = await resolve(routing(state=state, routes=descriptions))
+            chosen: object = await choose(state, env, descriptions)
         except Exception as error:
             return failure(error, state)
+        if isinstance(chosen, StageException):
+            return chosen
         step = steps.get(chosen) if isinstance(chosen, str) else None
         if step is None:
             return RoutingError(

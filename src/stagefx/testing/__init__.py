@@ -5,5 +5,7 @@ explicitly: `from stagefx.testing import strategies, laws`.
 """
 
 from stagefx.testing.clock import VirtualClock
+from stagefx.testing.demo import demo_answer
+from stagefx.testing.models import Answer, FunctionModel, ScriptedModel
 
-__all__ = ["VirtualClock"]
+__all__ = ["Answer", "FunctionModel", "ScriptedModel", "VirtualClock", "demo_answer"]

@@ -1,11 +1,34 @@
-"""Test support: deterministic models and clocks, strategies and law checkers.
+"""Test support: deterministic models and clocks, a fake OpenAI server, laws.
 
 `strategies` and `laws` need hypothesis (the `testing` extra); import them
-explicitly: `from stagefx.testing import strategies, laws`.
+explicitly: `from stagefx.testing import strategies, laws`. `FakeOpenAIServer`
+needs the `openai` and `testing` extras and is imported on first use.
 """
+
+from typing import TYPE_CHECKING
 
 from stagefx.testing.clock import VirtualClock
 from stagefx.testing.demo import demo_answer
 from stagefx.testing.models import Answer, FunctionModel, ScriptedModel
 
-__all__ = ["Answer", "FunctionModel", "ScriptedModel", "VirtualClock", "demo_answer"]
+if TYPE_CHECKING:
+    from stagefx.testing.fake_openai import FakeOpenAIServer, Fault, RecordedRequest
+
+__all__ = [
+    "Answer",
+    "FakeOpenAIServer",
+    "Fault",
+    "FunctionModel",
+    "RecordedRequest",
+    "ScriptedModel",
+    "VirtualClock",
+    "demo_answer",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name in ("FakeOpenAIServer", "Fault", "RecordedRequest"):
+        from stagefx.testing import fake_openai  # needs the optional extras
+
+        return getattr(fake_openai, name)
+    raise AttributeError(f"module 'stagefx.testing' has no attribute {name!r}")

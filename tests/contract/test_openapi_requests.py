@@ -1,0 +1,116 @@
+"""Every request body the provider sends validates against the official OpenAPI
+description (../shared/spec/openai-openapi.json) for its endpoint."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from stagefx import ModelInput, Stage, ctx, tool
+from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
+from stagefx.testing import FakeOpenAIServer, demo_answer
+from tests.contract.shared import shared_file
+from tests.test_openai import SECRET, rich_request
+
+pytestmark = pytest.mark.anyio
+
+ENDPOINTS = {"/v1/responses": "/responses", "/v1/chat/completions": "/chat/completions"}
+
+
+def _with_discriminators_resolved(schema: object) -> object:
+    """OpenAPI's `discriminator` picks the one branch of a `oneOf` that applies;
+    plain JSON Schema ignores it and fails a body that several branches accept
+    (a user message matches both EasyInputMessage and InputMessage). Where a
+    discriminator is given, `anyOf` states the OpenAPI rule in JSON Schema."""
+    if isinstance(schema, dict):
+        resolved = {key: _with_discriminators_resolved(value) for key, value in schema.items()}
+        if "discriminator" in resolved and "oneOf" in resolved:
+            resolved["anyOf"] = resolved.pop("oneOf")
+        return resolved
+    if isinstance(schema, list):
+        return [_with_discriminators_resolved(value) for value in schema]
+    return schema
+
+
+@cache
+def _validators(spec_path: Path) -> dict[str, Draft202012Validator]:
+    spec = _with_discriminators_resolved(json.loads(spec_path.read_text()))
+    assert isinstance(spec, dict)
+    registry: Registry[bool | Mapping[str, object]] = Registry().with_resource(
+        "urn:openai", Resource.from_contents(spec, default_specification=DRAFT202012)
+    )
+    validators = {}
+    for served, documented in ENDPOINTS.items():
+        body = spec["paths"][documented]["post"]["requestBody"]["content"]["application/json"]
+        reference = body["schema"]["$ref"]
+        validators[served] = Draft202012Validator(
+            {"$ref": f"urn:openai{reference}"}, registry=registry
+        )
+    return validators
+
+
+@pytest.fixture(scope="module")
+def validators() -> dict[str, Draft202012Validator]:
+    return _validators(shared_file("spec/openai-openapi.json"))
+
+
+@tool
+async def word_count(text: str) -> int:
+    """Count words in text."""
+    return len(text.split())
+
+
+async def _send_everything(base_url: str) -> None:
+    for config in (
+        OpenAIResponsesConfig(model="gpt-4o", temperature=0.2, max_output_tokens=300),
+        OpenAIChatConfig(model="gpt-4o", temperature=0.2, max_completion_tokens=300),
+    ):
+        async with ctx.scope(
+            "contract", config, disposables=(OpenAI(api_key=SECRET, base_url=base_url),)
+        ) as env:
+            provider = env.get(OpenAI)
+            assert provider is not None
+            await provider.generate(rich_request(), env)
+            pipeline = Stage.sequence(
+                Stage.predefined(ModelInput.of("Here is a document.")),
+                Stage.completion("Analyze the document.", instructions="Be thorough."),
+                Stage.completion("Count its words.", tools=[word_count]),
+                Stage.completion("List three languages.", output="json"),
+                Stage.completion("As YAML.", output="yaml", top_p=0.9),
+                Stage.router(
+                    Stage.noop.with_meta(name="a", description="route a"),
+                    Stage.noop.with_meta(name="b", description="route b"),
+                ),
+            )
+            await pipeline.execute(env=env)
+
+
+async def test_every_request_body_matches_the_openapi_schema(
+    validators: Mapping[str, Draft202012Validator],
+) -> None:
+    with FakeOpenAIServer(demo_answer) as server:
+        await _send_everything(server.base_url)
+    paths = [request.path for request in server.requests]
+    assert set(paths) == set(ENDPOINTS), paths
+    assert len(server.requests) >= 12
+    for request in server.requests:
+        problems = [
+            f"{'/'.join(str(part) for part in error.absolute_path)}: {error.message}"
+            for error in validators[request.path].iter_errors(dict(request.body))
+        ]
+        assert not problems, f"{request.path} body {request.body} breaks the spec: {problems[:3]}"
+
+
+async def test_the_validator_rejects_a_body_that_breaks_the_spec(
+    validators: Mapping[str, Draft202012Validator],
+) -> None:
+    broken = {"model": "gpt-4o", "input": [{"role": "user", "content": [{"type": "input_txt"}]}]}
+    assert not validators["/v1/responses"].is_valid(broken)
+    assert not validators["/v1/chat/completions"].is_valid({"model": "gpt-4o", "messages": "hi"})

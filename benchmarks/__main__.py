@@ -7,12 +7,13 @@ import sys
 
 import anyio
 
-from benchmarks import core
-from benchmarks.harness import render
+from benchmarks import core, provider
+from benchmarks.harness import Plan, render
 
 
 async def main(quick: bool) -> None:
-    rows = await core.run(quick=quick)
+    plan = Plan(quick=quick)
+    rows = [*await core.run(plan), *await provider.run(plan)]
     print(f"Python {platform.python_version()} on {platform.machine()}, anyio asyncio backend\n")
     print(render(rows))
 

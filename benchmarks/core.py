@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import anyio
 import attrs
 
-from benchmarks.harness import Row, best_of
+from benchmarks.harness import Plan, Row, best_of
 from stagefx import Env, MultimodalContent, Stage, StageException, StageState, stage
 
 RESULT = MultimodalContent.of("x")
@@ -30,7 +30,8 @@ def first(branches: Sequence[StageState | StageException]) -> StageState:
     return branch
 
 
-async def sequence_row(size: int, repeats: int) -> Row:
+async def sequence_row(plan: Plan) -> Row:
+    size = plan.size(10_000)
     pipeline = Stage.sequence(*([leaf] * size))
 
     async def floor() -> None:
@@ -44,13 +45,14 @@ async def sequence_row(size: int, repeats: int) -> Row:
     return Row(
         f"sequence of {size:,} stages",
         "stage",
-        await best_of(repeats, size, ours),
-        await best_of(repeats, size, floor),
+        await best_of(plan, size, ours),
+        await best_of(plan, size, floor),
         3.0,
     )
 
 
-async def loop_row(size: int, repeats: int) -> Row:
+async def loop_row(plan: Plan) -> Row:
+    size = plan.size(100_000)
     looped = Stage.loop(leaf, condition=lambda *, state, iteration: iteration < size)
 
     async def floor() -> None:
@@ -64,13 +66,14 @@ async def loop_row(size: int, repeats: int) -> Row:
     return Row(
         f"loop of {size:,} iterations",
         "iteration",
-        await best_of(repeats, size, ours),
-        await best_of(repeats, size, floor),
+        await best_of(plan, size, ours),
+        await best_of(plan, size, floor),
         4.0,
     )
 
 
-async def concurrent_rows(sizes: tuple[int, int], repeats: int) -> list[Row]:
+async def concurrent_rows(plan: Plan) -> list[Row]:
+    sizes = (plan.size(1_000), plan.size(10_000))
     measured: list[tuple[int, float, float]] = []
     for size in sizes:
         fan = Stage.concurrent(*([leaf] * size), merge=first)
@@ -83,9 +86,7 @@ async def concurrent_rows(sizes: tuple[int, int], repeats: int) -> list[Row]:
         async def ours(fan: Stage = fan) -> None:
             await fan.execute(env=ENV)
 
-        measured.append(
-            (size, await best_of(repeats, size, ours), await best_of(repeats, size, floor))
-        )
+        measured.append((size, await best_of(plan, size, ours), await best_of(plan, size, floor)))
     rows = [
         Row(f"concurrent, {size:,} branches", "branch", ours, floor, 1.2)
         for size, ours, floor in measured
@@ -103,11 +104,5 @@ async def concurrent_rows(sizes: tuple[int, int], repeats: int) -> list[Row]:
     return rows
 
 
-async def run(*, quick: bool = False) -> list[Row]:
-    scale = 100 if quick else 1
-    repeats = 2 if quick else 7
-    return [
-        await sequence_row(10_000 // scale, repeats),
-        await loop_row(100_000 // scale, repeats),
-        *await concurrent_rows((1_000 // scale, 10_000 // scale), repeats),
-    ]
+async def run(plan: Plan) -> list[Row]:
+    return [await sequence_row(plan), await loop_row(plan), *await concurrent_rows(plan)]

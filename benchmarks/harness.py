@@ -30,11 +30,27 @@ class Row:
         return "ok" if self.ratio <= self.target else "OVER"
 
 
-async def best_of(repeats: int, units: int, run: Callable[[], Awaitable[object]]) -> float:
-    """Best per-unit seconds over `repeats` runs (GC off while timing)."""
+@attrs.frozen
+class Plan:
+    """How thoroughly to measure: `quick` is for smoke tests (tiny sizes, no GC
+    settling), the default for the figures in README.md."""
+
+    quick: bool = False
+
+    @property
+    def repeats(self) -> int:
+        return 2 if self.quick else 7
+
+    def size(self, full: int) -> int:
+        return max(full // 100, 10) if self.quick else full
+
+
+async def best_of(plan: Plan, units: int, run: Callable[[], Awaitable[object]]) -> float:
+    """Best per-unit seconds over the plan's repeats (GC paused while timing)."""
     best = float("inf")
-    for _ in range(repeats):
-        gc.collect()
+    for _ in range(plan.repeats):
+        if not plan.quick:
+            gc.collect()
         gc.disable()
         try:
             start = time.perf_counter()

@@ -1,38 +1,94 @@
-"""The demo: a small document pipeline, run end to end with no API key."""
+"""The demo: the Stage guide's end-to-end document pipeline, through the real
+OpenAI provider.
+
+With OPENAI_API_KEY set it calls OpenAI. Without it, it starts FakeOpenAIServer
+on 127.0.0.1 with stagefx's small deterministic demo model and says so: the
+same provider code, HTTP client and wire format, no key and no network.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from contextlib import ExitStack
 
 import anyio
 
-from stagefx import MultimodalContent, Stage, StageException, StageState, ctx
+from stagefx import RecordingTracer, Stage, ctx, tool
+from stagefx.openai import OpenAI, OpenAIResponsesConfig
+from stagefx.testing import FakeOpenAIServer, demo_answer
+
+DOCUMENT = """\
+stagefx is a typed functional-effects DSL for LLM pipelines. A stage is a pure
+value: a function from a StageState to an effect that, given an environment,
+yields a result or a typed failure.
+
+Combinators compose stages: sequences, loops, routers, concurrent fan-out with
+a merge, and modifiers for retries, caching, timeouts and tracing. Hypothesis
+checks that the combinators obey their laws, so refactoring a pipeline keeps
+its meaning.
+"""
 
 
-def merge(branches: Sequence[StageState | StageException]) -> StageState:
-    done = [branch for branch in branches if isinstance(branch, StageState)]
-    return done[0].updated(result=MultimodalContent.of(*[b.result for b in done]))
+@tool
+async def word_count(text: str) -> int:
+    """Count words in text."""
+    return len(text.split())
 
 
-def words(content: MultimodalContent) -> MultimodalContent:
-    return MultimodalContent.of(f"{len(content.as_string().split())} words. ")
+def pipeline(document: str) -> Stage:
+    return (
+        Stage.sequence(
+            Stage.completion(document, instructions="Analyze the document structure and content.")
+            .with_meta(name="analyzer", description="Document analysis")
+            .traced(),
+            Stage.completion("Add word count information using the tool.", tools=[word_count])
+            .with_meta(name="word_count")
+            .traced()
+            .when(condition=lambda *, state: len(state.result.as_string()) > 100),
+            Stage.completion("Create a concise summary.")
+            .with_meta(name="summary")
+            .cached(limit=10)
+            .traced(),
+        )
+        .with_retry(limit=2)
+        .traced(label="document_pipeline")
+    )
 
 
-def lines(content: MultimodalContent) -> MultimodalContent:
-    return MultimodalContent.of(f"{len(content.as_string().splitlines())} lines.")
+async def process_document(document: str, tracer: RecordingTracer) -> str:
+    async with ctx.scope(
+        "document_processor",
+        OpenAIResponsesConfig(model=os.environ.get("STAGEFX_DEMO_MODEL", "gpt-4o")),
+        tracer,
+        disposables=(OpenAI(),),
+    ):
+        result_state = await pipeline(document).execute()
+        ctx.log_info("Generated document summary", summary=result_state.result.as_string())
+        return result_state.result.as_string()
+
+
+def timings(tracer: RecordingTracer) -> str:
+    lines = []
+    for span in sorted(tracer.spans, key=lambda span: span.start):
+        indent = "  " if span.parent_id is not None else ""
+        lines.append(f"  {indent}{span.name:<20} {span.duration * 1000:8.1f} ms  {span.outcome}")
+    return "\n".join(lines)
 
 
 async def main() -> None:
-    document = "stagefx composes typed stages.\nEach stage is a pure value.\n"
-    async with ctx.scope("demo"):
-        pipeline = Stage.sequence(
-            Stage.predefined("Here is a document.", document),
-            Stage.concurrent(
-                Stage.transform_result(words), Stage.transform_result(lines), merge=merge
-            ),
-        ).with_retry(limit=2)
-        state = await pipeline.execute()
-    print(state.result.as_string())
+    tracer = RecordingTracer()
+    with ExitStack() as stack:
+        if not os.environ.get("OPENAI_API_KEY"):
+            server = stack.enter_context(FakeOpenAIServer(demo_answer))
+            os.environ["OPENAI_API_KEY"] = "sk-demo-not-a-real-key"
+            os.environ["OPENAI_BASE_URL"] = server.base_url
+            print(
+                "No OPENAI_API_KEY: serving OpenAI's API from FakeOpenAIServer at "
+                f"{server.base_url} with stagefx's built-in demo model.\n"
+            )
+        summary = await process_document(DOCUMENT, tracer)
+    print(f"Summary:\n  {summary}\n")
+    print(f"Stage timings:\n{timings(tracer)}")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from benchmarks import core
-from benchmarks.harness import render
+from benchmarks import core, provider
+from benchmarks.harness import Plan, render
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_the_core_benchmarks_run_and_report_each_comparison() -> None:
-    rows = await core.run(quick=True)
+    rows = await core.run(Plan(quick=True))
     assert [row.name.split(" ")[0] for row in rows] == [
         "sequence",
         "loop",
@@ -20,3 +20,9 @@ async def test_the_core_benchmarks_run_and_report_each_comparison() -> None:
     ]
     assert all(row.ours > 0 and row.floor > 0 for row in rows)
     assert render(rows).count("\n") == len(rows) + 1
+
+
+async def test_the_provider_benchmarks_run_against_the_loopback_server() -> None:
+    rows = await provider.run(Plan(quick=True))
+    assert [row.unit for row in rows] == ["call", "call"]
+    assert all(row.ours > 0 and row.floor > 0 for row in rows)

@@ -10,6 +10,7 @@ from typing import Literal, TypeAlias, final
 import yaml
 
 from stagefx.combinators._step import Outcome, Step, failure, require_count, resolve
+from stagefx.combinators.meta import in_span
 from stagefx.content import ArtifactContent, ContentElement, MultimodalContent
 from stagefx.conversation import ModelContext, ModelInput, ModelOutput
 from stagefx.env import Env, ctx
@@ -21,6 +22,7 @@ from stagefx.errors import (
     ToolRoundsExceededError,
 )
 from stagefx.model import (
+    GenerativeModel,
     ModelFailure,
     ModelRequest,
     OutputSpec,
@@ -30,7 +32,10 @@ from stagefx.model import (
 )
 from stagefx.schema import SchemaError, Shape, ValidationFailure
 from stagefx.state import StageState
+from stagefx.structure import Detail, StageNode
 from stagefx.tools import Tool, Toolbox
+from stagefx.tracing import close_span, close_span_raised, is_tracing, open_span
+from stagefx.usage import UsageTotals
 
 __all__ = [
     "DEFAULT_TOOL_ROUNDS",
@@ -72,6 +77,15 @@ class Completion:
         self.tool_rounds = tool_rounds
         self.extra = dict(extra)
         self.output, self.parse = _output(output)
+
+    def node(self, kind: str) -> StageNode:
+        """How `describe()` shows a completion with these settings."""
+        details: dict[str, Detail] = {}
+        if self.toolbox.tools:
+            details["tools"] = ", ".join(self.toolbox.tools)
+        if self.output.mode != "auto":
+            details["output"] = self.output.name or self.output.mode
+        return StageNode(kind, details=details)
 
 
 def _output(
@@ -133,6 +147,7 @@ def completion(settings: Completion, source: InputSource) -> Step:
         except Exception as error:
             return failure(error, state)
         context: ModelContext = state.context if turn is None else (*state.context, turn)
+        usage = state.get(UsageTotals, UsageTotals())
         for _ in range(settings.tool_rounds + 1):
             request = ModelRequest(
                 settings.instructions,
@@ -142,15 +157,17 @@ def completion(settings: Completion, source: InputSource) -> Step:
                 settings.extra,
             )
             try:
-                answer = await model.generate(request, env)
+                answer = await _generate(model, request, env)
             except Exception as error:
                 return failure(error, state)
             if isinstance(answer, ModelFailure):
                 return model_error(answer, state)
+            if answer.usage is not None:
+                usage = usage.plus(answer.usage)
             context = (*context, answer)
             if not answer.tool_requests:
-                return _finished(settings, state, context, answer)
-            responses, fatal = await settings.toolbox.respond(answer.tool_requests)
+                return _finished(settings, state.updated(usage), context, answer)
+            responses, fatal = await settings.toolbox.respond(answer.tool_requests, env)
             if fatal:
                 name, cause = fatal[0]
                 stopped = ToolError(
@@ -165,6 +182,40 @@ def completion(settings: Completion, source: InputSource) -> Step:
         )
 
     return run
+
+
+def traced_completion(settings: Completion, source: InputSource) -> Step:
+    """A completion step under a "completion" span."""
+    return in_span(completion(settings, source), "completion")
+
+
+async def _generate(
+    model: GenerativeModel, request: ModelRequest, env: Env
+) -> ModelOutput | ModelFailure:
+    """One model call, under a "generate" span carrying its usage."""
+    if not is_tracing(env.tracer):
+        return await model.generate(request, env)
+    span = open_span(env.tracer, env.clock.now, "generate")
+    try:
+        answer = await model.generate(request, env)
+    except BaseException as error:
+        close_span_raised(span, error)
+        raise
+    if isinstance(answer, ModelFailure):
+        span.attributes["failure"] = answer.kind
+        close_span(span, model_error(answer, StageState.empty))
+        return answer
+    if answer.usage is not None:
+        span.attributes.update(
+            model=answer.usage.model,
+            input_tokens=answer.usage.input_tokens,
+            output_tokens=answer.usage.output_tokens,
+        )
+    span.attributes["tool_requests"] = len(answer.tool_requests)
+    if answer.finish_reason:
+        span.attributes["finish_reason"] = answer.finish_reason
+    close_span(span, answer)
+    return answer
 
 
 def _finished(

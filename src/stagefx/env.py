@@ -18,7 +18,7 @@ from typing import TypeVar, final
 import attrs
 
 from stagefx.clock import Clock, SystemClock
-from stagefx.tracing import NoopTracer, Tracer, current_span_id
+from stagefx.tracing import NoopTracer, Tracer, current_span
 
 __all__ = ["Env", "ctx", "redact"]
 
@@ -145,6 +145,7 @@ class _Context:
             return
         env = _ambient.get()
         safe = redact(attributes)
+        span = current_span()
         _logger.log(
             level,
             "%s %s",
@@ -152,7 +153,8 @@ class _Context:
             " ".join(f"{key}={value!r}" for key, value in safe.items()),
             extra={
                 "stagefx_scope": env.name if env is not None else None,
-                "stagefx_span": current_span_id(),
+                "stagefx_span": None if span is None else span[0],
+                "stagefx_trace": None if span is None else span[1],
                 "stagefx_attributes": safe,
             },
         )

@@ -10,8 +10,10 @@ import anyio
 
 from stagefx.content import ArtifactContent, MultimodalContent, TextContent
 from stagefx.conversation import ModelToolRequest, ModelToolResponse
+from stagefx.env import Env
 from stagefx.model import ToolSpec
 from stagefx.schema import ValidationFailure, parameters_shape
+from stagefx.tracing import close_span, close_span_raised, is_tracing, open_span
 
 __all__ = ["Tool", "ToolOptions", "Toolbox", "tool"]
 
@@ -132,7 +134,7 @@ class Toolbox:
         self.specs = tuple(item.spec for item in self.tools.values())
 
     async def respond(
-        self, requests: tuple[ModelToolRequest, ...]
+        self, requests: tuple[ModelToolRequest, ...], env: Env
     ) -> tuple[tuple[ModelToolResponse, ...], tuple[tuple[str, Exception], ...]]:
         """Run every requested call concurrently. Returns the responses in request
         order, and the errors of tools that must stop the pipeline."""
@@ -140,6 +142,20 @@ class Toolbox:
         fatal: list[tuple[str, Exception]] = []
 
         async def answer(index: int, request: ModelToolRequest) -> None:
+            if not is_tracing(env.tracer):
+                await respond_to(index, request)
+                return
+            span = open_span(env.tracer, env.clock.now, f"tool {request.tool}")
+            try:
+                await respond_to(index, request)
+            except BaseException as error:
+                close_span_raised(span, error)
+                raise
+            response = responses[index]
+            span.attributes["error"] = response is not None and response.error
+            close_span(span, None)
+
+        async def respond_to(index: int, request: ModelToolRequest) -> None:
             found = self.tools.get(request.tool)
             if found is None:
                 available = ", ".join(sorted(self.tools)) or "none"

@@ -13,6 +13,7 @@ from stagefx.combinators._step import Outcome, Step, require_count
 from stagefx.env import Env
 from stagefx.errors import StageException
 from stagefx.state import StageState
+from stagefx.tracing import annotate
 
 __all__ = ["cached"]
 
@@ -67,6 +68,7 @@ def cached(step: Step, limit: int | None, expiration: float | None) -> Step:
             if hit is not None:
                 if hit[0] > env.clock.now():
                     entries.move_to_end(key)
+                    annotate("cache", "hit")
                     return hit[1]
                 del entries[key]
             flight = flights.get(key)
@@ -74,10 +76,12 @@ def cached(step: Step, limit: int | None, expiration: float | None) -> Step:
                 break
             await flight.done.wait()
             if flight.outcome is not None:
+                annotate("cache", "shared")
                 return flight.outcome
             # The leading call was cancelled: try again, perhaps as the leader.
 
         flight = flights[key] = _Flight()
+        annotate("cache", "miss")
         try:
             outcome = await step(state, env)
             flight.outcome = outcome

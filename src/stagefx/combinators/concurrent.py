@@ -8,8 +8,11 @@ from typing import TypeAlias
 import anyio
 
 from stagefx.combinators._step import Outcome, Step, failure, require_count, resolve
+from stagefx.combinators.meta import in_span
 from stagefx.env import Env
 from stagefx.state import StageState
+from stagefx.tracing import is_tracing
+from stagefx.usage import UsageTotals
 
 __all__ = ["Merge", "concurrent"]
 
@@ -32,6 +35,7 @@ def concurrent(branches: tuple[Step, ...], merge: Merge, limit: int | None) -> S
         require_count(limit, "Stage.concurrent(concurrent_tasks=...)", 1)
     count = len(branches)
     workers = count if limit is None else min(limit, count)
+    traced_branches = tuple(in_span(step, f"branch {index}") for index, step in enumerate(branches))
 
     async def merged(state: StageState, outcomes: list[Outcome]) -> Outcome:
         try:
@@ -39,10 +43,9 @@ def concurrent(branches: tuple[Step, ...], merge: Merge, limit: int | None) -> S
         except Exception as error:
             return failure(error, state)
         if not isinstance(value, StageState):
-            return failure(
-                TypeError(f"merge must return StageState, got {type(value).__name__}"), state
-            )
-        return value
+            wrong = TypeError(f"merge must return StageState, got {type(value).__name__}")
+            return failure(wrong, state)
+        return _with_all_usage(state, outcomes, value)
 
     if workers == count:
 
@@ -52,8 +55,9 @@ def concurrent(branches: tuple[Step, ...], merge: Merge, limit: int | None) -> S
             async def branch(index: int, step: Step) -> None:
                 outcomes[index] = await step(state, env)
 
+            steps = traced_branches if is_tracing(env.tracer) else branches
             async with anyio.create_task_group() as group:
-                for index, step in enumerate(branches):
+                for index, step in enumerate(steps):
                     group.start_soon(branch, index, step)
             return await merged(state, outcomes)
 
@@ -61,7 +65,7 @@ def concurrent(branches: tuple[Step, ...], merge: Merge, limit: int | None) -> S
 
     async def run_bounded(state: StageState, env: Env) -> Outcome:
         outcomes: list[Outcome] = [state] * count
-        pending = iter(enumerate(branches))
+        pending = iter(enumerate(traced_branches if is_tracing(env.tracer) else branches))
 
         async def worker() -> None:
             for index, step in pending:
@@ -73,3 +77,22 @@ def concurrent(branches: tuple[Step, ...], merge: Merge, limit: int | None) -> S
         return await merged(state, outcomes)
 
     return run_bounded
+
+
+def _with_all_usage(state: StageState, outcomes: list[Outcome], merged: StageState) -> StageState:
+    """`merged` with the token usage of every successful branch, not only the
+    one(s) the merge kept: base usage plus each branch's own addition."""
+    changed = [
+        outcome
+        for outcome in outcomes
+        if isinstance(outcome, StageState) and outcome.values is not state.values
+    ]
+    if not changed:
+        return merged
+    base = state.get(UsageTotals, UsageTotals())
+    total = base
+    for outcome in changed:
+        total = total.combined(outcome.get(UsageTotals, UsageTotals())).combined(base, sign=-1)
+    if total == merged.get(UsageTotals, UsageTotals()):
+        return merged
+    return merged.updated(total)

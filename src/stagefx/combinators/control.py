@@ -13,6 +13,7 @@ from stagefx.combinators._step import Outcome, Step, failure, require_count, res
 from stagefx.env import Env
 from stagefx.errors import ModelRateLimitError, StageException, StageTimeoutError
 from stagefx.state import StageState
+from stagefx.tracing import annotate
 
 __all__ = [
     "Catching",
@@ -112,9 +113,11 @@ def with_retry(step: Step, limit: int, delay: Delay, catching: Catching) -> Step
         while True:
             outcome = await step(state, env)
             if not isinstance(outcome, StageException) or attempt >= limit:
+                annotate("attempts", attempt + 1)
                 return outcome
             try:
                 if not matches(outcome):
+                    annotate("attempts", attempt + 1)
                     return outcome
                 seconds = wait_for(attempt, outcome)
             except Exception as error:
@@ -147,6 +150,7 @@ def with_fallback(step: Step, fallback: Step, catching: Catching) -> Step:
             handled = matches(outcome)
         except Exception as error:
             return failure(error, state)
+        annotate("fell_back", handled)
         return await fallback(state, env) if handled else outcome
 
     return run

@@ -9,6 +9,7 @@ from stagefx.combinators._step import Outcome, Step, failure, identity, require_
 from stagefx.env import Env
 from stagefx.errors import StageException
 from stagefx.state import StageState
+from stagefx.tracing import annotate
 
 __all__ = ["LoopCondition", "loop", "sequence"]
 
@@ -67,12 +68,15 @@ def loop(
                 except Exception as error:
                     return failure(error, state)
                 if not proceed:
+                    annotate("iterations", iteration)
                     return state
             outcome = await step(state, env)
             if isinstance(outcome, StageException):
+                annotate("iterations", iteration + 1)
                 return outcome
             state = outcome
             iteration += 1
+        annotate("iterations", iteration)
         return state
 
     return run

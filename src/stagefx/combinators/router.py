@@ -9,6 +9,7 @@ from stagefx.combinators._step import Outcome, Step, failure, resolve
 from stagefx.env import Env
 from stagefx.errors import RoutingError, StageException
 from stagefx.state import StageState
+from stagefx.tracing import annotate
 
 __all__ = ["Chooser", "Route", "Routing", "router", "user_routing"]
 
@@ -68,10 +69,12 @@ def router(routes: tuple[Route, ...], choose: Chooser) -> Step:
             return chosen
         step = steps.get(chosen) if isinstance(chosen, str) else None
         if step is None:
+            annotate("route", repr(chosen))
             return RoutingError(
                 f"routing chose {chosen!r}, which is none of the routes {sorted(steps)}",
                 state=state,
             )
+        annotate("route", str(chosen))
         return await step(state, env)
 
     return run

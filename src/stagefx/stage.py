@@ -25,6 +25,7 @@ from stagefx.content import ContentElement
 from stagefx.env import Env, ctx
 from stagefx.errors import MissingEnvironmentError, StageException
 from stagefx.state import StageState
+from stagefx.structure import Detail, StageNode
 from stagefx.tools import Tool
 from stagefx.tracing import AttributeValue
 
@@ -52,17 +53,32 @@ class Stage:
 
     _step: Step = attrs.field(alias="step")
     _parts: tuple[Step, ...] = attrs.field(alias="parts")
+    _part_nodes: tuple[StageNode, ...] = attrs.field(alias="part_nodes")
+    node: StageNode
     meta: StageMeta = attrs.field(factory=StageMeta)
 
     noop: ClassVar[Stage]
     """The identity stage: passes its state on untouched."""
 
     @classmethod
-    def _of(cls, step: Step, meta: StageMeta | None = None) -> Stage:
-        return cls(step=step, parts=(step,), meta=meta or StageMeta())
+    def _of(cls, step: Step, node: StageNode, meta: StageMeta | None = None) -> Stage:
+        return cls(
+            step=step, parts=(step,), part_nodes=(node,), node=node, meta=meta or StageMeta()
+        )
 
-    def _modified(self, step: Step) -> Stage:
-        return Stage._of(step, self.meta)
+    def _modified(
+        self, step: Step, kind: str, details: Mapping[str, Detail] | None = None, *more: Stage
+    ) -> Stage:
+        children = (self.node, *(other.node for other in more))
+        return Stage._of(step, StageNode(kind, None, details or {}, children), self.meta)
+
+    def describe(self) -> StageNode:
+        """The pipeline's structure, without running it: combinators and named stages."""
+        return self.node
+
+    def to_mermaid(self) -> str:
+        """`describe()` as a Mermaid flowchart."""
+        return self.node.to_mermaid()
 
     # Constructors -------------------------------------------------------------
 
@@ -72,27 +88,28 @@ class Stage:
     ) -> Stage:
         """Append fixed turns to the context (plain content alternates input and
         output); the result becomes `result` or the last output given."""
-        return cls._of(basic.predefined(elements, result))
+        return cls._of(basic.predefined(elements, result), StageNode("predefined"))
 
     @classmethod
     def transform_result(cls, transformation: basic.ResultTransform, /) -> Stage:
         """Replace the result with `transformation(result)` (sync or async)."""
-        return cls._of(basic.transform_result(transformation))
+        return cls._of(basic.transform_result(transformation), StageNode("transform_result"))
 
     @classmethod
     def transform_context(cls, transformation: basic.ContextTransform, /) -> Stage:
         """Replace the context with `transformation(context)` (sync or async)."""
-        return cls._of(basic.transform_context(transformation))
+        return cls._of(basic.transform_context(transformation), StageNode("transform_context"))
 
     @classmethod
     def trim_context(cls, *, limit: int) -> Stage:
         """Keep at most the last `limit` turns of the context."""
-        return cls._of(context.trim_context(limit))
+        node = StageNode("trim_context", details={"limit": limit})
+        return cls._of(context.trim_context(limit), node)
 
     @classmethod
     def strip_context_tools(cls) -> Stage:
         """Remove every tool request and response from the context."""
-        return cls._of(context.strip_context_tools())
+        return cls._of(context.strip_context_tools(), StageNode("strip_context_tools"))
 
     @classmethod
     def sequence(cls, *stages: Stage) -> Stage:
@@ -100,7 +117,13 @@ class Stage:
         the first failure. Nested sequences are flattened."""
         _require_stages(stages, "Stage.sequence")
         parts = tuple(part for item in stages for part in item._parts)
-        return cls(step=flow.sequence(parts), parts=parts, meta=StageMeta())
+        nodes = tuple(node for item in stages for node in item._part_nodes)
+        return cls(
+            step=flow.sequence(parts),
+            parts=parts,
+            part_nodes=nodes,
+            node=StageNode("sequence", children=nodes),
+        )
 
     @classmethod
     def loop(
@@ -117,7 +140,13 @@ class Stage:
         body = (stage, *stages)
         _require_stages(body, "Stage.loop")
         parts = tuple(part for item in body for part in item._parts)
-        return cls._of(flow.loop(parts, condition, mode, max_iterations))
+        details: dict[str, Detail] = {"mode": mode}
+        if max_iterations is not None:
+            details["max_iterations"] = max_iterations
+        node = StageNode("loop", None, details, tuple(n for item in body for n in item._part_nodes))
+        return cls._of(
+            meta.in_span(flow.loop(parts, condition, mode, max_iterations), "loop"), node
+        )
 
     @classmethod
     def concurrent(
@@ -126,7 +155,13 @@ class Stage:
         """Run `stages` concurrently on the same state (at most `concurrent_tasks`
         at once) and merge their outcomes, in order, into one state."""
         _require_stages(stages, "Stage.concurrent")
-        return cls._of(fanout.concurrent(tuple(s._step for s in stages), merge, concurrent_tasks))
+        branches = tuple(s._step for s in stages)
+        fan = fanout.concurrent(branches, merge, concurrent_tasks)
+        details: dict[str, Detail] = {}
+        if concurrent_tasks is not None:
+            details["concurrent_tasks"] = concurrent_tasks
+        node = StageNode("concurrent", None, details, tuple(s.node for s in stages))
+        return cls._of(meta.in_span(fan, "concurrent", {"branches": len(stages)}), node)
 
     @classmethod
     def router(cls, *stages: Stage, routing: routing_module.Routing | None = None) -> Stage:
@@ -135,7 +170,13 @@ class Stage:
         _require_stages(stages, "Stage.router")
         routes = tuple((s.meta.name or "", s.meta.description, s._step) for s in stages)
         choose = model_routing if routing is None else routing_module.user_routing(routing)
-        return cls._of(routing_module.router(routes, choose))
+        node = StageNode(
+            "router",
+            None,
+            {"routing": "model" if routing is None else "custom"},
+            tuple(s.node for s in stages),
+        )
+        return cls._of(meta.in_span(routing_module.router(routes, choose), "router"), node)
 
     @classmethod
     def completion(
@@ -159,7 +200,8 @@ class Stage:
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        return cls._of(completions.completion(settings, completions.fixed_input(input)))
+        step = completions.traced_completion(settings, completions.fixed_input(input))
+        return cls._of(step, settings.node("completion"))
 
     @classmethod
     def prompting_completion(
@@ -181,7 +223,8 @@ class Stage:
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        return cls._of(completions.completion(settings, completions.prompted_input(input)))
+        step = completions.traced_completion(settings, completions.prompted_input(input))
+        return cls._of(step, settings.node("prompting_completion"))
 
     @classmethod
     def loopback_completion(
@@ -202,7 +245,8 @@ class Stage:
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        return cls._of(completions.loopback(completions.completion(settings, completions.no_input)))
+        refine = completions.traced_completion(settings, completions.no_input)
+        return cls._of(completions.loopback(refine), settings.node("loopback_completion"))
 
     @classmethod
     def result_completion(
@@ -222,7 +266,8 @@ class Stage:
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        return cls._of(completions.completion(settings, completions.result_input))
+        step = completions.traced_completion(settings, completions.result_input)
+        return cls._of(step, settings.node("result_completion"))
 
     # Modifiers ----------------------------------------------------------------
 
@@ -241,9 +286,15 @@ class Stage:
             description=self.meta.description if description is None else description,
             values={**self.meta.values, **values},
         )
-        step = self._step if name is None else meta.named(self._step, name)
-        parts = self._parts if name is None else (step,)
-        return Stage(step=step, parts=parts, meta=updated)
+        if name is None:
+            return Stage(
+                step=self._step,
+                parts=self._parts,
+                part_nodes=self._part_nodes,
+                node=self.node,
+                meta=updated,
+            )
+        return Stage._of(meta.named(self._step, name), attrs.evolve(self.node, name=name), updated)
 
     def when(
         self,
@@ -254,11 +305,21 @@ class Stage:
         """Run this stage only if `condition` (a bool or `(*, state) -> bool`)
         holds; otherwise run `alternative`, or pass the state on."""
         other = None if alternative is None else alternative._step
-        return self._modified(control.when(self._step, condition, other))
+        shown: Detail = condition if isinstance(condition, bool) else "callable"
+        more = () if alternative is None else (alternative,)
+        return self._modified(
+            control.when(self._step, condition, other), "when", {"condition": shown}, *more
+        )
 
     def cached(self, *, limit: int | None = None, expiration: float | None = None) -> Stage:
         """Remember outputs by input state (`limit` entries, `expiration` seconds)."""
-        return self._modified(cache.cached(self._step, limit, expiration))
+        details: dict[str, Detail] = {}
+        if limit is not None:
+            details["limit"] = limit
+        if expiration is not None:
+            details["expiration"] = expiration
+        step = meta.in_span(cache.cached(self._step, limit, expiration), "cached")
+        return self._modified(step, "cached", details)
 
     def with_retry(
         self,
@@ -268,36 +329,42 @@ class Stage:
         catching: control.Catching = Exception,
     ) -> Stage:
         """On a failure matching `catching`, run again up to `limit` more times."""
-        return self._modified(control.with_retry(self._step, limit, delay, catching))
+        retried = control.with_retry(self._step, limit, delay, catching)
+        step = meta.in_span(retried, "retry", {"limit": limit})
+        return self._modified(step, "retry", {"limit": limit})
 
     def with_fallback(self, fallback: Stage, *, catching: control.Catching = Exception) -> Stage:
         """On a failure matching `catching`, run `fallback` on the same input."""
-        return self._modified(control.with_fallback(self._step, fallback._step, catching))
+        fell_back = control.with_fallback(self._step, fallback._step, catching)
+        return self._modified(meta.in_span(fell_back, "fallback"), "fallback", None, fallback)
 
     def with_timeout(self, seconds: float) -> Stage:
         """Fail with `StageTimeoutError` if the stage runs longer than `seconds`."""
-        return self._modified(control.with_timeout(self._step, seconds))
+        timed = control.with_timeout(self._step, seconds)
+        details = {"seconds": seconds}
+        return self._modified(meta.in_span(timed, "timeout", details), "timeout", details)
 
     def with_volatile_context(self) -> Stage:
         """Keep this stage's result but not its changes to the context."""
-        return self._modified(context.volatile_context(self._step))
+        return self._modified(context.volatile_context(self._step), "volatile_context")
 
     def with_volatile_tools_context(self) -> Stage:
         """Keep this stage's context changes except the tool turns it added."""
-        return self._modified(context.volatile_tools_context(self._step))
+        return self._modified(context.volatile_tools_context(self._step), "volatile_tools_context")
 
     def ignore_result(self) -> Stage:
         """Keep this stage's context changes but not its result."""
-        return self._modified(context.ignore_result(self._step))
+        return self._modified(context.ignore_result(self._step), "ignore_result")
 
     def extend_result(self) -> Stage:
         """Append this stage's result to the previous one instead of replacing it."""
-        return self._modified(context.extend_result(self._step))
+        return self._modified(context.extend_result(self._step), "extend_result")
 
     def traced(self, *, label: str | None = None) -> Stage:
         """Record a span for each run (named `label`, else the stage's name)."""
         name = label or self.meta.name or "stage"
-        return self._modified(meta.traced(self._step, name, self.meta.values))
+        step = meta.traced(self._step, name, self.meta.values)
+        return self._modified(step, "traced", {"label": name})
 
     # Running ------------------------------------------------------------------
 
@@ -337,7 +404,7 @@ class Stage:
         return outcome
 
 
-Stage.noop = Stage(step=identity, parts=(), meta=StageMeta())
+Stage.noop = Stage(step=identity, parts=(), part_nodes=(), node=StageNode("noop"))
 
 
 async def _as_result(step: Step, state: StageState, env: Env) -> Result[StageState, StageException]:
@@ -374,4 +441,6 @@ def stage(function: basic.StageFunction | basic.StageFunctionWithEnv, /) -> Stag
     """Turn `async def f(*, state: StageState[, env: Env]) -> StageState` into a
     Stage. `f` may also return a `Result`/`FutureResult`; what it raises becomes
     a `StageExecutionError` carrying the input state."""
-    return Stage._of(basic.custom(function))
+    name = getattr(function, "__name__", None)
+    node = StageNode("stage", name if isinstance(name, str) else None)
+    return Stage._of(basic.custom(function), node)

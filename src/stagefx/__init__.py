@@ -39,8 +39,11 @@ from stagefx.errors import (
 from stagefx.model import GenerativeModel, ModelFailure, ModelRequest, OutputSpec, ToolSpec
 from stagefx.stage import Stage, StageMeta, stage
 from stagefx.state import StageState
+from stagefx.structure import StageNode
 from stagefx.tools import Tool, tool
+from stagefx.trace_view import format_trace, trace_tree
 from stagefx.tracing import NoopTracer, RecordingTracer, SpanRecord, Tracer
+from stagefx.usage import UsageTotals
 
 __all__ = [
     "ArtifactContent",
@@ -77,6 +80,7 @@ __all__ = [
     "StageException",
     "StageExecutionError",
     "StageMeta",
+    "StageNode",
     "StageState",
     "StageTimeoutError",
     "SystemClock",
@@ -87,7 +91,10 @@ __all__ = [
     "ToolRoundsExceededError",
     "ToolSpec",
     "Tracer",
+    "UsageTotals",
     "ctx",
+    "format_trace",
     "stage",
     "tool",
+    "trace_tree",
 ]

@@ -210,7 +210,9 @@ class FakeOpenAIServer:
         app.router.add_post("/v1/chat/completions", self._handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(
+            self._runner, "127.0.0.1", 0, backlog=4096
+        )  # load tests connect in bursts
         await site.start()
         sockets = self._runner.addresses
         self._port = int(sockets[0][1])

@@ -8,7 +8,15 @@ import anyio
 import attrs
 
 from benchmarks.harness import Plan, Row, best_of
-from stagefx import Env, MultimodalContent, Stage, StageException, StageState, stage
+from stagefx import (
+    Env,
+    MultimodalContent,
+    RecordingTracer,
+    Stage,
+    StageException,
+    StageState,
+    stage,
+)
 
 RESULT = MultimodalContent.of("x")
 ENV = Env.of()
@@ -104,5 +112,45 @@ async def concurrent_rows(plan: Plan) -> list[Row]:
     return rows
 
 
+async def tracing_rows(plan: Plan) -> list[Row]:
+    """`.traced()` on every stage: with the default tracer (spans skipped) and
+    with `RecordingTracer` (every span kept), against the untraced sequence."""
+    size = plan.size(10_000)
+    untraced = Stage.sequence(*([leaf] * size))
+    traced = Stage.sequence(*([leaf.traced(label="leaf")] * size))
+
+    async def floor() -> None:
+        await untraced.execute(env=ENV)
+
+    async def default_tracer() -> None:
+        await traced.execute(env=ENV)
+
+    async def recording() -> None:
+        await traced.execute(env=Env.of(RecordingTracer()))
+
+    untraced_cost = await best_of(plan, size, floor)
+    return [
+        Row(
+            f"traced sequence of {size:,}, default tracer",
+            "stage",
+            await best_of(plan, size, default_tracer),
+            untraced_cost,
+            1.5,
+        ),
+        Row(
+            f"traced sequence of {size:,}, RecordingTracer",
+            "stage",
+            await best_of(plan, size, recording),
+            untraced_cost,
+            1.5,
+        ),
+    ]
+
+
 async def run(plan: Plan) -> list[Row]:
-    return [await sequence_row(plan), await loop_row(plan), *await concurrent_rows(plan)]
+    return [
+        await sequence_row(plan),
+        await loop_row(plan),
+        *await concurrent_rows(plan),
+        *await tracing_rows(plan),
+    ]

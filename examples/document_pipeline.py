@@ -9,11 +9,12 @@ same provider code, HTTP client and wire format, no key and no network.
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import ExitStack
 
 import anyio
 
-from stagefx import RecordingTracer, Stage, ctx, tool
+from stagefx import RecordingTracer, Stage, ctx, format_trace, tool
 from stagefx.openai import OpenAI, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, demo_answer
 
@@ -67,14 +68,6 @@ async def process_document(document: str, tracer: RecordingTracer) -> str:
         return result_state.result.as_string()
 
 
-def timings(tracer: RecordingTracer) -> str:
-    lines = []
-    for span in sorted(tracer.spans, key=lambda span: span.start):
-        indent = "  " if span.parent_id is not None else ""
-        lines.append(f"  {indent}{span.name:<20} {span.duration * 1000:8.1f} ms  {span.outcome}")
-    return "\n".join(lines)
-
-
 async def main() -> None:
     tracer = RecordingTracer()
     with ExitStack() as stack:
@@ -88,7 +81,9 @@ async def main() -> None:
             )
         summary = await process_document(DOCUMENT, tracer)
     print(f"Summary:\n  {summary}\n")
-    print(f"Stage timings:\n{timings(tracer)}")
+    print(format_trace(tracer.spans, "Stage timings", color=sys.stdout.isatty()))
+    totals = tracer.usage()
+    print(f"Tokens: {totals.input_tokens} in, {totals.output_tokens} out")
 
 
 if __name__ == "__main__":

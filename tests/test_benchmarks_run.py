@@ -17,6 +17,8 @@ async def test_the_core_benchmarks_run_and_report_each_comparison() -> None:
         "concurrent,",
         "concurrent,",
         "concurrent",
+        "traced",
+        "traced",
     ]
     assert all(row.ours > 0 and row.floor > 0 for row in rows)
     assert render(rows).count("\n") == len(rows) + 1

@@ -24,9 +24,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/pyright examples
 
+# The typing cases run mypy as a command: the venv's bin comes first on PATH.
 unit: $(STAMP)
-	$(BIN)/pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 
 import anyio
 
-from stagefx import RecordingTracer, Stage, ctx, format_trace, tool
+from stagefx import RecordingTracer, Stage, StageState, ctx, format_trace, tool
 from stagefx.openai import OpenAI, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, demo_answer
 
@@ -36,6 +36,10 @@ async def word_count(text: str) -> int:
     return len(text.split())
 
 
+def is_long(*, state: StageState) -> bool:
+    return len(state.result.as_string()) > 100
+
+
 def pipeline(document: str) -> Stage:
     return (
         Stage.sequence(
@@ -45,7 +49,7 @@ def pipeline(document: str) -> Stage:
             Stage.completion("Add word count information using the tool.", tools=[word_count])
             .with_meta(name="word_count")
             .traced()
-            .when(condition=lambda *, state: len(state.result.as_string()) > 100),
+            .when(condition=is_long),
             Stage.completion("Create a concise summary.")
             .with_meta(name="summary")
             .cached(limit=10)

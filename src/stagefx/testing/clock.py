@@ -22,6 +22,11 @@ class VirtualClock:
     Put it in the Env (`Env.of(VirtualClock())` or `ctx.scope(..., VirtualClock())`)
     and retries, timeouts and cache expiry run instantly and deterministically.
     Concurrent sleepers wake in deadline order. `sleeps` records every request.
+
+    Time jumps as soon as the sleepers are the only tasks ready to run: it
+    cannot see I/O in flight. A `with_timeout` watchdog on this clock around a
+    real network call fires before the call can answer; time such stages on
+    the system clock.
     """
 
     def __init__(self, start: float = 0.0) -> None:

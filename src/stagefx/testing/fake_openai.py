@@ -106,7 +106,8 @@ class FakeOpenAIServer:
     `server.base_url`. The callback gets the decoded `ModelRequest` and
     answers like a `FunctionModel`: text, content, a `ModelOutput` (with tool
     requests) or a `ModelFailure` (sent as the matching HTTP error).
-    `latency` delays every answer (for benchmarks); `inject` queues faults.
+    `latency` delays every answer (for benchmarks); `inject` queues faults;
+    `record=False` keeps no requests (for long load runs).
     """
 
     def __init__(
@@ -115,10 +116,12 @@ class FakeOpenAIServer:
         *,
         model: str = "fake-model",
         latency: float = 0.0,
+        record: bool = True,
     ) -> None:
         self._answer = answer
         self._model = model
         self._latency = latency
+        self._record = record
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -140,6 +143,17 @@ class FakeOpenAIServer:
         """Queue faults; each is used by one upcoming request, in order."""
         with self._lock:
             self._faults.extend(faults)
+
+    @property
+    def pending_faults(self) -> int:
+        """Injected faults no request has used yet."""
+        with self._lock:
+            return len(self._faults)
+
+    def clear_faults(self) -> None:
+        """Drop the injected faults no request has used."""
+        with self._lock:
+            self._faults.clear()
 
     @property
     def open_connections(self) -> int:
@@ -236,11 +250,9 @@ class FakeOpenAIServer:
             return _error(400, "request body is not JSON", "invalid_request_error")
         if not isinstance(body, dict):
             return _error(400, "request body is not an object", "invalid_request_error")
-        self.requests.append(
-            RecordedRequest(
-                request.path, body, {key.lower(): value for key, value in request.headers.items()}
-            )
-        )
+        if self._record:
+            headers = {key.lower(): value for key, value in request.headers.items()}
+            self.requests.append(RecordedRequest(request.path, body, headers))
         chat_api = request.path.endswith("/chat/completions")
         fault = self._next_fault()
         if fault is not None and fault.kind != "delay":
@@ -253,7 +265,8 @@ class FakeOpenAIServer:
             decoded = decode_request(body)
         except MalformedBody as error:
             return _error(400, str(error), "invalid_request_error")
-        self.model_requests.append(decoded)
+        if self._record:
+            self.model_requests.append(decoded)
         answer = self._answer(decoded)
         if inspect.isawaitable(answer):
             answer = await answer

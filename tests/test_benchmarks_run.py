@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from benchmarks import core, provider
+from benchmarks import core, load, provider
 from benchmarks.harness import Plan, render
 
 pytestmark = pytest.mark.anyio
@@ -28,3 +28,11 @@ async def test_the_provider_benchmarks_run_against_the_loopback_server() -> None
     rows = await provider.run(Plan(quick=True))
     assert [row.unit for row in rows] == ["call", "call"]
     assert all(row.ours > 0 and row.floor > 0 for row in rows)
+
+
+async def test_the_load_run_completes_without_failures_tasks_or_connections_left() -> None:
+    result = await load.load(runs=200, warmup=50)
+    assert result.runs == 200
+    assert result.faults_injected == 2
+    assert result.failures == 0
+    assert (result.tasks_left, result.connections_left) == (0, 0)

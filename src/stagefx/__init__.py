@@ -37,7 +37,7 @@ from stagefx.errors import (
     ToolRoundsExceededError,
 )
 from stagefx.model import GenerativeModel, ModelFailure, ModelRequest, OutputSpec, ToolSpec
-from stagefx.stage import Stage, StageMeta, stage
+from stagefx.stages import Stage, StageMeta, stage
 from stagefx.state import StageState
 from stagefx.structure import StageNode
 from stagefx.tools import Tool, tool

@@ -30,4 +30,5 @@ class SystemClock:
     now = staticmethod(time.monotonic)  # a builtin: no Python frame on the span path
 
     async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of real time (cancellable)."""
         await anyio.sleep(seconds)

@@ -105,6 +105,7 @@ class ResourceContent:
 
 
 ContentPart = TextContent | ImageContent | ArtifactContent | ResourceContent
+"""One part of a `MultimodalContent`."""
 _PARTS = (TextContent, ImageContent, ArtifactContent, ResourceContent)
 
 
@@ -143,17 +144,24 @@ class MultimodalContent:
         return not self.parts
 
     def as_string(self) -> str:
+        """The text of text and artifact parts, concatenated (images are left out).
+
+        Example: `MultimodalContent.of("a", "b").as_string() == "ab"`.
+        """
         return "".join(
             part.text for part in self.parts if isinstance(part, TextContent | ArtifactContent)
         )
 
     def extending(self, *elements: ContentElement) -> MultimodalContent:
+        """This content followed by `elements`, as a new value."""
         return MultimodalContent.of(self, *elements)
 
     def texts(self) -> tuple[TextContent, ...]:
+        """The text parts, in order."""
         return tuple(part for part in self.parts if isinstance(part, TextContent))
 
     def images(self) -> tuple[ImageContent, ...]:
+        """The image parts, in order."""
         return tuple(part for part in self.parts if isinstance(part, ImageContent))
 
     def artifacts(self, kind: type[T]) -> tuple[T, ...]:

@@ -95,7 +95,9 @@ class GenerativeModel(Protocol):
     raised is treated as a bug in the provider and surfaces with its cause.
     """
 
-    async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure: ...
+    async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
+        """Answer `request`; `env` gives access to configs and other providers."""
+        ...
 
 
 def model_of(env: Env) -> GenerativeModel | None:

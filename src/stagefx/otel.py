@@ -28,11 +28,13 @@ class OpenTelemetryTracer:
         self._open: dict[int, Span] = {}
 
     def start(self, span_id: int, parent_id: int | None, name: str) -> None:
+        """Start the OTel span, under the OTel span of `parent_id`."""
         parent = None if parent_id is None else self._open.get(parent_id)
         context = None if parent is None else trace.set_span_in_context(parent)
         self._open[span_id] = self._tracer.start_span(name, context=context)
 
     def end(self, span: SpanRecord) -> None:
+        """Set the attributes and status of the OTel span and end it."""
         opened = self._open.pop(span.span_id, None)
         if opened is None:
             return

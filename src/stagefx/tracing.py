@@ -57,9 +57,13 @@ class SpanRecord(NamedTuple):
 class Tracer(Protocol):
     """Told when spans start and end. Neither method may raise."""
 
-    def start(self, span_id: int, parent_id: int | None, name: str) -> None: ...
+    def start(self, span_id: int, parent_id: int | None, name: str) -> None:
+        """A span opened under `parent_id` (None: a root span)."""
+        ...
 
-    def end(self, span: SpanRecord) -> None: ...
+    def end(self, span: SpanRecord) -> None:
+        """A span finished; `span` holds all that is known of it."""
+        ...
 
 
 @final
@@ -67,10 +71,10 @@ class NoopTracer:
     """The default: no spans are kept, and built-in stages skip opening them."""
 
     def start(self, span_id: int, parent_id: int | None, name: str) -> None:
-        pass
+        """Ignored."""
 
     def end(self, span: SpanRecord) -> None:
-        pass
+        """Ignored."""
 
 
 @final
@@ -82,7 +86,7 @@ class RecordingTracer:
         self.end: Callable[[SpanRecord], None] = self.spans.append  # hot path: no Python frame
 
     def start(self, span_id: int, parent_id: int | None, name: str) -> None:
-        pass
+        """Nothing to do: spans are kept when they end."""
 
     def children(self, parent: SpanRecord | None) -> list[SpanRecord]:
         """The spans directly under `parent` (or the roots), in start order."""

@@ -23,6 +23,7 @@ class UsageTotals:
     models: tuple[TokenUsage, ...] = ()
 
     def plus(self, usage: TokenUsage) -> UsageTotals:
+        """These totals with one more call's usage added."""
         return self.combined(UsageTotals((usage,)), sign=1)
 
     def combined(self, other: UsageTotals, *, sign: int = 1) -> UsageTotals:

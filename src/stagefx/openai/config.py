@@ -29,6 +29,7 @@ class OpenAIResponsesConfig:
     extra: Mapping[str, object] = attrs.field(factory=dict)
 
     def options(self) -> dict[str, object]:
+        """The request fields these settings add (unset ones left out)."""
         return {
             **_options(
                 temperature=self.temperature,
@@ -55,6 +56,7 @@ class OpenAIChatConfig:
     extra: Mapping[str, object] = attrs.field(factory=dict)
 
     def options(self) -> dict[str, object]:
+        """The request fields these settings add (unset ones left out)."""
         return {
             **_options(
                 temperature=self.temperature,

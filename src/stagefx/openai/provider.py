@@ -66,6 +66,11 @@ class OpenAI:
         return "OpenAI()"  # never the key
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
+        """Send `request` to the API the Env's config names; failures come back typed.
+
+        Raises `RuntimeError` when used outside its scope and `LookupError` when
+        the Env holds no OpenAI config (both surface as `StageExecutionError`).
+        """
         if self._client is None:
             raise RuntimeError("OpenAI() is not open: pass it in ctx.scope(..., disposables=(...))")
         config = _config(env)

@@ -36,6 +36,7 @@ class VirtualClock:
         self.sleeps: list[float] = []
 
     def now(self) -> float:
+        """The current virtual time."""
         return self._now
 
     def advance(self, seconds: float) -> None:
@@ -43,6 +44,7 @@ class VirtualClock:
         self._now += seconds
 
     async def sleep(self, seconds: float) -> None:
+        """Return once this sleeper is next by deadline, moving time to its deadline."""
         self.sleeps.append(seconds)
         entry = (self._now + max(seconds, 0.0), next(self._order))
         heapq.heappush(self._waiting, entry)

@@ -91,8 +91,16 @@ def _example(schema: Mapping[str, object], root: Mapping[str, object], text: str
             if not isinstance(properties, Mapping):
                 return {}
             example: dict[str, object] = {}
+            numeric = 0
             for index, (name, inner) in enumerate(properties.items()):
-                if isinstance(inner, Mapping):
+                if not isinstance(inner, Mapping):
+                    continue
+                if inner.get("type") in ("integer", "number"):
+                    # successive numbers of the text go to successive numeric fields
+                    picked = str(numbers[numeric % len(numbers)])
+                    example[name] = _example(inner, root, picked)
+                    numeric += 1
+                else:
                     example[name] = _example(inner, root, text if index == 0 else name)
             return example
         case "array":

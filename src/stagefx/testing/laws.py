@@ -18,7 +18,7 @@ from stagefx.content import MultimodalContent
 from stagefx.conversation import ModelContext
 from stagefx.env import Env
 from stagefx.errors import StageException
-from stagefx.stage import Stage
+from stagefx.stages import Stage
 from stagefx.state import StageState
 
 __all__ = [
@@ -55,6 +55,7 @@ def equivalent(left: Outcome, right: Outcome) -> bool:
 
 
 def assert_equivalent(law: str, left: Outcome, right: Outcome) -> None:
+    """Raise `LawViolation`, naming `law` and both sides, unless they are equivalent."""
     if not equivalent(left, right):
         raise LawViolation(f"{law}:\n  left:  {_key(left)!r}\n  right: {_key(right)!r}")
 

@@ -38,6 +38,7 @@ class ScriptedModel:
         self.requests: list[ModelRequest] = []
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
+        """Record `request`; answer with the next scripted answer."""
         self.requests.append(request)
         if len(self.requests) > len(self._answers):
             raise LookupError(
@@ -63,6 +64,7 @@ class FunctionModel:
         self.requests: list[ModelRequest] = []
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
+        """Record `request`; answer with `function(request)`."""
         self.requests.append(request)
         answer = self._function(request)
         if inspect.isawaitable(answer):

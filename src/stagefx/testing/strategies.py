@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from stagefx.content import ArtifactContent, MultimodalContent, TextContent
 from stagefx.conversation import ModelInput, ModelOutput, ModelToolRequest, ModelToolResponse
 from stagefx.errors import StageException
-from stagefx.stage import Stage
+from stagefx.stages import Stage
 from stagefx.state import StageState
 
 __all__ = [
@@ -51,6 +51,7 @@ def contents(*, max_parts: int = 3) -> st.SearchStrategy[MultimodalContent]:
 
 
 def tool_requests() -> st.SearchStrategy[ModelToolRequest]:
+    """Tool requests with JSON-like arguments (tool names need not exist)."""
     return st.builds(
         ModelToolRequest,
         identifier=words.map(lambda word: f"call_{word}"),
@@ -60,6 +61,7 @@ def tool_requests() -> st.SearchStrategy[ModelToolRequest]:
 
 
 def model_inputs() -> st.SearchStrategy[ModelInput]:
+    """Inputs, some of which carry tool responses."""
     response = st.builds(
         ModelToolResponse,
         identifier=words.map(lambda word: f"call_{word}"),
@@ -76,11 +78,13 @@ def model_outputs() -> st.SearchStrategy[ModelOutput]:
 
 
 def contexts(*, max_turns: int = 4) -> st.SearchStrategy[tuple[ModelInput | ModelOutput, ...]]:
+    """Contexts of up to `max_turns` inputs and outputs, in any order."""
     turn = st.one_of(model_inputs(), model_outputs())
     return st.lists(turn, max_size=max_turns).map(tuple)
 
 
 def states() -> st.SearchStrategy[StageState]:
+    """States with a generated context and result."""
     return st.builds(StageState, context=contexts(), result=contents())
 
 

@@ -6,6 +6,7 @@ import ast
 import json
 import subprocess
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +32,14 @@ def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]
 @pytest.mark.anyio
 @pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES])
 async def test_the_code_of_each_page_runs(
-    page: Path, openai_server: FakeOpenAIServer, pytester: pytest.Pytester
+    page: Path,
+    openai_server: FakeOpenAIServer,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
+    module = types.ModuleType(f"docs_{page.stem}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # dataclasses look it up
+    namespace = module.__dict__
     for snippet in snippets(page):
         where = f"{page.relative_to(ROOT)}:{snippet.line}"
         if snippet.is_test_module:

@@ -49,6 +49,8 @@ class Env:
 
     Providers are looked up by type (`env.get(OpenAIResponsesConfig)`); when
     several match, the one added last wins.
+
+    Example: `Env.of(ScriptedModel("hi"), VirtualClock(), RecordingTracer())`
     """
 
     name: str = "stagefx"
@@ -114,7 +116,15 @@ class _Context:
     ) -> AsyncIterator[Env]:
         """Open a scope: enter `disposables` (what they yield becomes providers),
         make the resulting Env ambient, and exit them in reverse order at the end,
-        also when the block fails or is cancelled.
+        also when the block fails or is cancelled. Scopes nest: an inner scope
+        adds to the outer one's providers.
+
+        Example:
+            ```python
+            config = OpenAIResponsesConfig(model="gpt-4o")
+            async with ctx.scope("app", config, disposables=(OpenAI(),)):
+                state = await pipeline.execute()
+            ```
         """
         parent = _ambient.get()
         env = (parent or Env()).updated(*providers, name=name)

@@ -48,7 +48,18 @@ class Stage:
     """A unit of pipeline work: `StageState -> StageState`, failing as a value.
 
     Compose with the class methods (`sequence`, `loop`, `concurrent`, ...) and
-    the modifiers (`when`, `with_retry`, `cached`, ...); each returns a new Stage.
+    the modifiers (`when`, `with_retry`, `cached`, ...); each returns a new Stage
+    and runs nothing. Constructors refuse bad arguments with `ValueError` or
+    `TypeError`; running never raises but through `execute`.
+
+    Example:
+        ```python
+        pipeline = Stage.sequence(
+            Stage.completion("Summarise the report.", instructions="Be brief."),
+            Stage.transform_result(shout),
+        ).with_retry(limit=2)
+        state = await pipeline.execute(env=Env.of(model))
+        ```
     """
 
     _step: Step = attrs.field(alias="step")
@@ -114,7 +125,10 @@ class Stage:
     @classmethod
     def sequence(cls, *stages: Stage) -> Stage:
         """Run `stages` in order, each on the state the previous returned; stop at
-        the first failure. Nested sequences are flattened."""
+        the first failure. Nested sequences are flattened, so any depth runs.
+
+        Example: `Stage.sequence(analyze, summarize, format_as_bullets)`
+        """
         _require_stages(stages, "Stage.sequence")
         parts = tuple(part for item in stages for part in item._parts)
         nodes = tuple(node for item in stages for node in item._part_nodes)
@@ -136,7 +150,14 @@ class Stage:
         max_iterations: int | None = None,
     ) -> Stage:
         """Repeat the stages (as a sequence) while `condition(state=, iteration=)`
-        holds; `iteration` is the number of finished runs."""
+        holds; `iteration` is the number of finished runs. `post_check` runs the
+        body before the first check, `pre_check` checks first; `max_iterations`
+        caps the runs. A condition that raises or returns a non-bool fails the
+        stage with `StageExecutionError`.
+
+        Example: `Stage.loop(refine, condition=below_three)` where
+        `def below_three(*, state, iteration): return iteration < 3`.
+        """
         body = (stage, *stages)
         _require_stages(body, "Stage.loop")
         parts = tuple(part for item in body for part in item._parts)
@@ -153,7 +174,12 @@ class Stage:
         cls, *stages: Stage, merge: fanout.Merge, concurrent_tasks: int | None = None
     ) -> Stage:
         """Run `stages` concurrently on the same state (at most `concurrent_tasks`
-        at once) and merge their outcomes, in order, into one state."""
+        at once) and merge their outcomes, in order, into one state. `merge`
+        receives each branch's `StageState | StageException`; what it raises
+        fails the stage. Token usage of every branch is kept.
+
+        Example: `Stage.concurrent(aspect_a, aspect_b, merge=first_success)`
+        """
         _require_stages(stages, "Stage.concurrent")
         branches = tuple(s._step for s in stages)
         fan = fanout.concurrent(branches, merge, concurrent_tasks)
@@ -192,7 +218,14 @@ class Stage:
     ) -> Stage:
         """Add `input` to the context and ask the Env's model; tool calls are run
         (up to `tool_rounds` rounds) and the final output becomes the result.
-        `output` asks for text, JSON, YAML or a type; `extra` goes to the provider."""
+        `output` asks for text, JSON, YAML or a type; `extra` goes to the provider.
+
+        Fails with `MissingEnvironmentError` (no model in the Env), a
+        `ModelError` subclass (the provider failed), `OutputValidationError`
+        (output that does not parse), `ToolError` or `ToolRoundsExceededError`.
+
+        Example: `Stage.completion("List three languages.", output="json")`
+        """
         settings = Completion(
             instructions=instructions,
             tools=tools,
@@ -383,7 +416,9 @@ class Stage:
     async def attempt(
         self, state: StageState | None = None, *, env: Env | None = None
     ) -> Result[StageState, StageException]:
-        """Run on `state` (default: empty) in `env` (default: the ambient one)."""
+        """Run on `state` (default: empty) in `env` (default: the ambient one) and
+        give the `Result`: `Success(state)` or `Failure(StageException)`. Without
+        any Env it is a `Failure(MissingEnvironmentError)`."""
         initial = StageState.empty if state is None else state
         resolved = env if env is not None else ctx.current()
         if resolved is None:
@@ -393,7 +428,10 @@ class Stage:
     async def execute(
         self, state: StageState | None = None, *, env: Env | None = None
     ) -> StageState:
-        """Like `attempt`, but return the final state or raise the `StageException`."""
+        """Like `attempt`, but return the final state or raise the `StageException`.
+
+        Example: `state = await pipeline.execute(env=Env.of(ScriptedModel("hi")))`
+        """
         initial = StageState.empty if state is None else state
         resolved = env if env is not None else ctx.current()
         if resolved is None:
@@ -440,7 +478,16 @@ def stage(function: basic.StageFunctionWithEnv, /) -> Stage: ...
 def stage(function: basic.StageFunction | basic.StageFunctionWithEnv, /) -> Stage:
     """Turn `async def f(*, state: StageState[, env: Env]) -> StageState` into a
     Stage. `f` may also return a `Result`/`FutureResult`; what it raises becomes
-    a `StageExecutionError` carrying the input state."""
+    a `StageExecutionError` carrying the input state. A sync function is refused
+    with `TypeError`.
+
+    Example:
+        ```python
+        @stage
+        async def tag(*, state: StageState) -> StageState:
+            return state.updated(result=f"[{state.result.as_string()}]")
+        ```
+    """
     name = getattr(function, "__name__", None)
     node = StageNode("stage", name if isinstance(name, str) else None)
     return Stage._of(basic.custom(function), node)

@@ -48,6 +48,8 @@ class StageState:
 
     Never mutated: `updated(...)` returns a new state. User values are looked up
     by their exact type with `get(T)`; storing a value replaces any of its type.
+
+    Example: `StageState(result="draft").updated(Budget(3), result="final").get(Budget)`
     """
 
     context: ModelContext = attrs.field(default=(), converter=_context)

@@ -106,7 +106,18 @@ def tool(
 ) -> Tool[..., object] | ToolOptions:
     """Make a sync or async function a `Tool`: its name, its docstring as the
     description, and a JSON Schema of its annotated parameters. Use bare
-    (`@tool`) or with options (`@tool(stop_on_error=True)`)."""
+    (`@tool`) or with options (`@tool(stop_on_error=True)`). A parameter without
+    an annotation or with a type that has no JSON Schema is refused with
+    `TypeError` here, not when the model calls it.
+
+    Example:
+        ```python
+        @tool
+        async def calculate(a: int, b: int) -> int:
+            '''Add two numbers together.'''
+            return a + b
+        ```
+    """
     options = ToolOptions(name, description, stop_on_error)
     return options if function is None else options(function)
 

@@ -29,6 +29,9 @@ class OpenAI:
     Each call uses the latest `OpenAIResponsesConfig` or `OpenAIChatConfig` in
     the Env. The client's own retries are off (`max_retries=0`): retry with
     `Stage.with_retry`, which waits on the Env's clock and honours Retry-After.
+
+    Example: `ctx.scope("app", OpenAIChatConfig(model="llama3.1"),
+    disposables=(OpenAI(base_url="http://localhost:11434/v1", api_key="ollama"),))`
     """
 
     def __init__(

@@ -31,6 +31,8 @@ class ScriptedModel:
     """Answers each call with the next scripted answer; records every request.
 
     Running out of answers is a test bug and fails loudly with the count.
+
+    Example: `ScriptedModel(ModelFailure("rate_limited", "slow", retry_after=2), "ok")`
     """
 
     def __init__(self, *answers: Answer) -> None:
@@ -55,7 +57,10 @@ class ScriptedModel:
 
 @final
 class FunctionModel:
-    """Answers each call with `function(request)` (sync or async); records requests."""
+    """Answers each call with `function(request)` (sync or async); records requests.
+
+    Example: `FunctionModel(lambda request: request.context[-1].content)`
+    """
 
     def __init__(self, function: Callable[[ModelRequest], Answer | Awaitable[Answer]]) -> None:
         if not callable(function):

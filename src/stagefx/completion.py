@@ -184,9 +184,21 @@ def completion(settings: Completion, source: InputSource) -> Step:
     return run
 
 
-def traced_completion(settings: Completion, source: InputSource) -> Step:
-    """A completion step under a "completion" span."""
-    return in_span(completion(settings, source), "completion")
+def build(
+    kind: str,
+    source: InputSource,
+    *,
+    instructions: str,
+    tools: Iterable[Tool[..., object]],
+    output: OutputSelection,
+    tool_rounds: int,
+    extra: Mapping[str, object],
+) -> tuple[Step, StageNode]:
+    """A completion step (under a "completion" span) and how `describe()` shows it."""
+    settings = Completion(
+        instructions=instructions, tools=tools, output=output, tool_rounds=tool_rounds, extra=extra
+    )
+    return in_span(completion(settings, source), "completion"), settings.node(kind)
 
 
 async def _generate(

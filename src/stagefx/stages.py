@@ -20,7 +20,7 @@ from stagefx.combinators import basic, cache, context, control, flow, meta
 from stagefx.combinators import concurrent as fanout
 from stagefx.combinators import router as routing_module
 from stagefx.combinators._step import Step, identity
-from stagefx.completion import DEFAULT_TOOL_ROUNDS, Completion, OutputSelection, model_routing
+from stagefx.completion import DEFAULT_TOOL_ROUNDS, OutputSelection, model_routing
 from stagefx.content import ContentElement
 from stagefx.env import Env, ctx
 from stagefx.errors import MissingEnvironmentError, StageException
@@ -226,15 +226,16 @@ class Stage:
 
         Example: `Stage.completion("List three languages.", output="json")`
         """
-        settings = Completion(
+        step, node = completions.build(
+            "completion",
+            completions.fixed_input(input),
             instructions=instructions,
             tools=tools,
             output=output,
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        step = completions.traced_completion(settings, completions.fixed_input(input))
-        return cls._of(step, settings.node("completion"))
+        return cls._of(step, node)
 
     @classmethod
     def prompting_completion(
@@ -249,15 +250,16 @@ class Stage:
         **extra: object,
     ) -> Stage:
         """Like `completion`, with the input fetched by `input()` at run time."""
-        settings = Completion(
+        step, node = completions.build(
+            "prompting_completion",
+            completions.prompted_input(input),
             instructions=instructions,
             tools=tools,
             output=output,
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        step = completions.traced_completion(settings, completions.prompted_input(input))
-        return cls._of(step, settings.node("prompting_completion"))
+        return cls._of(step, node)
 
     @classmethod
     def loopback_completion(
@@ -271,15 +273,16 @@ class Stage:
     ) -> Stage:
         """Give the model its last output back as the input (replacing the last
         exchange) and ask again: iterative refinement."""
-        settings = Completion(
+        step, node = completions.build(
+            "loopback_completion",
+            completions.no_input,
             instructions=instructions,
             tools=tools,
             output=output,
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        refine = completions.traced_completion(settings, completions.no_input)
-        return cls._of(completions.loopback(refine), settings.node("loopback_completion"))
+        return cls._of(completions.loopback(step), node)
 
     @classmethod
     def result_completion(
@@ -292,15 +295,16 @@ class Stage:
         **extra: object,
     ) -> Stage:
         """Like `completion`, with the current result as the input."""
-        settings = Completion(
+        step, node = completions.build(
+            "result_completion",
+            completions.result_input,
             instructions=instructions,
             tools=tools,
             output=output,
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        step = completions.traced_completion(settings, completions.result_input)
-        return cls._of(step, settings.node("result_completion"))
+        return cls._of(step, node)
 
     # Modifiers ----------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from stagefx.combinators._step import Outcome, Step, require_count
 from stagefx.conversation import ModelContext, ModelInput, ModelOutput
 from stagefx.env import Env
@@ -9,6 +11,7 @@ from stagefx.errors import StageException
 from stagefx.state import StageState
 
 __all__ = [
+    "after",
     "extend_result",
     "ignore_result",
     "strip_context_tools",
@@ -67,55 +70,58 @@ def strip_context_tools() -> Step:
     return _strip
 
 
-def volatile_context(step: Step) -> Step:
-    """Run `step`, keep its result, restore the context it started with."""
+def after(step: Step, combine: Callable[[StageState, StageState], StageState]) -> Step:
+    """Run `step`; on success, `combine(state_before, state_after)` is the result.
+
+    Failures pass through untouched (they already carry the last good state).
+    """
 
     async def run(state: StageState, env: Env) -> Outcome:
         outcome = await step(state, env)
         if isinstance(outcome, StageException):
             return outcome
-        return state.updated(result=outcome.result)
+        return combine(state, outcome)
 
     return run
+
+
+def _keep_context(before: StageState, after: StageState) -> StageState:
+    return before.updated(result=after.result)
+
+
+def _drop_added_tools(before: StageState, after: StageState) -> StageState:
+    common = 0
+    for old, new in zip(before.context, after.context, strict=False):
+        if old != new:
+            break
+        common += 1
+    added = without_tools(after.context[common:])
+    return after.updated(context=(*after.context[:common], *added))
+
+
+def _keep_result(before: StageState, after: StageState) -> StageState:
+    return after.updated(result=before.result)
+
+
+def _extend_result(before: StageState, after: StageState) -> StageState:
+    return after.updated(result=before.result.extending(after.result))
+
+
+def volatile_context(step: Step) -> Step:
+    """Run `step`, keep its result, restore the context it started with."""
+    return after(step, _keep_context)
 
 
 def volatile_tools_context(step: Step) -> Step:
     """Run `step`, then drop the tool turns it added (earlier ones stay)."""
-
-    async def run(state: StageState, env: Env) -> Outcome:
-        outcome = await step(state, env)
-        if isinstance(outcome, StageException):
-            return outcome
-        before, after = state.context, outcome.context
-        common = 0
-        for old, new in zip(before, after, strict=False):
-            if old != new:
-                break
-            common += 1
-        return outcome.updated(context=(*after[:common], *without_tools(after[common:])))
-
-    return run
+    return after(step, _drop_added_tools)
 
 
 def ignore_result(step: Step) -> Step:
     """Run `step`, keep its context, restore the result it started with."""
-
-    async def run(state: StageState, env: Env) -> Outcome:
-        outcome = await step(state, env)
-        if isinstance(outcome, StageException):
-            return outcome
-        return outcome.updated(result=state.result)
-
-    return run
+    return after(step, _keep_result)
 
 
 def extend_result(step: Step) -> Step:
     """Run `step`, append its result to the result it started with."""
-
-    async def run(state: StageState, env: Env) -> Outcome:
-        outcome = await step(state, env)
-        if isinstance(outcome, StageException):
-            return outcome
-        return outcome.updated(result=state.result.extending(outcome.result))
-
-    return run
+    return after(step, _extend_result)

@@ -7,12 +7,11 @@ import json
 import subprocess
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from stagefx.testing import FakeOpenAIServer, demo_answer
+from stagefx.testing import FakeOpenAIServer
 from tests.docs_snippets import ROOT, Snippet, as_checked_module, pages, snippets
 
 EXECUTED: list[Snippet] = []
@@ -21,19 +20,11 @@ EXECUTED: list[Snippet] = []
 PAGES = [page for page in pages() if snippets(page)]
 
 
-@pytest.fixture
-def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(demo_answer) as server:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-not-a-real-key")
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        yield server
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES])
 async def test_the_code_of_each_page_runs(
     page: Path,
-    openai_server: FakeOpenAIServer,
+    fake_openai: FakeOpenAIServer,  # the stagefx pytest plugin's fixture
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import mypy.api
@@ -51,18 +50,9 @@ def test_every_snippet_passes_mypy_strict(guide: list[str], tmp_path: Path) -> N
     assert status == 0, report + errors
 
 
-@pytest.fixture
-def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
-    """The fake OpenAI server, with the environment the official client reads."""
-    with FakeOpenAIServer(demo_answer) as server:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        yield server
-
-
 @pytest.mark.parametrize("index", range(12))
 async def test_every_snippet_runs(
-    guide: list[str], index: int, openai_server: FakeOpenAIServer
+    guide: list[str], index: int, fake_openai: FakeOpenAIServer
 ) -> None:
     code = compile(guide[index], f"snippet_{index}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     namespace: dict[str, object] = {"__name__": f"snippet_{index}"}
@@ -79,7 +69,7 @@ async def test_every_snippet_runs(
     if callable(process):
         summary = await process(DOCUMENT)
         assert summary.startswith("Summary: stagefx composes typed stages")
-        assert openai_server.requests, "the end-to-end snippet did not reach the OpenAI server"
+        assert fake_openai.requests, "the end-to-end snippet did not reach the OpenAI server"
     else:
         assert stages or index == 0, "the snippet defined nothing to run"
-    assert os.environ["OPENAI_BASE_URL"] == openai_server.base_url
+    assert os.environ["OPENAI_BASE_URL"] == fake_openai.base_url

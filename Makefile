@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench docs lock clean
+.PHONY: demo test test-versions lint typecheck unit bench docs lock clean
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,22 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
+# The unit suite on every other supported Python this machine has (pyenv's
+# shims only expose the global one, so look in its versions folder too).
+test-versions:
+	@for version in 3.12 3.13; do \
+		python=""; \
+		if python$$version -c '' >/dev/null 2>&1; then python=$$(command -v python$$version); fi; \
+		[ -n "$$python" ] || python=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$version.*/bin/python$$version 2>/dev/null | tail -n 1); \
+		if [ -z "$$python" ]; then echo "test-versions: no Python $$version here, not tested"; continue; fi; \
+		echo "test-versions: Python $$version ($$python)"; \
+		$$python -m venv .venv-$$version && \
+		.venv-$$version/bin/python -m pip install --quiet --upgrade pip && \
+		.venv-$$version/bin/python -m pip install --quiet --require-hashes -r requirements/dev.lock && \
+		.venv-$$version/bin/python -m pip install --quiet --no-deps -e . && \
+		PATH="$(CURDIR)/.venv-$$version/bin:$$PATH" .venv-$$version/bin/pytest || exit 1; \
+	done
+
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
@@ -42,4 +58,4 @@ lock:
 		--generate-hashes --no-emit-package stagefx -o requirements/dev.lock
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-3.*

@@ -25,6 +25,16 @@ from stagefx import (
 from stagefx.testing import VirtualClock
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """stagefx runs on anyio: these behaviours must hold on both backends."""
+    backend = request.param
+    assert isinstance(backend, str)
+    return backend
+
+
 ENV = Env.of()
 
 

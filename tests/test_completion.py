@@ -28,6 +28,14 @@ from stagefx.testing import FunctionModel, ScriptedModel, VirtualClock
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """stagefx runs on anyio: these behaviours must hold on both backends."""
+    backend = request.param
+    assert isinstance(backend, str)
+    return backend
+
+
 async def test_completion_adds_input_and_output_and_passes_instructions_and_extra() -> None:
     model = ScriptedModel("Quantum computers use qubits.")
     async with ctx.scope("test", model):

@@ -9,6 +9,15 @@ from stagefx.testing import ScriptedModel
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """stagefx runs on anyio: these behaviours must hold on both backends."""
+    backend = request.param
+    assert isinstance(backend, str)
+    return backend
+
+
 analysis = Stage.predefined("analyse", "deep analysis").with_meta(
     name="detailed_analysis", description="Full analysis of the input dataset."
 )

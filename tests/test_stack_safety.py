@@ -9,6 +9,14 @@ from stagefx import Env, MultimodalContent, Stage, StageState
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """stagefx runs on anyio: these behaviours must hold on both backends."""
+    backend = request.param
+    assert isinstance(backend, str)
+    return backend
+
+
 async def test_a_10000_deep_nested_sequence_runs() -> None:
     tick = Stage.transform_result(lambda content: MultimodalContent.of(content, "."))
     pipeline = tick

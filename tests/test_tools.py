@@ -24,6 +24,14 @@ from stagefx.testing import FunctionModel, ScriptedModel
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """stagefx runs on anyio: these behaviours must hold on both backends."""
+    backend = request.param
+    assert isinstance(backend, str)
+    return backend
+
+
 @tool
 async def calculate(a: int, b: int) -> int:
     """Add two numbers together."""

@@ -420,3 +420,50 @@ async def test_with_meta_and_traced_record_a_named_span() -> None:
     await traced.execute(env=Env.of(tracer))
     (span,) = tracer.spans
     assert (span.name, span.outcome, dict(span.attributes)) == ("step", "success", {"owner": "me"})
+
+
+async def test_a_cache_store_in_the_env_is_shared_by_stages_with_the_same_key() -> None:
+    from stagefx import MemoryCacheStore
+
+    runs: list[str] = []
+
+    @stage
+    async def summarise(*, state: StageState) -> StageState:
+        runs.append(state.result.as_string())
+        return state.updated(result="summary")
+
+    store = MemoryCacheStore()
+    env = Env.of(store)
+    first = summarise.cached(key="summary")
+    second = summarise.cached(key="summary")  # another stage value, e.g. another process
+    unnamed = summarise.cached()
+    for memo in (first, second, unnamed, unnamed):
+        assert (
+            await memo.execute(StageState(result="doc"), env=env)
+        ).result.as_string() == "summary"
+    assert runs == ["doc", "doc"]  # once for the named entries, once for the unnamed stage
+    assert len(store) == 2
+
+
+async def test_a_custom_cache_store_sees_expiry_on_the_env_clock() -> None:
+    from collections.abc import Hashable
+
+    kept: dict[Hashable, tuple[StageState, float]] = {}
+
+    class DictStore:
+        async def load(self, key: Hashable, now: float) -> StageState | None:
+            hit = kept.get(key)
+            return hit[0] if hit is not None and hit[1] > now else None
+
+        async def store(self, key: Hashable, value: StageState, expires_at: float) -> None:
+            kept[key] = (value, expires_at)
+
+    clock = VirtualClock(start=100.0)
+    memo = Stage.transform_result(lambda content: MultimodalContent.of("x")).cached(
+        expiration=60, key="x"
+    )
+    await memo.execute(env=Env.of(DictStore(), clock))
+    ((key, (value, expires_at)),) = kept.items()
+    assert isinstance(key, tuple)
+    assert key[0] == "x"
+    assert (value.result.as_string(), expires_at) == ("x", 160.0)

@@ -1,5 +1,6 @@
 """stagefx: a typed functional-effects DSL for LLM pipelines."""
 
+from stagefx.cache_store import CacheStore, MemoryCacheStore
 from stagefx.clock import Clock, SystemClock
 from stagefx.content import (
     ArtifactContent,
@@ -47,12 +48,14 @@ from stagefx.usage import UsageTotals
 
 __all__ = [
     "ArtifactContent",
+    "CacheStore",
     "Clock",
     "ContentElement",
     "ContentPart",
     "Env",
     "GenerativeModel",
     "ImageContent",
+    "MemoryCacheStore",
     "MissingEnvironmentError",
     "ModelAuthenticationError",
     "ModelContext",

@@ -348,14 +348,30 @@ class Stage:
             control.when(self._step, condition, other), "when", {"condition": shown}, *more
         )
 
-    def cached(self, *, limit: int | None = None, expiration: float | None = None) -> Stage:
-        """Remember outputs by input state (`limit` entries, `expiration` seconds)."""
+    def cached(
+        self,
+        *,
+        limit: int | None = None,
+        expiration: float | None = None,
+        key: str | None = None,
+    ) -> Stage:
+        """Remember outputs by input state for `expiration` seconds; equal inputs
+        running at once share one run, and failures are not kept.
+
+        Entries go to the Env's `CacheStore` if it has one, else to this stage's
+        own memory (at most `limit` entries). `key` names the entries in a shared
+        store, so other stage values and processes find them.
+
+        Example: `Stage.completion("Summarise.").cached(limit=10, expiration=3600)`
+        """
         details: dict[str, Detail] = {}
         if limit is not None:
             details["limit"] = limit
         if expiration is not None:
             details["expiration"] = expiration
-        step = meta.in_span(cache.cached(self._step, limit, expiration), "cached")
+        if key is not None:
+            details["key"] = key
+        step = meta.in_span(cache.cached(self._step, limit, expiration, key), "cached")
         return self._modified(step, "cached", details)
 
     def with_retry(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Hashable
 
 import anyio
 import attrs
 
+from stagefx.cache_store import CacheStore, MemoryCacheStore
 from stagefx.combinators._step import Outcome, Step, require_count
 from stagefx.env import Env
 from stagefx.errors import StageException
@@ -45,10 +45,15 @@ class _Flight:
     outcome: Outcome | None = None
 
 
-def cached(step: Step, limit: int | None, expiration: float | None) -> Step:
-    """Remember `step`'s successful outputs by input state: at most `limit` entries
-    (least recently used go first), each for `expiration` seconds on the Env's clock.
-    Concurrent calls with an equal input share one run; failures are not kept."""
+def cached(
+    step: Step, limit: int | None, expiration: float | None, name: Hashable | None = None
+) -> Step:
+    """Remember `step`'s successful outputs by input state, each for `expiration`
+    seconds on the Env's clock, in the Env's `CacheStore` if it has one, else in
+    the stage's own memory (at most `limit` entries, least recently used go
+    first). `name` keys the entries in a shared store (default: this stage
+    value). Concurrent calls with an equal input share one run; failures are
+    not kept."""
     if limit is not None:
         require_count(limit, "cached(limit=...)", 1)
     if expiration is not None and (
@@ -58,19 +63,19 @@ def cached(step: Step, limit: int | None, expiration: float | None) -> Step:
         or expiration <= 0
     ):
         raise ValueError(f"cached(expiration=...) needs None or seconds > 0, got {expiration!r}")
-    entries: OrderedDict[Hashable, tuple[float, StageState]] = OrderedDict()
+    own = MemoryCacheStore(limit)
+    stage_key: Hashable = object() if name is None else name
     flights: dict[Hashable, _Flight] = {}
 
     async def run(state: StageState, env: Env) -> Outcome:
-        key = _key(state)
+        provided = _store_of(env)
+        store = own if provided is None else provided  # not `or`: an empty store is falsy
+        key = (stage_key, _key(state))
         while True:
-            hit = entries.get(key)
-            if hit is not None:
-                if hit[0] > env.clock.now():
-                    entries.move_to_end(key)
-                    annotate("cache", "hit")
-                    return hit[1]
-                del entries[key]
+            kept = await store.load(key, env.clock.now())
+            if kept is not None:
+                annotate("cache", "hit")
+                return kept
             flight = flights.get(key)
             if flight is None:
                 break
@@ -87,12 +92,17 @@ def cached(step: Step, limit: int | None, expiration: float | None) -> Step:
             flight.outcome = outcome
             if not isinstance(outcome, StageException):
                 expires = math.inf if expiration is None else env.clock.now() + expiration
-                entries[key] = (expires, outcome)
-                if limit is not None and len(entries) > limit:
-                    entries.popitem(last=False)
+                await store.store(key, outcome, expires)
             return outcome
         finally:
             del flights[key]
             flight.done.set()
 
     return run
+
+
+def _store_of(env: Env) -> CacheStore | None:
+    for provider in reversed(env.providers):
+        if isinstance(provider, CacheStore):
+            return provider
+    return None

@@ -24,15 +24,7 @@ from stagefx import (
 )
 from stagefx.testing import VirtualClock
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """stagefx runs on anyio: these behaviours must hold on both backends."""
-    backend = request.param
-    assert isinstance(backend, str)
-    return backend
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 
 ENV = Env.of()

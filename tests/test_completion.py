@@ -25,15 +25,7 @@ from stagefx import (
 from stagefx.model import FailureKind, ModelRequest
 from stagefx.testing import FunctionModel, ScriptedModel, VirtualClock
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """stagefx runs on anyio: these behaviours must hold on both backends."""
-    backend = request.param
-    assert isinstance(backend, str)
-    return backend
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 
 async def test_completion_adds_input_and_output_and_passes_instructions_and_extra() -> None:

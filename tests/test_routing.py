@@ -7,15 +7,7 @@ import pytest
 from stagefx import Env, RoutingError, Stage
 from stagefx.testing import ScriptedModel
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """stagefx runs on anyio: these behaviours must hold on both backends."""
-    backend = request.param
-    assert isinstance(backend, str)
-    return backend
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 
 analysis = Stage.predefined("analyse", "deep analysis").with_meta(

@@ -6,15 +6,7 @@ import pytest
 
 from stagefx import Env, MultimodalContent, Stage, StageState
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """stagefx runs on anyio: these behaviours must hold on both backends."""
-    backend = request.param
-    assert isinstance(backend, str)
-    return backend
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 
 async def test_a_10000_deep_nested_sequence_runs() -> None:

@@ -21,15 +21,7 @@ from stagefx import (
 from stagefx.model import ModelRequest
 from stagefx.testing import FunctionModel, ScriptedModel
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """stagefx runs on anyio: these behaviours must hold on both backends."""
-    backend = request.param
-    assert isinstance(backend, str)
-    return backend
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 
 @tool

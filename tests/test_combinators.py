@@ -9,6 +9,7 @@ from returns.result import Failure, Success
 
 from stagefx import (
     ArtifactContent,
+    CacheStore,
     Env,
     ModelInput,
     ModelOutput,
@@ -442,7 +443,7 @@ async def test_a_custom_cache_store_sees_expiry_on_the_env_clock() -> None:
 
     kept: dict[Hashable, tuple[StageState, float]] = {}
 
-    class DictStore:
+    class DictStore(CacheStore):
         async def load(self, key: Hashable, now: float) -> StageState | None:
             hit = kept.get(key)
             return hit[0] if hit is not None and hit[1] > now else None

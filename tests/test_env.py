@@ -7,7 +7,16 @@ from types import TracebackType
 
 import pytest
 
-from stagefx import Env, MissingEnvironmentError, RecordingTracer, Stage, StageState, ctx, stage
+from stagefx import (
+    Env,
+    MissingEnvironmentError,
+    MultimodalContent,
+    RecordingTracer,
+    Stage,
+    StageState,
+    ctx,
+    stage,
+)
 from stagefx.testing import VirtualClock
 
 pytestmark = pytest.mark.anyio
@@ -44,11 +53,17 @@ class Resource:
         self.log.append(f"exit {self.name}")
 
 
-async def test_running_without_any_env_says_what_is_missing() -> None:
-    with pytest.raises(MissingEnvironmentError, match=r"pass env=Env.of\(...\) or run inside"):
-        await Stage.noop.execute()
-    outcome = await Stage.noop.attempt()
-    assert isinstance(outcome.failure(), MissingEnvironmentError)
+async def test_without_any_env_only_what_needs_a_provider_fails_naming_it() -> None:
+    state = StageState(result="kept")
+    assert await Stage.noop.execute(state) == state
+    shout = Stage.transform_result(lambda content: MultimodalContent.of("LOUD"))
+    assert (await shout.execute()).result.as_string() == "LOUD"
+    with pytest.raises(MissingEnvironmentError, match=r"no GenerativeModel in the Env"):
+        await Stage.completion("hi").execute()
+    outcome = await Stage.completion("hi").attempt(state)
+    failed = outcome.failure()
+    assert isinstance(failed, MissingEnvironmentError)
+    assert failed.state == state
 
 
 async def test_scope_makes_its_env_ambient_only_inside_the_block() -> None:

@@ -20,10 +20,11 @@ from stagefx import (
     StageState,
     tool,
 )
-from stagefx.model import ModelFailure
-from stagefx.openai import chat, responses
+from stagefx._model import ModelFailure
+from stagefx._schema import ValidationFailure
+from stagefx.openai import _chat as chat
+from stagefx.openai import _responses as responses
 from stagefx.openai._wire import MalformedBody
-from stagefx.schema import ValidationFailure
 from stagefx.testing import ScriptedModel, strategies
 
 

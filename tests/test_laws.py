@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from returns.result import Failure, Success
 
 from stagefx import Env, MultimodalContent, Stage, StageException, StageState, stage
-from stagefx.conversation import ModelContext, ModelInput
+from stagefx._conversation import ModelContext, ModelInput
 from stagefx.testing import laws, strategies
 
 ENV = Env.of()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stagefx import Stage, StageException, StageState, stage, tool
-from stagefx.structure import StageNode
+from stagefx._structure import StageNode
 
 
 @tool
@@ -124,7 +124,7 @@ def test_every_combinator_shows_in_the_mermaid_flowchart() -> None:
 def test_nested_sequences_are_described_flat_like_they_run() -> None:
     inner = Stage.sequence(custom, Stage.sequence(custom, Stage.noop))
     assert Stage.sequence(inner, custom).describe() == StageNode(
-        "sequence", children=(custom.node, custom.node, custom.node)
+        "sequence", children=(custom.describe(), custom.describe(), custom.describe())
     )
     named = Stage.sequence(custom, custom).with_meta(name="pair")
     assert Stage.sequence(named, custom).describe().children[0].name == "pair"

@@ -1,8 +1,14 @@
-"""stagefx: a typed functional-effects DSL for LLM pipelines."""
+"""stagefx: a typed functional-effects DSL for LLM pipelines.
 
-from stagefx.cache_store import CacheStore, MemoryCacheStore
-from stagefx.clock import Clock, SystemClock
-from stagefx.content import (
+The public names live here; the modules behind them are private (`stagefx._...`)
+and each name reports `stagefx` as its module.
+"""
+
+import contextlib
+
+from stagefx._cache_store import CacheStore, MemoryCacheStore
+from stagefx._clock import Clock, SystemClock
+from stagefx._content import (
     ArtifactContent,
     ContentElement,
     ContentPart,
@@ -11,7 +17,7 @@ from stagefx.content import (
     ResourceContent,
     TextContent,
 )
-from stagefx.conversation import (
+from stagefx._conversation import (
     ModelContext,
     ModelInput,
     ModelOutput,
@@ -19,8 +25,8 @@ from stagefx.conversation import (
     ModelToolResponse,
     TokenUsage,
 )
-from stagefx.env import Env, ctx
-from stagefx.errors import (
+from stagefx._env import Env, ctx
+from stagefx._errors import (
     MissingEnvironmentError,
     ModelAuthenticationError,
     ModelContextTooLongError,
@@ -37,14 +43,14 @@ from stagefx.errors import (
     ToolError,
     ToolRoundsExceededError,
 )
-from stagefx.model import GenerativeModel, ModelFailure, ModelRequest, OutputSpec, ToolSpec
-from stagefx.stages import Stage, StageMeta, stage
-from stagefx.state import StageState
-from stagefx.structure import StageNode
-from stagefx.tools import Tool, tool
-from stagefx.trace_view import format_trace, trace_tree
-from stagefx.tracing import NoopTracer, RecordingTracer, SpanRecord, Tracer
-from stagefx.usage import UsageTotals
+from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, OutputSpec, ToolSpec
+from stagefx._stage import Stage, StageMeta, stage
+from stagefx._state import StageState
+from stagefx._structure import StageNode
+from stagefx._tools import Tool, tool
+from stagefx._trace_view import format_trace, trace_tree
+from stagefx._tracing import NoopTracer, RecordingTracer, SpanRecord, Tracer
+from stagefx._usage import UsageTotals
 
 __all__ = [
     "ArtifactContent",
@@ -101,3 +107,15 @@ __all__ = [
     "tool",
     "trace_tree",
 ]
+
+
+def _publish() -> None:
+    """Report `stagefx` as the module of every public class and function."""
+    for name in __all__:
+        value = globals()[name]
+        if isinstance(value, type) or (callable(value) and hasattr(value, "__module__")):
+            with contextlib.suppress(AttributeError, TypeError):  # builtins keep theirs
+                value.__module__ = __name__
+
+
+_publish()

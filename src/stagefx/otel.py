@@ -14,13 +14,13 @@ from typing import final
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from stagefx.tracing import SpanRecord
+from stagefx._tracing import SpanRecord, Tracer
 
 __all__ = ["OpenTelemetryTracer"]
 
 
 @final
-class OpenTelemetryTracer:
+class OpenTelemetryTracer(Tracer):
     """A stagefx `Tracer` that reports each span to an OpenTelemetry tracer."""
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:

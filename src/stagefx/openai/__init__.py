@@ -6,7 +6,7 @@ async with ctx.scope("app", OpenAIResponsesConfig(model="gpt-4o"), disposables=(
 ```
 """
 
-from stagefx.openai.config import OpenAIChatConfig, OpenAIResponsesConfig
-from stagefx.openai.provider import OpenAI
+from stagefx.openai._config import OpenAIChatConfig, OpenAIResponsesConfig
+from stagefx.openai._provider import OpenAI
 
 __all__ = ["OpenAI", "OpenAIChatConfig", "OpenAIResponsesConfig"]

@@ -6,14 +6,14 @@ import base64
 import json
 from collections.abc import Mapping
 
-from stagefx.content import (
+from stagefx._content import (
     ArtifactContent,
     ImageContent,
     MultimodalContent,
     ResourceContent,
     TextContent,
 )
-from stagefx.model import OutputSpec
+from stagefx._model import OutputSpec
 
 JSON = dict[str, object]
 

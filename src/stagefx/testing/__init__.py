@@ -7,12 +7,12 @@ needs the `openai` and `testing` extras and is imported on first use.
 
 from typing import TYPE_CHECKING
 
-from stagefx.testing.clock import VirtualClock
-from stagefx.testing.demo import demo_answer
-from stagefx.testing.models import Answer, FunctionModel, ScriptedModel
+from stagefx.testing._clock import VirtualClock
+from stagefx.testing._demo import demo_answer
+from stagefx.testing._models import Answer, FunctionModel, ScriptedModel
 
 if TYPE_CHECKING:
-    from stagefx.testing.fake_openai import FakeOpenAIServer, Fault, RecordedRequest
+    from stagefx.testing._fake_openai import FakeOpenAIServer, Fault, RecordedRequest
 
 __all__ = [
     "Answer",
@@ -28,7 +28,7 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     if name in ("FakeOpenAIServer", "Fault", "RecordedRequest"):
-        from stagefx.testing import fake_openai  # needs the optional extras
+        from stagefx.testing import _fake_openai as fake_openai  # needs the optional extras
 
         return getattr(fake_openai, name)
     raise AttributeError(f"module 'stagefx.testing' has no attribute {name!r}")

@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 from returns.result import Failure, Result, Success
 
-from stagefx.content import MultimodalContent
-from stagefx.conversation import ModelContext
-from stagefx.env import Env
-from stagefx.errors import StageException
-from stagefx.stages import Stage
-from stagefx.state import StageState
+from stagefx._content import MultimodalContent
+from stagefx._conversation import ModelContext
+from stagefx._env import Env
+from stagefx._errors import StageException
+from stagefx._stage import Stage
+from stagefx._state import StageState
 
 __all__ = [
     "LawViolation",

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from stagefx.content import ArtifactContent, MultimodalContent, TextContent
-from stagefx.conversation import ModelInput, ModelOutput, ModelToolRequest, ModelToolResponse
-from stagefx.errors import StageException
-from stagefx.stages import Stage
-from stagefx.state import StageState
+from stagefx._content import ArtifactContent, MultimodalContent, TextContent
+from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, ModelToolResponse
+from stagefx._errors import StageException
+from stagefx._stage import Stage
+from stagefx._state import StageState
 
 __all__ = [
     "contents",

@@ -1,0 +1,97 @@
+"""The conversation with a model: inputs, outputs, tool requests and responses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeAlias, final
+
+import attrs
+
+from stagefx._content import ContentElement, MultimodalContent
+
+__all__ = [
+    "ModelContext",
+    "ModelInput",
+    "ModelOutput",
+    "ModelToolRequest",
+    "ModelToolResponse",
+    "TokenUsage",
+]
+
+
+def _frozen_arguments(value: Mapping[str, object]) -> Mapping[str, object]:
+    return dict(value)
+
+
+@final
+@attrs.frozen(slots=True)
+class ModelToolRequest:
+    """The model asking for one tool call: an id, the tool's name and its arguments."""
+
+    identifier: str
+    tool: str
+    arguments: Mapping[str, object] = attrs.field(factory=dict, converter=_frozen_arguments)
+
+    def __hash__(self) -> int:
+        return hash((self.identifier, self.tool))
+
+
+@final
+@attrs.frozen(slots=True)
+class ModelToolResponse:
+    """The answer to one tool request; `error` marks a failed call the model should see."""
+
+    identifier: str
+    tool: str
+    content: MultimodalContent
+    error: bool = False
+
+
+@final
+@attrs.frozen(slots=True)
+class ModelInput:
+    """A turn given to the model: user content and, after tool calls, their responses."""
+
+    content: MultimodalContent = MultimodalContent.empty
+    tool_responses: tuple[ModelToolResponse, ...] = ()
+
+    @classmethod
+    def of(
+        cls, *elements: ContentElement, tool_responses: tuple[ModelToolResponse, ...] = ()
+    ) -> ModelInput:
+        return cls(MultimodalContent.of(*elements), tool_responses)
+
+
+@final
+@attrs.frozen(slots=True)
+class TokenUsage:
+    """Tokens a model call consumed, per model."""
+
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@final
+@attrs.frozen(slots=True)
+class ModelOutput:
+    """A turn produced by the model: content, and the tool calls it asks for.
+
+    `usage` and `finish_reason` describe the call that produced it; they do not
+    take part in equality, so contexts compare by what was said.
+    """
+
+    content: MultimodalContent = MultimodalContent.empty
+    tool_requests: tuple[ModelToolRequest, ...] = ()
+    usage: TokenUsage | None = attrs.field(default=None, eq=False)
+    finish_reason: str | None = attrs.field(default=None, eq=False)
+
+    @classmethod
+    def of(
+        cls, *elements: ContentElement, tool_requests: tuple[ModelToolRequest, ...] = ()
+    ) -> ModelOutput:
+        return cls(MultimodalContent.of(*elements), tool_requests)
+
+
+ModelContext: TypeAlias = tuple[ModelInput | ModelOutput, ...]
+"""The conversation so far, oldest first."""

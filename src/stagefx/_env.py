@@ -1,0 +1,198 @@
+"""Env, the reader environment stages run in, and `ctx`, which makes one ambient.
+
+Strict code builds an `Env` and passes `env=` to `attempt`/`execute`; the
+spec's style opens `async with ctx.scope(...)` and lets `execute()` find it.
+Either way nothing global is touched: the ambient env lives in a context
+variable that only the `scope` block sets.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
+from typing import TypeVar, final
+
+import attrs
+
+from stagefx._clock import Clock, SystemClock
+from stagefx._tracing import NoopTracer, Tracer, current_span, is_tracing
+
+__all__ = ["Env", "ctx", "redact", "resolved"]
+
+T = TypeVar("T")
+
+_logger = logging.getLogger("stagefx")
+_SECRET_KEY = re.compile(r"(api[_-]?key|authori[sz]ation|secret|token|password|credential)", re.I)
+_SECRET_VALUE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+)")
+
+
+def redact(attributes: Mapping[str, object]) -> dict[str, object]:
+    """Attributes safe to log: values of secret-looking keys or shapes are hidden."""
+    safe: dict[str, object] = {}
+    for key, value in attributes.items():
+        if _SECRET_KEY.search(key):
+            safe[key] = "***"
+        elif isinstance(value, str):
+            safe[key] = _SECRET_VALUE.sub("***", value)
+        else:
+            safe[key] = value
+    return safe
+
+
+@final
+@attrs.frozen(slots=True)
+class Env:
+    """Everything a running stage may use: providers, a clock, a tracer.
+
+    Providers are looked up by type with `env.get(T)`, the one lookup every
+    part of stagefx uses (`env.get(GenerativeModel)`, `env.get(CacheStore)`,
+    `env.get(OpenAIResponsesConfig)`); when several match, the one added last
+    wins. Roles are explicit: only a subclass of `Clock` becomes the clock and
+    only a subclass of `Tracer` the tracer; a model, a cache store and the
+    rest are found by their base class. Any other value is only a value,
+    whatever methods it has.
+
+    Example: `Env.of(ScriptedModel("hi"), VirtualClock(), RecordingTracer())`
+    """
+
+    name: str = "stagefx"
+    providers: tuple[object, ...] = ()
+    clock: Clock = attrs.field(factory=SystemClock)
+    tracer: Tracer = attrs.field(factory=NoopTracer)
+    tracer_active: bool = attrs.field(init=False, eq=False, repr=False)
+    """Whether spans go anywhere (not under `NoopTracer`); read on every stage."""
+
+    @tracer_active.default
+    def _tracer_active(self) -> bool:
+        return is_tracing(self.tracer)
+
+    @classmethod
+    def of(cls, *providers: object, name: str = "stagefx") -> Env:
+        """An Env from providers; a `Clock` or `Tracer` among them takes that role."""
+        return cls(name=name).updated(*providers)
+
+    def updated(self, *providers: object, name: str | None = None) -> Env:
+        """A copy with more providers (a `Clock` or `Tracer` replaces the current one)."""
+        clock, tracer, rest = self.clock, self.tracer, list(self.providers)
+        for provider in providers:
+            if isinstance(provider, Clock):
+                clock = provider
+            elif isinstance(provider, Tracer):
+                tracer = provider
+            else:
+                rest.append(provider)
+        return Env(
+            name=self.name if name is None else name,
+            providers=tuple(rest),
+            clock=clock,
+            tracer=tracer,
+        )
+
+    def get(self, kind: type[T]) -> T | None:
+        """The last provider that is an instance of `kind`, if any."""
+        for provider in reversed(self.providers):
+            if isinstance(provider, kind):
+                return provider
+        return None
+
+
+_ambient: ContextVar[Env | None] = ContextVar("stagefx_env", default=None)
+
+
+def _provided(entered: object) -> Iterable[object]:
+    if entered is None:
+        return ()
+    if isinstance(entered, tuple):
+        return entered
+    return (entered,)
+
+
+@final
+class _Context:
+    """The ambient side of stagefx: scopes and structured logging."""
+
+    def current(self) -> Env | None:
+        """The Env of the innermost open `scope`, if any."""
+        return _ambient.get()
+
+    @asynccontextmanager
+    async def scope(
+        self,
+        name: str,
+        *providers: object,
+        disposables: Iterable[AbstractAsyncContextManager[object]] = (),
+    ) -> AsyncIterator[Env]:
+        """Open a scope: enter `disposables` (what they yield becomes providers),
+        make the resulting Env ambient, and exit them in reverse order at the end,
+        also when the block fails or is cancelled. Scopes nest: an inner scope
+        adds to the outer one's providers.
+
+        Example:
+            ```python
+            config = OpenAIResponsesConfig(model="gpt-4o")
+            async with ctx.scope("app", config, disposables=(OpenAI(),)):
+                state = await pipeline.execute()
+            ```
+        """
+        parent = _ambient.get()
+        env = (parent or Env()).updated(*providers, name=name)
+        async with AsyncExitStack() as stack:
+            for disposable in disposables:
+                entered = await stack.enter_async_context(disposable)
+                env = env.updated(*_provided(entered))
+            token = _ambient.set(env)
+            try:
+                yield env
+            finally:
+                _ambient.reset(token)
+
+    def log_debug(self, message: str, /, **attributes: object) -> None:
+        self._log(logging.DEBUG, message, attributes)
+
+    def log_info(self, message: str, /, **attributes: object) -> None:
+        self._log(logging.INFO, message, attributes)
+
+    def log_warning(self, message: str, /, **attributes: object) -> None:
+        self._log(logging.WARNING, message, attributes)
+
+    def log_error(self, message: str, /, **attributes: object) -> None:
+        self._log(logging.ERROR, message, attributes)
+
+    def _log(self, level: int, message: str, attributes: Mapping[str, object]) -> None:
+        if not _logger.isEnabledFor(level):
+            return
+        env = _ambient.get()
+        safe = redact(attributes)
+        span = current_span()
+        _logger.log(
+            level,
+            "%s %s",
+            message,
+            " ".join(f"{key}={value!r}" for key, value in safe.items()),
+            extra={
+                "stagefx_scope": env.name if env is not None else None,
+                "stagefx_span": None if span is None else span[0],
+                "stagefx_trace": None if span is None else span[1],
+                "stagefx_attributes": safe,
+            },
+        )
+
+
+_DEFAULT = Env()
+
+
+def resolved(env: Env | None) -> Env:
+    """`env` if given, else the ambient one, else the default Env (system
+    clock, no tracer, no providers): what needs a missing provider then fails
+    with `MissingEnvironmentError` naming it."""
+    if env is not None:
+        return env
+    ambient = _ambient.get()
+    return _DEFAULT if ambient is None else ambient
+
+
+ctx = _Context()
+"""The ambient context: `async with ctx.scope(...)`, `ctx.log_info(...)`."""

@@ -1,0 +1,155 @@
+"""StageException and its closed family of failures.
+
+Every failure carries the last good `StageState` (the input of the stage that
+failed) and the name path of that stage, outermost first. Inside the library
+failures travel as values; only `Stage.execute` raises them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from stagefx._state import StageState
+from stagefx._usage import UsageTotals
+
+__all__ = [
+    "MissingEnvironmentError",
+    "ModelAuthenticationError",
+    "ModelContextTooLongError",
+    "ModelError",
+    "ModelInvalidRequestError",
+    "ModelRateLimitError",
+    "ModelRefusalError",
+    "ModelUnavailableError",
+    "OutputValidationError",
+    "RoutingError",
+    "StageException",
+    "StageExecutionError",
+    "StageTimeoutError",
+    "ToolError",
+    "ToolRoundsExceededError",
+]
+
+
+class StageException(Exception):
+    """A stage failed. `state` is the last good state (holding the usage spent
+    so far, `usage`); `stage_path` names where."""
+
+    def __init__(
+        self, message: str, *, state: StageState, stage_path: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.state = state
+        self.stage_path = stage_path
+
+    @property
+    def usage(self) -> UsageTotals:
+        """The tokens spent up to this failure (kept in its state)."""
+        return self.state.get(UsageTotals, UsageTotals())
+
+    def located(self, name: str) -> StageException:
+        """A copy whose path starts with `name` (the enclosing named stage)."""
+        located = copy.copy(self)
+        located.stage_path = (name, *self.stage_path)
+        located.__cause__ = self.__cause__
+        located.__context__ = self.__context__
+        located.__traceback__ = self.__traceback__
+        return located
+
+    def __str__(self) -> str:
+        if self.stage_path:
+            return f"[{' > '.join(self.stage_path)}] {self.message}"
+        return self.message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.__dict__))
+
+
+def _rebuild(cls: type[StageException], fields: dict[str, object]) -> StageException:
+    exception = cls.__new__(cls)
+    Exception.__init__(exception, fields.get("message", ""))
+    exception.__dict__.update(fields)
+    return exception
+
+
+class StageExecutionError(StageException):
+    """User code (a callback, a custom stage, a tool) raised; `__cause__` is the original."""
+
+    @classmethod
+    def wrap(cls, error: Exception, state: StageState) -> StageException:
+        """`error` as a failure value; a `StageException` passes through unchanged."""
+        if isinstance(error, StageException):
+            return error
+        wrapped = cls(f"{type(error).__name__}: {error}", state=state)
+        wrapped.__cause__ = error
+        return wrapped
+
+
+class StageTimeoutError(StageException):
+    """A stage under `with_timeout` ran past its time."""
+
+
+class MissingEnvironmentError(StageException):
+    """No `Env` (or a provider it needs) was given to the running stage."""
+
+
+class RoutingError(StageException):
+    """A router could not choose one of its routes."""
+
+
+class ModelError(StageException):
+    """The model provider failed; subclasses say how."""
+
+
+class ModelRateLimitError(ModelError):
+    """The provider is rate limiting; `retry_after` is its advice in seconds, if given."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: StageState,
+        stage_path: tuple[str, ...] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, state=state, stage_path=stage_path)
+        self.retry_after = retry_after
+
+
+class ModelUnavailableError(ModelError):
+    """The provider could not answer (5xx, timeouts, dropped connections, bad bodies)."""
+
+
+class ModelRefusalError(ModelError):
+    """The model refused to answer."""
+
+
+class ModelContextTooLongError(ModelError):
+    """The request's context is longer than the model accepts."""
+
+
+class ModelInvalidRequestError(ModelError):
+    """The provider rejected the request as invalid."""
+
+
+class ModelAuthenticationError(ModelError):
+    """The provider rejected the credentials."""
+
+
+class OutputValidationError(StageException):
+    """Model output did not parse or validate as the requested output; `raw` is the text."""
+
+    def __init__(
+        self, message: str, *, state: StageState, raw: str, stage_path: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message, state=state, stage_path=stage_path)
+        self.raw = raw
+
+
+class ToolError(StageException):
+    """A tool failed in a way that must stop the pipeline."""
+
+
+class ToolRoundsExceededError(StageException):
+    """The model kept asking for tools past the allowed number of rounds."""

@@ -1,0 +1,94 @@
+"""The one interpreter: runs any Stage tree with an explicit stack.
+
+No Python recursion happens per level of nesting: a composite node's
+continuation is a `Frame` pushed on a list, so a pipeline 10,000 combinators
+deep runs at any recursion limit. Failures stay values. An exception
+(cancellation, above all) unwinds the stack frame by frame, in LIFO order, so
+cancel scopes, task groups and spans the frames hold are left as they were
+entered; a frame may absorb it (`with_timeout` turns its own deadline into a
+`StageTimeoutError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import cast
+
+from stagefx._env import Env
+from stagefx._errors import StageException
+from stagefx._nodes._base import Frame, Next, Node, Outcome
+from stagefx._state import StageState
+from stagefx._tracing import (
+    SpanHandle,
+    close_span,
+    close_span_raised,
+    is_tracing,
+    open_span,
+)
+
+__all__ = ["interpret"]
+
+
+class _SpanFrame(Frame):
+    """Closes the span a node opened, with the node's outcome."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: SpanHandle) -> None:
+        self.handle = handle
+
+    def resume(self, outcome: Outcome) -> Next:
+        close_span(self.handle, outcome)
+        return outcome
+
+    async def abort(self, error: BaseException) -> Outcome | None:
+        close_span_raised(self.handle, error)
+        return None
+
+
+async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
+    """Run `root` on `state` in `env`; the outcome, never a raised failure."""
+    stack: list[Frame] = []
+    push = stack.append
+    pop = stack.pop
+    tracing = is_tracing(env.tracer)
+    step: Next = (root, state)
+    while True:
+        try:
+            while True:
+                if type(step) is tuple:
+                    if len(step) == 3:
+                        push(step[2])
+                    node: Node = step[0]
+                    if tracing:
+                        spanned = node.span()
+                        if spanned is not None:
+                            push(_SpanFrame(open_span(env.tracer, env.clock.now, *spanned)))
+                    if node.leaf:
+                        step = await node.run(step[1], env)
+                    else:
+                        step = node.start(step[1], env)
+                elif type(step) is StageState or isinstance(step, StageException):
+                    if not stack:
+                        return step
+                    step = pop().resume(step)
+                else:
+                    step = await cast("Awaitable[Next]", step)
+        except BaseException as error:
+            step = await _unwind(stack, error)
+
+
+async def _unwind(stack: list[Frame], error: BaseException) -> Outcome:
+    """Abort frames from the top until one absorbs `error` and gives the
+    outcome to go on with; re-raise it (or what a frame replaced it with) if
+    none does."""
+    while stack:
+        frame = stack.pop()
+        try:
+            absorbed = await frame.abort(error)
+        except BaseException as replaced:  # a frame's own exit raised: unwind that instead
+            error = replaced
+            continue
+        if absorbed is not None:
+            return absorbed
+    raise error

@@ -1,0 +1,125 @@
+"""The provider side: what a generative model is asked, and what it may answer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, TypeAlias, final
+
+import attrs
+
+from stagefx._conversation import ModelContext, ModelOutput
+from stagefx._env import Env
+from stagefx._errors import (
+    MissingEnvironmentError,
+    ModelAuthenticationError,
+    ModelContextTooLongError,
+    ModelError,
+    ModelInvalidRequestError,
+    ModelRateLimitError,
+    ModelRefusalError,
+    ModelUnavailableError,
+)
+from stagefx._state import StageState
+
+__all__ = [
+    "FailureKind",
+    "GenerativeModel",
+    "ModelFailure",
+    "ModelRequest",
+    "OutputSpec",
+    "ToolSpec",
+    "model_error",
+    "missing_model",
+]
+
+FailureKind: TypeAlias = Literal[
+    "rate_limited",
+    "unavailable",
+    "refused",
+    "context_too_long",
+    "invalid_request",
+    "authentication",
+]
+
+
+@final
+@attrs.frozen(slots=True)
+class ModelFailure:
+    """An expected provider failure, as a value; stages lift it into a `ModelError`.
+
+    `message` must hold nothing secret: it ends up in exceptions and logs.
+    """
+
+    kind: FailureKind
+    message: str
+    retry_after: float | None = None
+
+
+@final
+@attrs.frozen(slots=True)
+class ToolSpec:
+    """A tool as the model sees it: name, description, JSON Schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, object]
+
+
+@final
+@attrs.frozen(slots=True)
+class OutputSpec:
+    """What shape of answer is wanted: free text, any JSON or YAML, or a schema."""
+
+    mode: Literal["auto", "text", "json", "yaml", "schema"] = "auto"
+    schema: Mapping[str, object] | None = None
+    name: str | None = None
+
+
+@final
+@attrs.frozen(slots=True)
+class ModelRequest:
+    """Everything a provider needs for one model call."""
+
+    instructions: str
+    context: ModelContext
+    tools: tuple[ToolSpec, ...] = ()
+    output: OutputSpec = OutputSpec()
+    extra: Mapping[str, object] = attrs.field(factory=dict)
+
+
+class GenerativeModel:
+    """A provider: answers a request with a `ModelOutput` or a `ModelFailure`.
+
+    Expected failures (rate limits, outages, refusals) are returned; anything
+    raised is treated as a bug in the provider and surfaces with its cause.
+    A role: subclass it to give an Env your model. An object that merely has
+    a `generate` method is only a value to the Env.
+    """
+
+    async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
+        """Answer `request`; `env` gives access to configs and other providers."""
+        raise NotImplementedError(f"{type(self).__name__} must define generate()")
+
+
+def missing_model(state: StageState) -> MissingEnvironmentError:
+    return MissingEnvironmentError(
+        "no GenerativeModel in the Env: add one to ctx.scope(...) or Env.of(...), "
+        "e.g. OpenAI() from stagefx.openai, or ScriptedModel(...) from stagefx.testing",
+        state=state,
+    )
+
+
+_ERRORS: Mapping[FailureKind, type[ModelError]] = {
+    "unavailable": ModelUnavailableError,
+    "refused": ModelRefusalError,
+    "context_too_long": ModelContextTooLongError,
+    "invalid_request": ModelInvalidRequestError,
+    "authentication": ModelAuthenticationError,
+}
+
+
+def model_error(failure: ModelFailure, state: StageState) -> ModelError:
+    """The `ModelError` subclass for `failure`, carrying `state`."""
+    if failure.kind == "rate_limited":
+        return ModelRateLimitError(failure.message, state=state, retry_after=failure.retry_after)
+    return _ERRORS[failure.kind](failure.message, state=state)

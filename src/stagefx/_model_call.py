@@ -1,0 +1,78 @@
+"""The one path every model call takes: completions and the default router alike.
+
+It finds the Env's model, opens the "generate" span, lifts a `ModelFailure` or
+a raised exception into a failure value, and adds the usage the answer reports
+to the state, so the state's `UsageTotals` and the trace always agree. Rate
+limits and recording hang here too.
+"""
+
+from __future__ import annotations
+
+from stagefx._conversation import ModelOutput
+from stagefx._env import Env
+from stagefx._errors import StageException
+from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, missing_model, model_error
+from stagefx._nodes._calls import failure
+from stagefx._state import StageState
+from stagefx._tracing import close_span, close_span_raised, open_span
+from stagefx._usage import UsageTotals
+
+__all__ = ["call_model"]
+
+
+async def call_model(
+    request: ModelRequest, state: StageState, env: Env
+) -> tuple[ModelOutput, StageState] | StageException:
+    """Ask the Env's model; the answer and `state` with its usage added, or a
+    failure carrying `state` (and so the usage spent before this call)."""
+    model = env.get(GenerativeModel)
+    if model is None:
+        return missing_model(state)
+    if not env.tracer_active:
+        try:
+            answer = await model.generate(request, env)
+        except Exception as error:
+            return failure(error, state)
+        return _settled(answer, state)
+    span = open_span(env.tracer, env.clock.now, "generate")
+    try:
+        answer = await model.generate(request, env)
+    except Exception as error:
+        outcome = failure(error, state)
+        close_span(span, outcome)
+        return outcome
+    except BaseException as error:
+        close_span_raised(span, error)
+        raise
+    settled = _settled(answer, state)
+    if isinstance(settled, StageException):
+        if isinstance(answer, ModelFailure):
+            span.attributes["failure"] = answer.kind
+        close_span(span, settled)
+        return settled
+    output = settled[0]
+    if output.usage is not None:
+        span.attributes.update(
+            model=output.usage.model,
+            input_tokens=output.usage.input_tokens,
+            output_tokens=output.usage.output_tokens,
+        )
+    span.attributes["tool_requests"] = len(output.tool_requests)
+    if output.finish_reason:
+        span.attributes["finish_reason"] = output.finish_reason
+    close_span(span, output)
+    return settled
+
+
+def _settled(answer: object, state: StageState) -> tuple[ModelOutput, StageState] | StageException:
+    if isinstance(answer, ModelFailure):
+        return model_error(answer, state)
+    if not isinstance(answer, ModelOutput):
+        wrong = TypeError(
+            f"a model's generate() must return ModelOutput or ModelFailure, "
+            f"got {type(answer).__name__}"
+        )
+        return failure(wrong, state)
+    if answer.usage is None:
+        return answer, state
+    return answer, state.updated(state.get(UsageTotals, UsageTotals()).plus(answer.usage))

@@ -1,0 +1,1 @@
+"""The nodes a Stage's tree is made of: one frozen class per combinator."""

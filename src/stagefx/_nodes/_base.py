@@ -1,0 +1,97 @@
+"""The node: one frozen class per combinator, and the small vocabulary the
+interpreter speaks with them.
+
+A leaf node (`leaf = True`) does its work in `run`. A composite node answers
+`start(state, env)` with what to do next, a `Next`:
+
+- an outcome (`StageState | StageException`): the node is done;
+- `(node, state)`: evaluate that child in the node's place (a tail call);
+- `(node, state, frame)`: evaluate that child, then hand its outcome to
+  `frame.resume`, which answers with a `Next` again;
+- an awaitable of a `Next`, for nodes that must wait (a condition, a clock,
+  a cache store) before they know.
+
+Frames live on the interpreter's explicit stack, never on Python's, so any
+depth of nesting runs. `Frame.abort` is told when an exception (cancellation,
+mostly) unwinds through the frame: it cleans up and may absorb it (a timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
+
+from stagefx._errors import StageException
+from stagefx._state import StageState
+from stagefx._structure import Detail
+from stagefx._tracing import AttributeValue
+
+if TYPE_CHECKING:
+    from stagefx._env import Env
+
+__all__ = ["Detail", "Frame", "Next", "Node", "Outcome", "SpanSpec"]
+
+Outcome: TypeAlias = StageState | StageException
+SpanSpec: TypeAlias = tuple[str, Mapping[str, AttributeValue] | None]
+Next: TypeAlias = (
+    "Outcome | tuple[Node, StageState] | tuple[Node, StageState, Frame] | Awaitable[Next]"
+)
+
+
+class Node:
+    """One combinator in a Stage's tree.
+
+    Subclasses are frozen attrs classes compared by identity (a tree may be
+    10,000 deep: nothing may walk it recursively): they check their arguments when
+    built, say how `describe()` shows them (`kind`, `details`, `children`),
+    whether they open a span (`span`), and which law checkers of
+    `stagefx.testing.laws` hold for them (`laws`).
+    """
+
+    __slots__ = ()
+
+    kind: ClassVar[str]
+    leaf: ClassVar[bool] = False
+    laws: ClassVar[tuple[str, ...]] = ()
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} node>"
+
+    @property
+    def name(self) -> str | None:
+        """The `with_meta` name `describe()` shows, if any."""
+        return None
+
+    def children(self) -> tuple[Node, ...]:
+        """The nodes this one wraps or composes, in order."""
+        return ()
+
+    def details(self) -> Mapping[str, Detail]:
+        """Settings `describe()` shows."""
+        return {}
+
+    def span(self) -> SpanSpec | None:
+        """The span (name, attributes) opened around this node when tracing."""
+        return None
+
+    def start(self, state: StageState, env: Env) -> Next:
+        """A composite's first move (leaves are run with `run`)."""
+        raise NotImplementedError(f"{type(self).__name__} is a leaf: use run()")
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        """A leaf's whole work."""
+        raise NotImplementedError(f"{type(self).__name__} is composite: use start()")
+
+
+class Frame:
+    """A composite node's continuation, kept on the interpreter's stack."""
+
+    __slots__ = ()
+
+    def resume(self, outcome: Outcome) -> Next:
+        """What to do once the child evaluated last has given `outcome`."""
+        raise NotImplementedError
+
+    async def abort(self, error: BaseException) -> Outcome | None:
+        """`error` unwinds through this frame: clean up; an outcome absorbs it."""
+        return None

@@ -1,0 +1,227 @@
+"""The completion family: add an input, ask the model, answer its tool calls,
+parse its final output into the result.
+
+Four nodes differ only in where the input comes from: a fixed one
+(`completion`), a callback (`prompting_completion`), the current result
+(`result_completion`), or the model's own last output (`loopback_completion`).
+Model calls go through `call_model`, the one path that spans and counts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import ClassVar, final
+
+import attrs
+
+from stagefx._content import ArtifactContent, ContentElement, MultimodalContent
+from stagefx._conversation import ModelContext, ModelInput, ModelOutput
+from stagefx._env import Env, ctx
+from stagefx._errors import OutputValidationError, ToolError, ToolRoundsExceededError
+from stagefx._model import ModelRequest, OutputSpec
+from stagefx._model_call import call_model
+from stagefx._nodes._base import Detail, Node, Outcome, SpanSpec
+from stagefx._nodes._calls import failure, require_callable, require_count, resolve
+from stagefx._output import OutputSelection, Parser, output_of
+from stagefx._schema import ValidationFailure
+from stagefx._state import StageState
+from stagefx._tools import Tool, Toolbox
+
+__all__ = [
+    "DEFAULT_TOOL_ROUNDS",
+    "Completion",
+    "LoopbackCompletion",
+    "PromptingCompletion",
+    "ResultCompletion",
+    "Settings",
+]
+
+DEFAULT_TOOL_ROUNDS = 8
+"""How many times a completion lets the model ask for tools before failing."""
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class Settings:
+    """What every completion asks with, checked once at construction."""
+
+    instructions: str
+    toolbox: Toolbox
+    tool_rounds: int
+    extra: Mapping[str, object]
+    output: OutputSpec
+    parse: Parser | None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        instructions: str,
+        tools: Iterable[Tool[..., object]],
+        output: OutputSelection,
+        tool_rounds: int,
+        extra: Mapping[str, object],
+    ) -> Settings:
+        if not isinstance(instructions, str):
+            raise TypeError(f"instructions must be a str, got {type(instructions).__name__}")
+        require_count(tool_rounds, "tool_rounds", 0)
+        spec, parse = output_of(output)
+        return cls(instructions, Toolbox(tools), tool_rounds, dict(extra), spec, parse)
+
+
+class _Completion(Node):
+    """The tool loop shared by the family; subclasses say where input comes from."""
+
+    __slots__ = ()
+
+    leaf: ClassVar[bool] = True
+    settings: Settings
+
+    def details(self) -> Mapping[str, Detail]:
+        settings = self.settings
+        details: dict[str, Detail] = {}
+        if settings.toolbox.tools:
+            details["tools"] = ", ".join(settings.toolbox.tools)
+        if settings.output.mode != "auto":
+            details["output"] = settings.output.name or settings.output.mode
+        return details
+
+    def span(self) -> SpanSpec:
+        return ("completion", None)
+
+    async def new_input(self, state: StageState) -> ModelInput | None:
+        """The turn to add before asking (None: ask on the context as it is)."""
+        raise NotImplementedError
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        try:
+            turn = await self.new_input(state)
+        except Exception as error:
+            return failure(error, state)
+        context: ModelContext = state.context if turn is None else (*state.context, turn)
+        return await self.converse(state, context, env)
+
+    async def converse(self, state: StageState, context: ModelContext, env: Env) -> Outcome:
+        """Ask, answer tool calls (a round's concurrently), until a final output."""
+        settings = self.settings
+        spent = state
+        for _ in range(settings.tool_rounds + 1):
+            request = ModelRequest(
+                settings.instructions,
+                context,
+                settings.toolbox.specs,
+                settings.output,
+                settings.extra,
+            )
+            answered = await call_model(request, spent, env)
+            if not isinstance(answered, tuple):
+                return answered
+            answer, spent = answered
+            context = (*context, answer)
+            if not answer.tool_requests:
+                return _finished(settings, spent, context, answer)
+            responses, fatal = await settings.toolbox.respond(answer.tool_requests, env)
+            if fatal:
+                name, cause = fatal[0]
+                stopped = ToolError(
+                    f"tool {name!r} failed: {type(cause).__name__}: {cause}", state=spent
+                )
+                stopped.__cause__ = cause
+                return stopped
+            context = (*context, ModelInput(tool_responses=responses))
+        return ToolRoundsExceededError(
+            f"the model asked for tools more than {settings.tool_rounds} times in a row",
+            state=spent,
+        )
+
+
+def _finished(
+    settings: Settings, state: StageState, context: ModelContext, answer: ModelOutput
+) -> Outcome:
+    if settings.parse is None:
+        return state.updated(context=context, result=answer.content)
+    raw = answer.content.as_string()
+    try:
+        value = settings.parse(raw)
+    except ValidationFailure as error:
+        invalid = OutputValidationError(
+            f"model output is not valid {settings.output.name or settings.output.mode}: {error}",
+            state=state,
+            raw=raw,
+        )
+        invalid.__cause__ = error
+        return invalid
+    return state.updated(context=context, result=MultimodalContent.of(ArtifactContent(value, raw)))
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class Completion(_Completion):
+    """`Stage.completion(input)`: a fixed input."""
+
+    kind: ClassVar[str] = "completion"
+
+    settings: Settings
+    turn: ModelInput
+
+    @classmethod
+    def of(cls, content: ContentElement, settings: Settings) -> Completion:
+        return cls(settings, ModelInput(MultimodalContent.of(content)))
+
+    async def new_input(self, state: StageState) -> ModelInput | None:
+        return self.turn
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class PromptingCompletion(_Completion):
+    """`Stage.prompting_completion(input)`: the input fetched by `input()` at run time."""
+
+    kind: ClassVar[str] = "prompting_completion"
+
+    settings: Settings
+    prompt: Callable[[], ContentElement | Awaitable[ContentElement]] = attrs.field()
+
+    @prompt.validator
+    def _check(self, _: object, value: object) -> None:
+        require_callable(value, "prompting_completion")
+
+    async def new_input(self, state: StageState) -> ModelInput | None:
+        return ModelInput(MultimodalContent.of(await resolve(self.prompt())))
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class ResultCompletion(_Completion):
+    """`Stage.result_completion()`: the current result as the input."""
+
+    kind: ClassVar[str] = "result_completion"
+
+    settings: Settings
+
+    async def new_input(self, state: StageState) -> ModelInput | None:
+        return ModelInput(state.result)
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class LoopbackCompletion(_Completion):
+    """`Stage.loopback_completion()`: the last output given back as the input,
+    replacing the last exchange. Skipped, with a warning, when the context
+    does not end with a model output."""
+
+    kind: ClassVar[str] = "loopback_completion"
+
+    settings: Settings
+
+    async def new_input(self, state: StageState) -> ModelInput | None:
+        return None
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        context = state.context
+        if not context or not isinstance(context[-1], ModelOutput):
+            ctx.log_warning("loopback_completion skipped: the context does not end with an output")
+            return state
+        kept = context[:-2] if len(context) >= 2 else ()
+        looped = state.updated(context=(*kept, ModelInput(context[-1].content)))
+        return await self.converse(looped, looped.context, env)

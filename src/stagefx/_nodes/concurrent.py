@@ -1,0 +1,112 @@
+"""Fan-out: run branches on the same state concurrently, then merge (a traversal)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import ClassVar, TypeAlias, final
+
+import anyio
+import attrs
+
+from stagefx._env import Env
+from stagefx._interpreter import interpret
+from stagefx._nodes._base import Detail, Node, Outcome, SpanSpec
+from stagefx._nodes._calls import failure, require_count, resolve
+from stagefx._state import StageState
+from stagefx._tracing import close_span, close_span_raised, open_span
+from stagefx._usage import with_all_spent
+
+__all__ = ["Concurrent", "Merge"]
+
+Merge: TypeAlias = Callable[
+    [Sequence[Outcome]],
+    StageState | Awaitable[StageState],
+]
+"""Receives each branch's `StageState | StageException`, in branch order."""
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class Concurrent(Node):
+    """All branches run in one task group (at most `limit` at a time), each
+    interpreted in its own task; the merge sees every outcome in branch order.
+    Nothing outlives the node, and a cancellation from outside cancels every
+    branch. The usage of every branch is kept, whichever the merge keeps."""
+
+    kind: ClassVar[str] = "concurrent"
+    leaf: ClassVar[bool] = True
+    laws: ClassVar[tuple[str, ...]] = ("check_concurrent",)
+
+    branches: tuple[Node, ...] = attrs.field()
+    merge: Merge = attrs.field()
+    limit: int | None = attrs.field()
+
+    @branches.validator
+    def _check_branches(self, _: object, value: tuple[Node, ...]) -> None:
+        if not value:
+            raise ValueError("Stage.concurrent needs at least one stage")
+
+    @merge.validator
+    def _check_merge(self, _: object, value: object) -> None:
+        if not callable(value):
+            raise TypeError(f"concurrent merge must be callable, got {type(value).__name__}")
+
+    @limit.validator
+    def _check_limit(self, _: object, value: object) -> None:
+        if value is not None:
+            require_count(value, "Stage.concurrent(concurrent_tasks=...)", 1)
+
+    def children(self) -> tuple[Node, ...]:
+        return self.branches
+
+    def details(self) -> Mapping[str, Detail]:
+        return {} if self.limit is None else {"concurrent_tasks": self.limit}
+
+    def span(self) -> SpanSpec:
+        return ("concurrent", {"branches": len(self.branches)})
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        count = len(self.branches)
+        outcomes: list[Outcome] = [state] * count
+        branches = self.branches
+        traced = env.tracer_active
+
+        async def branch(index: int) -> None:
+            if not traced:
+                outcomes[index] = await interpret(branches[index], state, env)
+                return
+            span = open_span(env.tracer, env.clock.now, f"branch {index}")
+            try:
+                outcome = await interpret(branches[index], state, env)
+            except BaseException as error:
+                close_span_raised(span, error)
+                raise
+            close_span(span, outcome)
+            outcomes[index] = outcome
+
+        workers = count if self.limit is None else min(self.limit, count)
+        async with anyio.create_task_group() as group:
+            if workers == count:
+                for index in range(count):
+                    group.start_soon(branch, index)
+            else:
+                pending = iter(range(count))
+
+                async def worker() -> None:
+                    for index in pending:
+                        await branch(index)
+
+                for _ in range(workers):
+                    group.start_soon(worker)
+        return await self._merged(state, outcomes)
+
+    async def _merged(self, state: StageState, outcomes: list[Outcome]) -> Outcome:
+        spent = with_all_spent(state, outcomes, state)
+        try:
+            value: object = await resolve(self.merge(outcomes))
+        except Exception as error:
+            return failure(error, spent)
+        if not isinstance(value, StageState):
+            wrong = TypeError(f"merge must return StageState, got {type(value).__name__}")
+            return failure(wrong, spent)
+        return with_all_spent(state, outcomes, value)

@@ -1,0 +1,174 @@
+"""Nodes that shape what the next stage sees of the context and the result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar, final
+
+import attrs
+
+from stagefx._conversation import ModelContext, ModelInput, ModelOutput
+from stagefx._env import Env
+from stagefx._errors import StageException
+from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome
+from stagefx._nodes._calls import require_count
+from stagefx._state import StageState
+
+__all__ = [
+    "ExtendResult",
+    "IgnoreResult",
+    "StripContextTools",
+    "TrimContext",
+    "VolatileContext",
+    "VolatileToolsContext",
+    "without_tools",
+]
+
+
+def _without_orphans(context: ModelContext) -> ModelContext:
+    """Drop leading tool responses whose requests were trimmed away: no
+    provider accepts an answer to a call it never made."""
+    start = 0
+    while start < len(context):
+        turn = context[start]
+        if not (isinstance(turn, ModelInput) and turn.tool_responses):
+            break
+        start += 1
+    return context[start:]
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class TrimContext(Node):
+    """Keep at most the last `limit` turns, less any orphaned tool responses."""
+
+    kind: ClassVar[str] = "trim_context"
+    leaf: ClassVar[bool] = True
+
+    limit: int = attrs.field()
+
+    @limit.validator
+    def _check(self, _: object, value: object) -> None:
+        require_count(value, "trim_context(limit=...)", 0)
+
+    def details(self) -> Mapping[str, Detail]:
+        return {"limit": self.limit}
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        limit = self.limit
+        if len(state.context) <= limit:
+            return state
+        kept = state.context[len(state.context) - limit :] if limit else ()
+        return state.updated(context=_without_orphans(kept))
+
+
+def without_tools(context: ModelContext) -> ModelContext:
+    """The context with every tool request and response removed (empty turns dropped)."""
+    kept: list[ModelInput | ModelOutput] = []
+    for turn in context:
+        if isinstance(turn, ModelOutput):
+            if turn.tool_requests:
+                turn = ModelOutput(turn.content, (), turn.usage, turn.finish_reason)
+        elif turn.tool_responses:
+            turn = ModelInput(turn.content)
+        if not turn.content.is_empty:
+            kept.append(turn)
+    return tuple(kept)
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class StripContextTools(Node):
+    """Remove all tool requests and responses from the context."""
+
+    kind: ClassVar[str] = "strip_context_tools"
+    leaf: ClassVar[bool] = True
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        return state.updated(context=without_tools(state.context))
+
+
+class _After(Node):
+    """Run the child; on success combine the state before with the state after.
+    Failures pass through untouched (they already carry the last good state)."""
+
+    __slots__ = ()
+
+    child: Node
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.child,)
+
+    def start(self, state: StageState, env: Env) -> Next:
+        return (self.child, state, _AfterFrame(self, state))
+
+    def combine(self, before: StageState, after: StageState) -> StageState:
+        raise NotImplementedError
+
+
+@final
+class _AfterFrame(Frame):
+    __slots__ = ("before", "node")
+
+    def __init__(self, node: _After, before: StageState) -> None:
+        self.node = node
+        self.before = before
+
+    def resume(self, outcome: Outcome) -> Next:
+        if isinstance(outcome, StageException):
+            return outcome
+        return self.node.combine(self.before, outcome)
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class VolatileContext(_After):
+    """Keep the child's result and values (its usage too), not its context changes."""
+
+    kind: ClassVar[str] = "volatile_context"
+    child: Node
+
+    def combine(self, before: StageState, after: StageState) -> StageState:
+        return after.updated(context=before.context)
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class VolatileToolsContext(_After):
+    """Keep the child's context changes except the tool turns it added."""
+
+    kind: ClassVar[str] = "volatile_tools_context"
+    child: Node
+
+    def combine(self, before: StageState, after: StageState) -> StageState:
+        common = 0
+        for old, new in zip(before.context, after.context, strict=False):
+            if old != new:
+                break
+            common += 1
+        added = without_tools(after.context[common:])
+        return after.updated(context=(*after.context[:common], *added))
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class IgnoreResult(_After):
+    """Keep the child's context changes, restore the result it started with."""
+
+    kind: ClassVar[str] = "ignore_result"
+    child: Node
+
+    def combine(self, before: StageState, after: StageState) -> StageState:
+        return after.updated(result=before.result)
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class ExtendResult(_After):
+    """Append the child's result to the result it started with."""
+
+    kind: ClassVar[str] = "extend_result"
+    child: Node
+
+    def combine(self, before: StageState, after: StageState) -> StageState:
+        return after.updated(result=before.result.extending(after.result))

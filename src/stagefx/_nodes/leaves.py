@@ -1,0 +1,230 @@
+"""Leaf nodes that need no provider: fixed turns, transforms, and `@stage` functions."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import ClassVar, Protocol, TypeAlias, cast, final
+
+import attrs
+from returns.future import FutureResult
+from returns.io import IOResult
+from returns.pipeline import is_successful
+from returns.result import Failure, Result, Success
+from returns.unsafe import unsafe_perform_io
+
+from stagefx._content import ContentElement, ContentPart, MultimodalContent
+from stagefx._conversation import ModelContext, ModelInput, ModelOutput
+from stagefx._env import Env
+from stagefx._errors import StageException, StageExecutionError
+from stagefx._nodes._base import Node, Outcome
+from stagefx._nodes._calls import failure, require_callable, resolve
+from stagefx._state import StageState
+
+__all__ = [
+    "ContextTransform",
+    "Custom",
+    "PredefinedElement",
+    "Predefined",
+    "ResultTransform",
+    "StageFunction",
+    "StageFunctionWithEnv",
+    "StageReturn",
+    "TransformContext",
+    "TransformResult",
+]
+
+PredefinedElement: TypeAlias = ContentElement | ModelInput | ModelOutput
+ResultTransform: TypeAlias = Callable[
+    [MultimodalContent], MultimodalContent | Awaitable[MultimodalContent]
+]
+ContextTransform: TypeAlias = Callable[[ModelContext], ModelContext | Awaitable[ModelContext]]
+StageReturn: TypeAlias = (
+    StageState
+    | Result[StageState, StageException]
+    | IOResult[StageState, StageException]
+    | FutureResult[StageState, StageException]
+)
+
+
+class StageFunction(Protocol):
+    """`async def f(*, state: StageState) -> StageState` (or a Result of one)."""
+
+    def __call__(self, *, state: StageState) -> Awaitable[StageReturn]: ...
+
+
+class StageFunctionWithEnv(Protocol):
+    """`async def f(*, state: StageState, env: Env) -> StageState` (or a Result of one)."""
+
+    def __call__(self, *, state: StageState, env: Env) -> Awaitable[StageReturn]: ...
+
+
+def _turns(elements: tuple[PredefinedElement, ...]) -> tuple[ModelInput | ModelOutput, ...]:
+    if not elements:
+        raise ValueError("Stage.predefined needs at least one element")
+    turns: list[ModelInput | ModelOutput] = []
+    for index, element in enumerate(elements):
+        if isinstance(element, ModelInput | ModelOutput):
+            turns.append(element)
+        elif isinstance(element, str | MultimodalContent | ContentPart):
+            content = MultimodalContent.of(element)
+            turns.append(ModelInput(content) if index % 2 == 0 else ModelOutput(content))
+        else:
+            raise TypeError(
+                "Stage.predefined takes content, ModelInput or ModelOutput, "
+                f"not {type(element).__name__}"
+            )
+    return tuple(turns)
+
+
+def _fixed_result(
+    turns: tuple[ModelInput | ModelOutput, ...], result: ContentElement | None
+) -> MultimodalContent | None:
+    if result is not None:
+        return MultimodalContent.of(result)
+    outputs = [turn.content for turn in turns if isinstance(turn, ModelOutput)]
+    return outputs[-1] if outputs else None
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class Predefined(Node):
+    """Append fixed turns. Plain content alternates input, output, input, ...;
+    the result becomes `result`, else the last output's content, else stays."""
+
+    kind: ClassVar[str] = "predefined"
+    leaf: ClassVar[bool] = True
+
+    turns: tuple[ModelInput | ModelOutput, ...]
+    result: MultimodalContent | None
+
+    @classmethod
+    def of(cls, elements: tuple[PredefinedElement, ...], result: ContentElement | None) -> Node:
+        turns = _turns(elements)
+        return cls(turns, _fixed_result(turns, result))
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        return state.updated(context=(*state.context, *self.turns), result=self.result)
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class TransformResult(Node):
+    """Replace the result with `transformation(result)`; the context is untouched."""
+
+    kind: ClassVar[str] = "transform_result"
+    leaf: ClassVar[bool] = True
+    laws: ClassVar[tuple[str, ...]] = ("check_result_functor",)
+
+    transformation: ResultTransform = attrs.field()
+
+    @transformation.validator
+    def _check(self, _: object, value: object) -> None:
+        require_callable(value, "transform_result")
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        try:
+            value: object = self.transformation(state.result)
+            if not isinstance(value, MultimodalContent):
+                value = await resolve(value)
+        except Exception as error:
+            return failure(error, state)
+        if not isinstance(value, MultimodalContent):
+            return _wrong_type("transform_result", "MultimodalContent", value, state)
+        return state.updated(result=value)
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class TransformContext(Node):
+    """Replace the context with `transformation(context)`; the result is untouched."""
+
+    kind: ClassVar[str] = "transform_context"
+    leaf: ClassVar[bool] = True
+    laws: ClassVar[tuple[str, ...]] = ("check_context_functor",)
+
+    transformation: ContextTransform = attrs.field()
+
+    @transformation.validator
+    def _check(self, _: object, value: object) -> None:
+        require_callable(value, "transform_context")
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        try:
+            value = await resolve(self.transformation(state.context))
+            context = StageState(context=value).context
+        except Exception as error:
+            return failure(error, state)
+        return state.updated(context=context)
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class Custom(Node):
+    """A user's `async def f(*, state[, env])`: what it raises becomes a failure
+    value, and `Result` / `FutureResult` returns are unwrapped."""
+
+    kind: ClassVar[str] = "stage"
+    leaf: ClassVar[bool] = True
+
+    function: StageFunction | StageFunctionWithEnv
+    wants_env: bool
+    label: str | None
+
+    @classmethod
+    def of(cls, function: StageFunction | StageFunctionWithEnv) -> Node:
+        require_callable(function, "@stage")
+        if inspect.isfunction(function) and not inspect.iscoroutinefunction(function):
+            raise TypeError(f"@stage needs an async function, got sync {function.__qualname__!r}")
+        name = getattr(function, "__name__", None)
+        wants_env = "env" in inspect.signature(function).parameters
+        return cls(function, wants_env, name if isinstance(name, str) else None)
+
+    @property
+    def name(self) -> str | None:
+        return self.label
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        function = self.function
+        try:
+            # `object`: a mistyped user function may return anything, checked just below.
+            if self.wants_env:
+                called = cast(object, function(state=state, env=env))  # type: ignore[call-arg]  # signature checked in of()
+            else:
+                called = cast(object, function(state=state))  # type: ignore[call-arg]  # signature checked in of()
+            if not inspect.isawaitable(called):
+                return _wrong_type("@stage function", "an awaitable", called, state)
+            produced = await called
+            if type(produced) is StageState:
+                return produced
+            return await _outcome(produced, state)
+        except Exception as error:
+            return failure(error, state)
+
+
+async def _outcome(produced: object, state: StageState) -> Outcome:
+    while True:
+        if isinstance(produced, StageState):
+            return produced
+        if isinstance(produced, FutureResult):
+            produced = await produced
+        if isinstance(produced, IOResult):
+            if is_successful(produced):
+                produced = unsafe_perform_io(produced.unwrap())
+                continue
+            produced = Failure(unsafe_perform_io(produced.failure()))
+        if isinstance(produced, Success):
+            produced = produced.unwrap()
+            continue
+        if isinstance(produced, Failure):
+            error = produced.failure()
+            if isinstance(error, Exception):
+                return failure(error, state)
+            return StageExecutionError(f"custom stage failed with {error!r}", state=state)
+        return _wrong_type("@stage function", "StageState", produced, state)
+
+
+def _wrong_type(what: str, expected: str, value: object, state: StageState) -> StageException:
+    return StageExecutionError(
+        f"{what} must return {expected}, got {type(value).__name__}", state=state
+    )

@@ -1,0 +1,82 @@
+"""Nodes that describe a stage: its name in failure paths, and its span."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar, final
+
+import attrs
+
+from stagefx._env import Env
+from stagefx._errors import StageException
+from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, SpanSpec
+from stagefx._state import StageState
+from stagefx._tracing import AttributeValue
+
+__all__ = ["Named", "Traced"]
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class Named(Node):
+    """Failures from `child` get `label` prepended to their stage path.
+
+    `describe()` shows the child itself under this name, not a node of its own.
+    """
+
+    kind: ClassVar[str] = "named"
+
+    child: Node
+    label: str = attrs.field()
+
+    @label.validator
+    def _check(self, _: object, value: object) -> None:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"with_meta(name=...) needs a non-empty str, got {value!r}")
+
+    @property
+    def name(self) -> str | None:
+        return self.label
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.child,)
+
+    def start(self, state: StageState, env: Env) -> Next:
+        return (self.child, state, _NamedFrame(self.label))
+
+
+@final
+class _NamedFrame(Frame):
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def resume(self, outcome: Outcome) -> Next:
+        if isinstance(outcome, StageException):
+            return outcome.located(self.label)
+        return outcome
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class Traced(Node):
+    """Record a span named `label` (with `attributes`) around `child`."""
+
+    kind: ClassVar[str] = "traced"
+
+    child: Node
+    label: str
+    attributes: Mapping[str, AttributeValue]
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.child,)
+
+    def details(self) -> Mapping[str, Detail]:
+        return {"label": self.label}
+
+    def span(self) -> SpanSpec:
+        return (self.label, self.attributes)
+
+    def start(self, state: StageState, env: Env) -> Next:
+        return (self.child, state)

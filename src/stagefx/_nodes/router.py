@@ -1,0 +1,133 @@
+"""Routing: choose one of several named stages at run time."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import ClassVar, Protocol, final
+
+import attrs
+
+from stagefx._conversation import ModelInput
+from stagefx._env import Env
+from stagefx._errors import RoutingError, StageException
+from stagefx._model import ModelRequest, OutputSpec
+from stagefx._model_call import call_model
+from stagefx._nodes._base import Detail, Next, Node, SpanSpec
+from stagefx._nodes._calls import failure, resolve
+from stagefx._state import StageState
+from stagefx._tracing import annotate
+
+__all__ = ["Route", "Router", "Routing"]
+
+
+class Routing(Protocol):
+    """`(*, state, routes) -> name`: `routes` maps each route's name to its description."""
+
+    def __call__(self, *, state: StageState, routes: Mapping[str, str]) -> str | Awaitable[str]: ...
+
+
+Route = tuple[str, str | None, Node]
+"""A route: its name, its description, and its node."""
+
+
+def _routes(routes: tuple[Route, ...]) -> dict[str, tuple[str, Node]]:
+    if not routes:
+        raise ValueError("Stage.router needs at least one stage")
+    checked: dict[str, tuple[str, Node]] = {}
+    for position, (name, description, node) in enumerate(routes):
+        if not name:
+            raise ValueError(
+                f"Stage.router: route {position} has no name; give it .with_meta(name=...)"
+            )
+        if not description:
+            raise ValueError(
+                f"Stage.router: route {name!r} has no description; "
+                "give it .with_meta(description=...)"
+            )
+        if name in checked:
+            raise ValueError(f"Stage.router: two routes are named {name!r}")
+        checked[name] = (description, node)
+    return checked
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class Router(Node):
+    """Ask `routing` (default: the Env's model, through the one model-call path)
+    for a route name and run that route; an unknown name is a `RoutingError`."""
+
+    kind: ClassVar[str] = "router"
+
+    routes: dict[str, tuple[str, Node]] = attrs.field(converter=_routes)
+    routing: Routing | None = attrs.field()
+
+    @routing.validator
+    def _check(self, _: object, value: object) -> None:
+        if value is not None and not callable(value):
+            raise TypeError(f"router routing must be callable, got {type(value).__name__}")
+
+    def children(self) -> tuple[Node, ...]:
+        return tuple(node for _, node in self.routes.values())
+
+    def details(self) -> Mapping[str, Detail]:
+        return {"routing": "model" if self.routing is None else "custom"}
+
+    def span(self) -> SpanSpec:
+        return ("router", None)
+
+    def start(self, state: StageState, env: Env) -> Next:
+        return self._routed(state, env)
+
+    async def _routed(self, state: StageState, env: Env) -> Next:
+        descriptions = {name: description for name, (description, _) in self.routes.items()}
+        chosen: object
+        if self.routing is None:
+            asked = await _ask_model(state, env, descriptions)
+            if not isinstance(asked, tuple):
+                return asked
+            chosen, state = asked
+        else:
+            try:
+                chosen = await resolve(self.routing(state=state, routes=descriptions))
+            except Exception as error:
+                return failure(error, state)
+        route = self.routes.get(chosen) if isinstance(chosen, str) else None
+        if route is None:
+            annotate("route", repr(chosen))
+            return RoutingError(
+                f"routing chose {chosen!r}, which is none of the routes {sorted(self.routes)}",
+                state=state,
+            )
+        annotate("route", str(chosen))
+        return (route[1], state)
+
+
+async def _ask_model(
+    state: StageState, env: Env, routes: Mapping[str, str]
+) -> tuple[str, StageState] | StageException:
+    """The Env's model picks a route by name, seeing names and descriptions;
+    the state that follows carries the usage of asking."""
+    listing = "\n".join(f"- {name}: {description}" for name, description in routes.items())
+    request = ModelRequest(
+        instructions=(
+            "Choose the route that best handles the conversation so far. "
+            "Answer with the route's name only, exactly as written.\nRoutes:\n" + listing
+        ),
+        context=(*state.context, ModelInput.of(state.result))
+        if not state.result.is_empty
+        else state.context,
+        output=OutputSpec(mode="text"),
+    )
+    answered = await call_model(request, state, env)
+    if not isinstance(answered, tuple):
+        return answered
+    answer, spent = answered
+    said = answer.content.as_string().strip().strip("`'\".").strip()
+    by_lower = {name.lower(): name for name in routes}
+    chosen = by_lower.get(said.lower())
+    if chosen is None:
+        return RoutingError(
+            f"the model answered {said!r}, which names none of the routes {sorted(routes)}",
+            state=spent,
+        )
+    return chosen, spent

@@ -1,0 +1,445 @@
+"""Stage: a pure, immutable description of work, and the typed facade over nodes.
+
+A Stage wraps one node of the tree in `stagefx._nodes`; building runs nothing.
+`run(state)` gives the effect as a `returns`
+`RequiresContextFutureResult[StageState, StageException, Env]`; `attempt`
+runs it and gives a `Result`; `execute` is the impure edge that raises. All
+three hand the tree to the one interpreter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import ClassVar, Literal, final, overload
+
+import attrs
+from returns.context import RequiresContextFutureResult
+from returns.future import FutureResult
+from returns.result import Failure, Result, Success
+
+from stagefx._content import ContentElement
+from stagefx._env import Env, resolved
+from stagefx._errors import StageException
+from stagefx._interpreter import interpret
+from stagefx._nodes import cache, context, control, flow, leaves, meta
+from stagefx._nodes import completion as completions
+from stagefx._nodes import concurrent as fanout
+from stagefx._nodes import router as _routing
+from stagefx._nodes._base import Node
+from stagefx._nodes.completion import DEFAULT_TOOL_ROUNDS
+from stagefx._output import OutputSelection
+from stagefx._state import StageState
+from stagefx._structure import StageNode, describe
+from stagefx._tools import Tool
+from stagefx._tracing import AttributeValue
+
+__all__ = ["Stage", "StageMeta", "stage"]
+
+
+@final
+@attrs.frozen(slots=True)
+class StageMeta:
+    """What a stage is called and what it does; routers and traces read it."""
+
+    name: str | None = None
+    description: str | None = None
+    values: Mapping[str, AttributeValue] = attrs.field(factory=dict)
+
+
+@final
+@attrs.frozen(slots=True, eq=False)
+class Stage:
+    """A unit of pipeline work: `StageState -> StageState`, failing as a value.
+
+    Compose with the class methods (`sequence`, `loop`, `concurrent`, ...) and
+    the modifiers (`when`, `with_retry`, `cached`, ...); each returns a new Stage
+    and runs nothing. Constructors refuse bad arguments with `ValueError` or
+    `TypeError`; running never raises but through `execute`.
+
+    Example:
+        ```python
+        pipeline = Stage.sequence(
+            Stage.completion("Summarise the report.", instructions="Be brief."),
+            Stage.transform_result(shout),
+        ).with_retry(limit=2)
+        state = await pipeline.execute(env=Env.of(model))
+        ```
+    """
+
+    node: Node
+    """The root of this stage's tree (see `stagefx._nodes`)."""
+    meta: StageMeta = attrs.field(factory=StageMeta)
+
+    noop: ClassVar[Stage]
+    """The identity stage: passes its state on untouched."""
+
+    def _wrapped(self, node: Node) -> Stage:
+        return Stage(node, self.meta)
+
+    def describe(self) -> StageNode:
+        """The pipeline's structure, without running it: combinators and named stages."""
+        return describe(self.node)
+
+    def to_mermaid(self) -> str:
+        """`describe()` as a Mermaid flowchart."""
+        return self.describe().to_mermaid()
+
+    # Constructors -------------------------------------------------------------
+
+    @classmethod
+    def predefined(
+        cls, *elements: leaves.PredefinedElement, result: ContentElement | None = None
+    ) -> Stage:
+        """Append fixed turns to the context (plain content alternates input and
+        output); the result becomes `result` or the last output given."""
+        return cls(leaves.Predefined.of(elements, result))
+
+    @classmethod
+    def transform_result(cls, transformation: leaves.ResultTransform, /) -> Stage:
+        """Replace the result with `transformation(result)` (sync or async)."""
+        return cls(leaves.TransformResult(transformation))
+
+    @classmethod
+    def transform_context(cls, transformation: leaves.ContextTransform, /) -> Stage:
+        """Replace the context with `transformation(context)` (sync or async)."""
+        return cls(leaves.TransformContext(transformation))
+
+    @classmethod
+    def trim_context(cls, *, limit: int) -> Stage:
+        """Keep at most the last `limit` turns of the context."""
+        return cls(context.TrimContext(limit))
+
+    @classmethod
+    def strip_context_tools(cls) -> Stage:
+        """Remove every tool request and response from the context."""
+        return cls(context.StripContextTools())
+
+    @classmethod
+    def sequence(cls, *stages: Stage) -> Stage:
+        """Run `stages` in order, each on the state the previous returned; stop at
+        the first failure. Nested sequences are flattened, so any depth runs.
+
+        Example: `Stage.sequence(analyze, summarize, format_as_bullets)`
+        """
+        _require_stages(stages, "Stage.sequence")
+        return cls(_flat(stages))
+
+    @classmethod
+    def loop(
+        cls,
+        stage: Stage,
+        /,
+        *stages: Stage,
+        condition: flow.LoopCondition,
+        mode: Literal["post_check", "pre_check"] = "post_check",
+        max_iterations: int | None = None,
+    ) -> Stage:
+        """Repeat the stages (as a sequence) while `condition(state=, iteration=)`
+        holds; `iteration` is the number of finished runs. `post_check` runs the
+        body before the first check, `pre_check` checks first; `max_iterations`
+        caps the runs. A condition that raises or returns a non-bool fails the
+        stage with `StageExecutionError`.
+
+        Example: `Stage.loop(refine, condition=below_three)` where
+        `def below_three(*, state, iteration): return iteration < 3`.
+        """
+        body = (stage, *stages)
+        _require_stages(body, "Stage.loop")
+        flat = _flat(body)
+        inner = flat.parts[0] if len(flat.parts) == 1 else flat
+        return cls(flow.Loop(inner, condition, mode, max_iterations))
+
+    @classmethod
+    def concurrent(
+        cls, *stages: Stage, merge: fanout.Merge, concurrent_tasks: int | None = None
+    ) -> Stage:
+        """Run `stages` concurrently on the same state (at most `concurrent_tasks`
+        at once) and merge their outcomes, in order, into one state. `merge`
+        receives each branch's `StageState | StageException`; what it raises
+        fails the stage. Token usage of every branch is kept.
+
+        Example: `Stage.concurrent(aspect_a, aspect_b, merge=first_success)`
+        """
+        _require_stages(stages, "Stage.concurrent")
+        return cls(fanout.Concurrent(tuple(s.node for s in stages), merge, concurrent_tasks))
+
+    @classmethod
+    def router(cls, *stages: Stage, routing: _routing.Routing | None = None) -> Stage:
+        """Run the one stage `routing` names; by default the Env's model picks,
+        seeing each stage's name and description (`with_meta`), which all need."""
+        _require_stages(stages, "Stage.router")
+        routes = tuple((s.meta.name or "", s.meta.description, s.node) for s in stages)
+        return cls(_routing.Router(routes, routing))
+
+    @classmethod
+    def completion(
+        cls,
+        input: ContentElement,  # the spec's name
+        /,
+        *,
+        instructions: str = "",
+        tools: Iterable[Tool[..., object]] = (),
+        output: OutputSelection = "auto",
+        tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        **extra: object,
+    ) -> Stage:
+        """Add `input` to the context and ask the Env's model; tool calls are run
+        (up to `tool_rounds` rounds) and the final output becomes the result.
+        `output` asks for text, JSON, YAML or a type; `extra` goes to the provider.
+
+        Fails with `MissingEnvironmentError` (no model in the Env), a
+        `ModelError` subclass (the provider failed), `OutputValidationError`
+        (output that does not parse), `ToolError` or `ToolRoundsExceededError`.
+
+        Example: `Stage.completion("List three languages.", output="json")`
+        """
+        settings = completions.Settings.of(
+            instructions=instructions,
+            tools=tools,
+            output=output,
+            tool_rounds=tool_rounds,
+            extra=extra,
+        )
+        return cls(completions.Completion.of(input, settings))
+
+    @classmethod
+    def prompting_completion(
+        cls,
+        input: Callable[[], ContentElement | Awaitable[ContentElement]],  # the spec's name
+        /,
+        *,
+        instructions: str = "",
+        tools: Iterable[Tool[..., object]] = (),
+        output: OutputSelection = "auto",
+        tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        **extra: object,
+    ) -> Stage:
+        """Like `completion`, with the input fetched by `input()` at run time."""
+        settings = completions.Settings.of(
+            instructions=instructions,
+            tools=tools,
+            output=output,
+            tool_rounds=tool_rounds,
+            extra=extra,
+        )
+        return cls(completions.PromptingCompletion(settings, input))
+
+    @classmethod
+    def loopback_completion(
+        cls,
+        *,
+        instructions: str = "",
+        tools: Iterable[Tool[..., object]] = (),
+        output: OutputSelection = "auto",
+        tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        **extra: object,
+    ) -> Stage:
+        """Give the model its last output back as the input (replacing the last
+        exchange) and ask again: iterative refinement."""
+        settings = completions.Settings.of(
+            instructions=instructions,
+            tools=tools,
+            output=output,
+            tool_rounds=tool_rounds,
+            extra=extra,
+        )
+        return cls(completions.LoopbackCompletion(settings))
+
+    @classmethod
+    def result_completion(
+        cls,
+        *,
+        instructions: str = "",
+        tools: Iterable[Tool[..., object]] = (),
+        output: OutputSelection = "auto",
+        tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        **extra: object,
+    ) -> Stage:
+        """Like `completion`, with the current result as the input."""
+        settings = completions.Settings.of(
+            instructions=instructions,
+            tools=tools,
+            output=output,
+            tool_rounds=tool_rounds,
+            extra=extra,
+        )
+        return cls(completions.ResultCompletion(settings))
+
+    # Modifiers ----------------------------------------------------------------
+
+    def with_meta(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        **values: AttributeValue,
+    ) -> Stage:
+        """Name and describe the stage; a name also prefixes failure paths."""
+        updated = StageMeta(
+            name=self.meta.name if name is None else name,
+            description=self.meta.description if description is None else description,
+            values={**self.meta.values, **values},
+        )
+        if name is None:
+            return Stage(self.node, updated)
+        return Stage(meta.Named(self.node, name), updated)
+
+    def when(
+        self,
+        condition: bool | control.StateCondition,
+        *,
+        alternative: Stage | None = None,
+    ) -> Stage:
+        """Run this stage only if `condition` (a bool or `(*, state) -> bool`)
+        holds; otherwise run `alternative`, or pass the state on."""
+        other = None if alternative is None else alternative.node
+        return self._wrapped(control.When(self.node, condition, other))
+
+    def cached(
+        self,
+        *,
+        limit: int | None = None,
+        expiration: float | None = None,
+        key: str | None = None,
+    ) -> Stage:
+        """Remember outputs by input state for `expiration` seconds; equal inputs
+        running at once share one run, and failures are not kept.
+
+        Entries go to the Env's `CacheStore` if it has one, else to this stage's
+        own memory (at most `limit` entries). `key` names the entries in a shared
+        store, so other stage values and processes find them.
+
+        Example: `Stage.completion("Summarise.").cached(limit=10, expiration=3600)`
+        """
+        return self._wrapped(cache.Cached(self.node, limit, expiration, key))
+
+    def with_retry(
+        self,
+        *,
+        limit: int = 1,
+        delay: control.Delay = None,
+        catching: control.Catching = Exception,
+    ) -> Stage:
+        """On a failure matching `catching`, run again up to `limit` more times;
+        the usage of every attempt counts."""
+        return self._wrapped(control.Retry(self.node, limit, delay, catching))
+
+    def with_fallback(self, fallback: Stage, *, catching: control.Catching = Exception) -> Stage:
+        """On a failure matching `catching`, run `fallback` on the same input
+        (plus the usage the failed run spent)."""
+        return self._wrapped(control.Fallback(self.node, fallback.node, catching))
+
+    def with_timeout(self, seconds: float) -> Stage:
+        """Fail with `StageTimeoutError` if the stage runs longer than `seconds`."""
+        return self._wrapped(control.Timeout(self.node, seconds))
+
+    def with_volatile_context(self) -> Stage:
+        """Keep this stage's result but not its changes to the context."""
+        return self._wrapped(context.VolatileContext(self.node))
+
+    def with_volatile_tools_context(self) -> Stage:
+        """Keep this stage's context changes except the tool turns it added."""
+        return self._wrapped(context.VolatileToolsContext(self.node))
+
+    def ignore_result(self) -> Stage:
+        """Keep this stage's context changes but not its result."""
+        return self._wrapped(context.IgnoreResult(self.node))
+
+    def extend_result(self) -> Stage:
+        """Append this stage's result to the previous one instead of replacing it."""
+        return self._wrapped(context.ExtendResult(self.node))
+
+    def traced(self, *, label: str | None = None) -> Stage:
+        """Record a span for each run (named `label`, else the stage's name)."""
+        name = label or self.meta.name or "stage"
+        return self._wrapped(meta.Traced(self.node, name, dict(self.meta.values)))
+
+    # Running ------------------------------------------------------------------
+
+    def run(
+        self, state: StageState | None = None
+    ) -> RequiresContextFutureResult[StageState, StageException, Env]:
+        """The effect of running this stage on `state`: give it an `Env`, await it."""
+        initial = StageState.empty if state is None else state
+        node = self.node
+
+        def effect(env: Env) -> FutureResult[StageState, StageException]:
+            return FutureResult(_as_result(node, initial, env))
+
+        return RequiresContextFutureResult(effect)
+
+    async def attempt(
+        self, state: StageState | None = None, *, env: Env | None = None
+    ) -> Result[StageState, StageException]:
+        """Run on `state` (default: empty) in `env` (default: the ambient one, else
+        the default Env) and give the `Result`: `Success(state)` or
+        `Failure(StageException)`. Only cancellation escapes."""
+        initial = StageState.empty if state is None else state
+        return await _as_result(self.node, initial, resolved(env))
+
+    async def execute(
+        self, state: StageState | None = None, *, env: Env | None = None
+    ) -> StageState:
+        """Like `attempt`, but return the final state or raise the `StageException`.
+
+        Example: `state = await pipeline.execute(env=Env.of(ScriptedModel("hi")))`
+        """
+        initial = StageState.empty if state is None else state
+        outcome = await interpret(self.node, initial, resolved(env))
+        if isinstance(outcome, StageException):
+            raise outcome
+        return outcome
+
+
+Stage.noop = Stage(flow.Sequence(()))
+
+
+def _flat(stages: tuple[Stage, ...]) -> flow.Sequence:
+    """One sequence node of `stages`, nested unnamed sequences spliced in."""
+    parts: list[Node] = []
+    for item in stages:
+        node = item.node
+        if isinstance(node, flow.Sequence):
+            parts.extend(node.parts)
+        else:
+            parts.append(node)
+    return flow.Sequence(tuple(parts))
+
+
+async def _as_result(node: Node, state: StageState, env: Env) -> Result[StageState, StageException]:
+    outcome = await interpret(node, state, env)
+    if isinstance(outcome, StageException):
+        return Failure(outcome)
+    return Success(outcome)
+
+
+def _require_stages(stages: tuple[object, ...], what: str) -> None:
+    if not stages:
+        raise ValueError(f"{what} needs at least one stage")
+    for position, item in enumerate(stages):
+        if not isinstance(item, Stage):
+            raise TypeError(f"{what}: argument {position} is {type(item).__name__}, not a Stage")
+
+
+@overload
+def stage(function: leaves.StageFunction, /) -> Stage: ...
+
+
+@overload
+def stage(function: leaves.StageFunctionWithEnv, /) -> Stage: ...
+
+
+def stage(function: leaves.StageFunction | leaves.StageFunctionWithEnv, /) -> Stage:
+    """Turn `async def f(*, state: StageState[, env: Env]) -> StageState` into a
+    Stage. `f` may also return a `Result`/`FutureResult`; what it raises becomes
+    a `StageExecutionError` carrying the input state. A sync function is refused
+    with `TypeError`.
+
+    Example:
+        ```python
+        @stage
+        async def tag(*, state: StageState) -> StageState:
+            return state.updated(result=f"[{state.result.as_string()}]")
+        ```
+    """
+    return Stage(leaves.Custom.of(function))

@@ -1,0 +1,96 @@
+"""StageState: the immutable snapshot every stage receives and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar, TypeVar, final, overload
+
+import attrs
+
+from stagefx._content import ContentElement, MultimodalContent
+from stagefx._conversation import ModelContext, ModelInput, ModelOutput
+
+__all__ = ["StageState"]
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+def _context(value: Iterable[ModelInput | ModelOutput]) -> ModelContext:
+    if type(value) is tuple:
+        return value  # already a typed tuple: checking each element is mypy's job
+    context = tuple(value)
+    for element in context:
+        if not isinstance(element, ModelInput | ModelOutput):
+            raise TypeError(
+                f"context holds ModelInput and ModelOutput, not {type(element).__name__}"
+            )
+    return context
+
+
+def _result(value: ContentElement) -> MultimodalContent:
+    if isinstance(value, MultimodalContent):
+        return value
+    return MultimodalContent.of(value)
+
+
+def _values(value: Iterable[object]) -> tuple[object, ...]:
+    by_type: dict[type, object] = {}
+    for item in value:
+        by_type[type(item)] = item
+    return tuple(sorted(by_type.values(), key=lambda item: type(item).__qualname__))
+
+
+@final
+@attrs.frozen(slots=True)
+class StageState:
+    """The conversation context, the latest result, and user values keyed by type.
+
+    Never mutated: `updated(...)` returns a new state. User values are looked up
+    by their exact type with `get(T)`; storing a value replaces any of its type.
+
+    Example: `StageState(result="draft").updated(Budget(3), result="final").get(Budget)`
+    """
+
+    context: ModelContext = attrs.field(default=(), converter=_context)
+    result: MultimodalContent = attrs.field(default=MultimodalContent.empty, converter=_result)
+    values: tuple[object, ...] = attrs.field(default=(), converter=_values)
+
+    empty: ClassVar[StageState]
+
+    @overload
+    def get(self, kind: type[T]) -> T | None: ...
+
+    @overload
+    def get(self, kind: type[T], default: T) -> T: ...
+
+    def get(self, kind: type[T], default: object = _MISSING) -> T | None:
+        """The stored value of exactly type `kind`, else `default` (or None)."""
+        for item in self.values:
+            if type(item) is kind:
+                return item
+        return None if default is _MISSING else default  # type: ignore[return-value]  # default: T by overload
+
+    def updated(
+        self,
+        *values: object,
+        context: Iterable[ModelInput | ModelOutput] | None = None,
+        result: ContentElement | None = None,
+    ) -> StageState:
+        """A copy with the given context, result and/or user values replaced."""
+        if values:
+            return StageState(
+                context=self.context if context is None else context,
+                result=self.result if result is None else result,
+                values=(*self.values, *values),
+            )
+        # The hot path of every stage: skip the converters for already-normal fields.
+        updated = object.__new__(StageState)
+        set_field = object.__setattr__
+        set_field(updated, "context", self.context if context is None else _context(context))
+        set_field(updated, "result", self.result if result is None else _result(result))
+        set_field(updated, "values", self.values)
+        return updated
+
+
+StageState.empty = StageState()

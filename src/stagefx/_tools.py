@@ -1,0 +1,200 @@
+"""`@tool`: typed functions a model may call, with schemas and validated arguments."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Generic, ParamSpec, TypeVar, cast, final, overload
+
+import anyio
+
+from stagefx._content import ArtifactContent, MultimodalContent, TextContent
+from stagefx._conversation import ModelToolRequest, ModelToolResponse
+from stagefx._env import Env
+from stagefx._model import ToolSpec
+from stagefx._schema import ValidationFailure, parameters_shape
+from stagefx._tracing import close_span, close_span_raised, is_tracing, open_span
+
+__all__ = ["Tool", "ToolOptions", "Toolbox", "tool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+@final
+class Tool(Generic[P, R_co]):
+    """A function the model may call. Call it directly too: `await tool(1, 2)`.
+
+    `stop_on_error`: when the tool raises (or gets bad arguments), stop the
+    pipeline with a `ToolError` instead of showing the model the error.
+    """
+
+    def __init__(
+        self,
+        function: Callable[P, R_co] | Callable[P, Awaitable[R_co]],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        stop_on_error: bool = False,
+    ) -> None:
+        if not callable(function):
+            raise TypeError(f"@tool needs a function, got {type(function).__name__}")
+        self.name = name or function.__name__
+        self.description = description or inspect.getdoc(function) or ""
+        self.stop_on_error = stop_on_error
+        self._function: Callable[..., object] = function
+        self._arguments = parameters_shape(function, self.name)
+        self.spec = ToolSpec(self.name, self.description, self._arguments.schema)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        return cast(R_co, await self._run(*args, **kwargs))
+
+    async def call(self, arguments: Mapping[str, object]) -> object:
+        """Validate model-given `arguments` against the schema, then call."""
+        return await self._run(**self._arguments.validate(dict(arguments)))
+
+    async def _run(self, *args: object, **kwargs: object) -> object:
+        produced = self._function(*args, **kwargs)
+        if inspect.isawaitable(produced):
+            return await produced
+        return produced
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+
+@final
+class ToolOptions:
+    """`@tool(name=..., ...)`: applies the options to the function it decorates."""
+
+    def __init__(self, name: str | None, description: str | None, stop_on_error: bool) -> None:
+        self._options = (name, description, stop_on_error)
+
+    @overload
+    def __call__(self, function: Callable[P, Awaitable[R]], /) -> Tool[P, R]: ...
+
+    @overload
+    def __call__(self, function: Callable[P, R], /) -> Tool[P, R]: ...
+
+    def __call__(self, function: Callable[..., object], /) -> Tool[..., object]:
+        name, description, stop_on_error = self._options
+        return Tool(function, name=name, description=description, stop_on_error=stop_on_error)
+
+
+@overload
+def tool(function: Callable[P, Awaitable[R]], /) -> Tool[P, R]: ...
+
+
+@overload
+def tool(function: Callable[P, R], /) -> Tool[P, R]: ...
+
+
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, stop_on_error: bool = False
+) -> ToolOptions: ...
+
+
+def tool(
+    function: Callable[..., object] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    stop_on_error: bool = False,
+) -> Tool[..., object] | ToolOptions:
+    """Make a sync or async function a `Tool`: its name, its docstring as the
+    description, and a JSON Schema of its annotated parameters. Use bare
+    (`@tool`) or with options (`@tool(stop_on_error=True)`). A parameter without
+    an annotation or with a type that has no JSON Schema is refused with
+    `TypeError` here, not when the model calls it.
+
+    Example:
+        ```python
+        @tool
+        async def calculate(a: int, b: int) -> int:
+            '''Add two numbers together.'''
+            return a + b
+        ```
+    """
+    options = ToolOptions(name, description, stop_on_error)
+    return options if function is None else options(function)
+
+
+def _as_content(value: object) -> MultimodalContent:
+    if isinstance(value, MultimodalContent):
+        return value
+    if isinstance(value, str):
+        return MultimodalContent((TextContent(value),))
+    return MultimodalContent((ArtifactContent(value),))
+
+
+@final
+class Toolbox:
+    """The tools one completion may use, by name."""
+
+    def __init__(self, tools: Iterable[Tool[..., object]]) -> None:
+        self.tools: dict[str, Tool[..., object]] = {}
+        for item in tools:
+            if not isinstance(item, Tool):
+                raise TypeError(f"tools must be @tool functions, got {type(item).__name__}")
+            if item.name in self.tools:
+                raise ValueError(f"two tools are named {item.name!r}")
+            self.tools[item.name] = item
+        self.specs = tuple(item.spec for item in self.tools.values())
+
+    async def respond(
+        self, requests: tuple[ModelToolRequest, ...], env: Env
+    ) -> tuple[tuple[ModelToolResponse, ...], tuple[tuple[str, Exception], ...]]:
+        """Run every requested call concurrently. Returns the responses in request
+        order, and the errors of tools that must stop the pipeline."""
+        responses: list[ModelToolResponse | None] = [None] * len(requests)
+        fatal: list[tuple[str, Exception]] = []
+
+        async def answer(index: int, request: ModelToolRequest) -> None:
+            if not is_tracing(env.tracer):
+                await respond_to(index, request)
+                return
+            span = open_span(env.tracer, env.clock.now, f"tool {request.tool}")
+            try:
+                await respond_to(index, request)
+            except BaseException as error:
+                close_span_raised(span, error)
+                raise
+            response = responses[index]
+            span.attributes["error"] = response is not None and response.error
+            close_span(span, None)
+
+        async def respond_to(index: int, request: ModelToolRequest) -> None:
+            found = self.tools.get(request.tool)
+            if found is None:
+                available = ", ".join(sorted(self.tools)) or "none"
+                text, error = f"unknown tool {request.tool!r}; available tools: {available}", True
+            else:
+                try:
+                    text_or_value = await found.call(request.arguments)
+                except ValidationFailure as failure:
+                    text, error = f"invalid arguments for {found.name}: {failure}", True
+                    if found.stop_on_error:
+                        fatal.append((found.name, failure))
+                except Exception as failure:
+                    text, error = f"{found.name} failed: {type(failure).__name__}: {failure}", True
+                    if found.stop_on_error:
+                        fatal.append((found.name, failure))
+                else:
+                    responses[index] = ModelToolResponse(
+                        request.identifier, request.tool, _as_content(text_or_value)
+                    )
+                    return
+            responses[index] = ModelToolResponse(
+                request.identifier, request.tool, _as_content(text), error=error
+            )
+
+        if len(requests) == 1:
+            await answer(0, requests[0])
+        else:
+            async with anyio.create_task_group() as group:
+                for index, request in enumerate(requests):
+                    group.start_soon(answer, index, request)
+        return tuple(cast(list[ModelToolResponse], responses)), tuple(fatal)

@@ -1,1 +1,0 @@
-"""Combinators: each module builds steps (see `_step`) from steps and callbacks."""

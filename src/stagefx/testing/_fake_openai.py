@@ -1,0 +1,345 @@
+"""FakeOpenAIServer: a real HTTP server on 127.0.0.1 that speaks enough OpenAI.
+
+It serves `/v1/responses` and `/v1/chat/completions` for the official
+`openai` client, turns each request back into a `ModelRequest`, answers with a
+FunctionModel-style callback, records every raw request, and injects faults
+on demand. It runs on its own thread and event loop (aiohttp), so it serves
+sync and async tests alike, on any anyio backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Literal, Self, final
+
+import attrs
+from aiohttp import web
+
+from stagefx._conversation import ModelInput, ModelOutput, TokenUsage
+from stagefx._model import ModelFailure, ModelRequest
+from stagefx.openai import _chat as chat
+from stagefx.openai import _responses as responses
+from stagefx.openai._wire import MalformedBody
+from stagefx.testing._demo import demo_answer
+from stagefx.testing._models import Answer, as_output
+
+__all__ = ["Fault", "FakeOpenAIServer", "RecordedRequest"]
+
+Callback = Callable[[ModelRequest], Answer | Awaitable[Answer]]
+
+
+@final
+@attrs.frozen(slots=True)
+class Fault:
+    """One injected failure, used by the next request the server gets.
+
+    Build with the class methods: `Fault.status(429, retry_after="2")`,
+    `Fault.delay(0.05)`, `Fault.hang()`, `Fault.malformed()`,
+    `Fault.truncated()`, `Fault.drop()`.
+    """
+
+    kind: Literal["status", "delay", "hang", "malformed", "truncated", "drop"]
+    status_code: int = 500
+    retry_after: str | None = None
+    code: str | None = None
+    message: str = "injected fault"
+    seconds: float = 0.0
+
+    @classmethod
+    def status(
+        cls,
+        status_code: int,
+        *,
+        retry_after: str | None = None,
+        code: str | None = None,
+        message: str = "injected fault",
+    ) -> Fault:
+        """Answer with an OpenAI-style error body and `status_code`."""
+        return cls("status", status_code, retry_after, code, message)
+
+    @classmethod
+    def delay(cls, seconds: float) -> Fault:
+        """Answer normally, after `seconds` of server-side latency."""
+        return cls("delay", seconds=seconds)
+
+    @classmethod
+    def hang(cls) -> Fault:
+        """Never answer; the request ends only when the client gives up."""
+        return cls("hang")
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        """Answer 200 with a body that is not JSON."""
+        return cls("malformed")
+
+    @classmethod
+    def truncated(cls) -> Fault:
+        """Answer 200 with a valid answer cut in half."""
+        return cls("truncated")
+
+    @classmethod
+    def drop(cls) -> Fault:
+        """Close the connection without answering."""
+        return cls("drop")
+
+
+@final
+@attrs.frozen(slots=True)
+class RecordedRequest:
+    """A request as the server received it (headers lower-cased)."""
+
+    path: str
+    body: Mapping[str, object]
+    headers: Mapping[str, str]
+
+
+@final
+class FakeOpenAIServer:
+    """An OpenAI-compatible server on 127.0.0.1 and an ephemeral port.
+
+    `with FakeOpenAIServer(callback) as server:` then point the client at
+    `server.base_url`. The callback gets the decoded `ModelRequest` and
+    answers like a `FunctionModel`: text, content, a `ModelOutput` (with tool
+    requests) or a `ModelFailure` (sent as the matching HTTP error).
+    `latency` delays every answer (for benchmarks); `inject` queues faults;
+    `record=False` keeps no requests (for long load runs).
+    """
+
+    def __init__(
+        self,
+        answer: Callback = demo_answer,
+        *,
+        model: str = "fake-model",
+        latency: float = 0.0,
+        record: bool = True,
+    ) -> None:
+        self._answer = answer
+        self._model = model
+        self._latency = latency
+        self._record = record
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.requests: list[RecordedRequest] = []
+        self.model_requests: list[ModelRequest] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._port = 0
+        self._stopped = asyncio.Event()
+
+    @property
+    def base_url(self) -> str:
+        if not self._port:
+            raise RuntimeError("FakeOpenAIServer is not running: use it as a context manager")
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    def inject(self, *faults: Fault) -> None:
+        """Queue faults; each is used by one upcoming request, in order."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    @property
+    def pending_faults(self) -> int:
+        """Injected faults no request has used yet."""
+        with self._lock:
+            return len(self._faults)
+
+    def clear_faults(self) -> None:
+        """Drop the injected faults no request has used."""
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections the server holds open right now."""
+        runner = self._runner
+        server = None if runner is None else runner.server
+        return 0 if server is None else len(server.connections)
+
+    def wait_for_connections(self, count: int, *, timeout: float = 5.0) -> bool:
+        """Block until exactly `count` connections are open (True), or `timeout`."""
+        loop = self._loop
+        if loop is None:
+            return count == 0
+
+        async def settle() -> None:
+            while self.open_connections != count:  # noqa: ASYNC110  # aiohttp offers no close hook
+                await asyncio.sleep(0.001)
+
+        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(settle(), timeout), loop)
+        try:
+            future.result()
+        except TimeoutError:
+            return False
+        return True
+
+    # Lifecycle -----------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._start())
+            except BaseException as error:  # reported to the starting thread
+                failure.append(error)
+                started.set()
+                return
+            started.set()
+            loop.run_until_complete(self._stopped.wait())
+            loop.run_until_complete(self._stop())
+            loop.close()
+
+        self._stopped = asyncio.Event()
+        self._thread = threading.Thread(target=serve, name="FakeOpenAIServer", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+            self._thread.join()
+        self._loop, self._thread, self._port = None, None, 0
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/responses", self._handle)
+        app.router.add_post("/v1/chat/completions", self._handle)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, "127.0.0.1", 0, backlog=4096
+        )  # load tests connect in bursts
+        await site.start()
+        sockets = self._runner.addresses
+        self._port = int(sockets[0][1])
+
+    async def _stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # Serving -------------------------------------------------------------------
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            return self._faults.pop(0) if self._faults else None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            return _error(400, "request body is not JSON", "invalid_request_error")
+        if not isinstance(body, dict):
+            return _error(400, "request body is not an object", "invalid_request_error")
+        if self._record:
+            headers = {key.lower(): value for key, value in request.headers.items()}
+            self.requests.append(RecordedRequest(request.path, body, headers))
+        chat_api = request.path.endswith("/chat/completions")
+        fault = self._next_fault()
+        if fault is not None and fault.kind != "delay":
+            return await _faulty(request, fault)
+        if fault is not None or self._latency:
+            await asyncio.sleep(fault.seconds if fault is not None else self._latency)
+        decode_request = chat.decode_request if chat_api else responses.decode_request
+        encode_response = chat.encode_response if chat_api else responses.encode_response
+        try:
+            decoded = decode_request(body)
+        except MalformedBody as error:
+            return _error(400, str(error), "invalid_request_error")
+        if self._record:
+            self.model_requests.append(decoded)
+        answer = self._answer(decoded)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        output = as_output(answer)
+        response_id = f"{next(self._ids):06d}"
+        if isinstance(output, ModelFailure):
+            if output.kind == "refused":
+                encode_refusal = chat.encode_refusal if chat_api else responses.encode_refusal
+                refusal = encode_refusal(output.message, model=self._model, response_id=response_id)
+                return web.json_response(refusal)
+            return _failure(output)
+        if output.usage is None:
+            output = attrs.evolve(output, usage=_usage(decoded, output, self._model))
+        encoded = encode_response(output, model=self._model, response_id=f"{next(self._ids):06d}")
+        return web.json_response(encoded)
+
+
+def _error(
+    status: int,
+    message: str,
+    kind: str,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "param": None, "code": code}},
+        status=status,
+        headers=headers,
+    )
+
+
+_FAILURE_STATUS = {
+    "rate_limited": (429, "rate_limit_exceeded"),
+    "unavailable": (503, "server_error"),
+    "context_too_long": (400, "context_length_exceeded"),
+    "invalid_request": (400, "invalid_request_error"),
+    "authentication": (401, "invalid_api_key"),
+}
+
+
+def _failure(failure: ModelFailure) -> web.Response:
+    status, code = _FAILURE_STATUS[failure.kind]
+    headers = {} if failure.retry_after is None else {"retry-after": f"{failure.retry_after:g}"}
+    return _error(status, failure.message, code, code, headers)
+
+
+async def _faulty(request: web.Request, fault: Fault) -> web.StreamResponse:
+    if fault.kind == "status":
+        headers = {} if fault.retry_after is None else {"retry-after": fault.retry_after}
+        return _error(fault.status_code, fault.message, "injected", fault.code, headers)
+    if fault.kind == "malformed":
+        return web.Response(text="<html>this is not json", content_type="application/json")
+    if fault.kind == "truncated":
+        return web.Response(
+            text='{"id": "resp_1", "output": [{"type": "mess', content_type="application/json"
+        )
+    if fault.kind == "drop":
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        return web.Response()
+    await asyncio.Event().wait()  # hang: ends when the client disconnects
+    return web.Response()
+
+
+def _usage(request: ModelRequest, output: ModelOutput, model: str) -> TokenUsage:
+    """Deterministic token counts: words in, words out."""
+    words_in = sum(
+        len(turn.content.as_string().split())
+        for turn in request.context
+        if isinstance(turn, ModelInput)
+    )
+    return TokenUsage(
+        model, words_in + len(request.instructions.split()), len(output.content.as_string().split())
+    )

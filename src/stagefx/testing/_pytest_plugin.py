@@ -1,0 +1,65 @@
+"""pytest fixtures for testing stagefx flows (registered through the `pytest11`
+entry point, so installing stagefx makes them available).
+
+- `stagefx_clock`: a fresh `VirtualClock`.
+- `stagefx_tracer`: a fresh `RecordingTracer`.
+- `scripted_env`: `scripted_env(*answers)` gives an `Env` with a `ScriptedModel`
+  of those answers, the clock and the tracer; the model is `env.get(ScriptedModel)`.
+- `fake_openai`: a running `FakeOpenAIServer` with the demo model, with
+  `OPENAI_API_KEY` and `OPENAI_BASE_URL` pointing `OpenAI()` at it for the test.
+
+Heavy imports happen inside the fixtures: the plugin loads in every pytest run
+of a project that has stagefx installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from stagefx._env import Env
+from stagefx._tracing import RecordingTracer
+from stagefx.testing._clock import VirtualClock
+from stagefx.testing._models import Answer, ScriptedModel
+
+if TYPE_CHECKING:
+    from stagefx.testing._fake_openai import FakeOpenAIServer
+
+__all__ = ["fake_openai", "scripted_env", "stagefx_clock", "stagefx_tracer"]
+
+
+@pytest.fixture
+def stagefx_clock() -> VirtualClock:
+    """A fresh `VirtualClock`: retries and timeouts without real waiting."""
+    return VirtualClock()
+
+
+@pytest.fixture
+def stagefx_tracer() -> RecordingTracer:
+    """A fresh `RecordingTracer`: the spans of what ran."""
+    return RecordingTracer()
+
+
+@pytest.fixture
+def scripted_env(
+    stagefx_clock: VirtualClock, stagefx_tracer: RecordingTracer
+) -> Callable[..., Env]:
+    """`scripted_env(*answers)`: an Env with a ScriptedModel, the clock and the tracer."""
+
+    def build(*answers: Answer) -> Env:
+        return Env.of(ScriptedModel(*answers), stagefx_clock, stagefx_tracer, name="test")
+
+    return build
+
+
+@pytest.fixture
+def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
+    """A running FakeOpenAIServer that `OpenAI()` reaches through the environment."""
+    from stagefx.testing._fake_openai import FakeOpenAIServer  # optional extras
+
+    with FakeOpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-fake-openai")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        yield server

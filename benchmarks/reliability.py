@@ -25,6 +25,7 @@ from stagefx import (
     SystemClock,
     Tool,
     ToolError,
+    UsageTotals,
     ctx,
     tool,
 )
@@ -202,7 +203,9 @@ async def run_scenario(scenario: Scenario, server: FakeOpenAIServer) -> Verdict:
         return Verdict(scenario, "other", "succeeded, but should have failed")
     error = outcome.failure()
     if scenario.expected != "recovered" and type(error) is scenario.expected:
-        if error.state == last_good:
+        # The failure's state is the last good one plus the usage spent up to it.
+        spent = tuple(value for value in error.state.values if not isinstance(value, UsageTotals))
+        if attrs.evolve(error.state, values=spent) == last_good:
             return Verdict(scenario, "surfaced", type(error).__name__)
         return Verdict(scenario, "other", f"{type(error).__name__} lost the last good state")
     return Verdict(scenario, "other", f"{type(error).__name__}: {error}")

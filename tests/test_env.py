@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
+import attrs
 import pytest
 
 from stagefx import (
+    CacheStore,
     Env,
     MissingEnvironmentError,
     MultimodalContent,
@@ -17,7 +19,7 @@ from stagefx import (
     ctx,
     stage,
 )
-from stagefx.testing import VirtualClock
+from stagefx.testing import ScriptedModel, VirtualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -125,3 +127,79 @@ async def test_logs_are_structured_tagged_with_the_scope_and_free_of_secrets(
     assert "sk-live" not in caplog.text
     assert "abc.def" not in caplog.text
     assert "called provider" in caplog.text
+
+
+# Roles are explicit: a user's value is only ever a value, whatever its methods.
+
+
+@attrs.frozen
+class LooksLikeAClock:
+    def now(self) -> float:
+        raise AssertionError("a user value was used as the clock")
+
+    async def sleep(self, seconds: float) -> None:
+        raise AssertionError("a user value was used as the clock")
+
+
+@attrs.frozen
+class LooksLikeATracer:
+    def start(self, span_id: int, parent_id: int | None, name: str) -> None:
+        raise AssertionError("a user value was used as the tracer")
+
+    def end(self, span: object) -> None:
+        raise AssertionError("a user value was used as the tracer")
+
+
+@attrs.frozen
+class LooksLikeACacheStore:
+    async def load(self, key: object, now: float) -> StageState | None:
+        raise AssertionError("a user value was used as the cache store")
+
+    async def store(self, key: object, value: StageState, expires_at: float) -> None:
+        raise AssertionError("a user value was used as the cache store")
+
+
+@attrs.frozen
+class LooksLikeAModel:
+    async def generate(self, request: object, env: Env) -> object:
+        raise AssertionError("a user value was used as the model")
+
+
+async def test_values_with_role_shaped_members_take_no_role() -> None:
+    lookalikes = (LooksLikeAClock(), LooksLikeATracer(), LooksLikeACacheStore())
+    clock = VirtualClock()
+    env = Env.of(*lookalikes, clock)
+    assert env.clock is clock
+    assert type(env.tracer).__name__ == "NoopTracer"
+    assert env.get(CacheStore) is None
+    for value in lookalikes:
+        assert env.get(type(value)) is value
+    # Retries wait on the real clock role, cached entries go to the stage's own
+    # memory, and no span reaches the lookalike tracer.
+    calls: list[int] = []
+
+    @stage
+    async def flaky(*, state: StageState) -> StageState:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("once")
+        return state.updated(result=f"call {len(calls)}")
+
+    pipeline = flaky.with_retry(limit=1, delay=5).cached().with_timeout(60).traced(label="t")
+    first = await pipeline.execute(env=env)
+    again = await pipeline.execute(env=env)
+    assert first.result.as_string() == again.result.as_string() == "call 2"
+    assert sorted(clock.sleeps) == [5, 60, 60]  # the retry, then each run's watchdog
+    tracer = RecordingTracer()
+    assert (await pipeline.execute(env=Env.of(*lookalikes, tracer))).result.as_string()
+    assert [span.name for span in tracer.spans if span.name == "t"] == ["t"]
+
+
+async def test_a_value_with_a_generate_method_is_not_the_model() -> None:
+    env = Env.of(LooksLikeAModel())
+    failed = (await Stage.completion("hi").attempt(env=env)).failure()
+    assert isinstance(failed, MissingEnvironmentError)
+    model = ScriptedModel("answer")
+    state = await Stage.completion("hi").execute(env=env.updated(model))
+    assert state.result.as_string() == "answer"
+    assert env.get(LooksLikeAModel) is not None

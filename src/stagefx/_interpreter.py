@@ -16,13 +16,12 @@ from typing import cast
 
 from stagefx._env import Env
 from stagefx._errors import StageException
-from stagefx._nodes._base import Frame, Next, Node, Outcome
+from stagefx._nodes._base import Frame, Next, Node, Outcome, run_leaf
 from stagefx._state import StageState
 from stagefx._tracing import (
     SpanHandle,
     close_span,
     close_span_raised,
-    is_tracing,
     open_span,
 )
 
@@ -51,7 +50,7 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
     stack: list[Frame] = []
     push = stack.append
     pop = stack.pop
-    tracing = is_tracing(env.tracer)
+    tracing = env.tracer_active
     step: Next = (root, state)
     while True:
         try:
@@ -60,14 +59,14 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
                     if len(step) == 3:
                         push(step[2])
                     node: Node = step[0]
+                    if node.leaf:
+                        step = await run_leaf(node, step[1], env)
+                        continue
                     if tracing:
                         spanned = node.span()
                         if spanned is not None:
                             push(_SpanFrame(open_span(env.tracer, env.clock.now, *spanned)))
-                    if node.leaf:
-                        step = await node.run(step[1], env)
-                    else:
-                        step = node.start(step[1], env)
+                    step = node.start(step[1], env)
                 elif type(step) is StageState or isinstance(step, StageException):
                     if not stack:
                         return step

@@ -352,7 +352,11 @@ class Stage:
     def traced(self, *, label: str | None = None) -> Stage:
         """Record a span for each run (named `label`, else the stage's name)."""
         name = label or self.meta.name or "stage"
-        return self._wrapped(meta.Traced(self.node, name, dict(self.meta.values)))
+        # Around a plain leaf, a leaf with a span; around anything else (another
+        # traced leaf included: no recursion per layer), a node with a frame.
+        plain = self.node.leaf and not isinstance(self.node, meta.TracedLeaf)
+        kind = meta.TracedLeaf if plain else meta.Traced
+        return self._wrapped(kind(self.node, name, dict(self.meta.values)))
 
     # Running ------------------------------------------------------------------
 
@@ -391,7 +395,7 @@ class Stage:
         return outcome
 
 
-Stage.noop = Stage(flow.Sequence(()))
+Stage.noop = Stage(flow.Noop())
 
 
 def _flat(stages: tuple[Stage, ...]) -> flow.Sequence:
@@ -401,7 +405,7 @@ def _flat(stages: tuple[Stage, ...]) -> flow.Sequence:
         node = item.node
         if isinstance(node, flow.Sequence):
             parts.extend(node.parts)
-        else:
+        elif not isinstance(node, flow.Noop):
             parts.append(node)
     return flow.Sequence(tuple(parts))
 

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, ClassVar, TypeAlias
 from stagefx._errors import StageException
 from stagefx._state import StageState
 from stagefx._structure import Detail
-from stagefx._tracing import AttributeValue
+from stagefx._tracing import AttributeValue, close_span, close_span_raised, open_span
 
 if TYPE_CHECKING:
     from stagefx._env import Env
 
-__all__ = ["Detail", "Frame", "Next", "Node", "Outcome", "SpanSpec"]
+__all__ = ["Detail", "Frame", "Next", "Node", "Outcome", "SpanSpec", "run_leaf"]
 
 Outcome: TypeAlias = StageState | StageException
 SpanSpec: TypeAlias = tuple[str, Mapping[str, AttributeValue] | None]
@@ -95,3 +95,24 @@ class Frame:
     async def abort(self, error: BaseException) -> Outcome | None:
         """`error` unwinds through this frame: clean up; an outcome absorbs it."""
         return None
+
+
+async def run_leaf(node: Node, state: StageState, env: Env) -> Outcome:
+    """A leaf's `run`, inside the span it declares when the Env is tracing.
+
+    Leaves need no frame: the interpreter, sequences, loops and concurrent
+    branches all run them through here.
+    """
+    if not env.tracer_active:
+        return await node.run(state, env)
+    spanned = node.span()
+    if spanned is None:
+        return await node.run(state, env)
+    handle = open_span(env.tracer, env.clock.now, *spanned)
+    try:
+        outcome = await node.run(state, env)
+    except BaseException as error:
+        close_span_raised(handle, error)
+        raise
+    close_span(handle, outcome)
+    return outcome

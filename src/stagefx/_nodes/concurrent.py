@@ -10,7 +10,7 @@ import attrs
 
 from stagefx._env import Env
 from stagefx._interpreter import interpret
-from stagefx._nodes._base import Detail, Node, Outcome, SpanSpec
+from stagefx._nodes._base import Detail, Node, Outcome, SpanSpec, run_leaf
 from stagefx._nodes._calls import failure, require_count, resolve
 from stagefx._state import StageState
 from stagefx._tracing import close_span, close_span_raised, open_span
@@ -72,12 +72,17 @@ class Concurrent(Node):
         traced = env.tracer_active
 
         async def branch(index: int) -> None:
+            node = branches[index]
             if not traced:
-                outcomes[index] = await interpret(branches[index], state, env)
+                outcomes[index] = await (
+                    node.run(state, env) if node.leaf else interpret(node, state, env)
+                )
                 return
             span = open_span(env.tracer, env.clock.now, f"branch {index}")
             try:
-                outcome = await interpret(branches[index], state, env)
+                outcome = await (
+                    run_leaf(node, state, env) if node.leaf else interpret(node, state, env)
+                )
             except BaseException as error:
                 close_span_raised(span, error)
                 raise

@@ -9,18 +9,30 @@ import attrs
 
 from stagefx._env import Env
 from stagefx._errors import StageException
-from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome
+from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, run_leaf
 from stagefx._nodes._calls import failure, require_count, resolve_bool
 from stagefx._state import StageState
 from stagefx._tracing import annotate
 
-__all__ = ["Loop", "LoopCondition", "Sequence"]
+__all__ = ["Loop", "LoopCondition", "Noop", "Sequence"]
 
 
 class LoopCondition(Protocol):
     """`(*, state, iteration) -> bool`, sync or async; `iteration` counts finished runs."""
 
     def __call__(self, *, state: StageState, iteration: int) -> bool | Awaitable[bool]: ...
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class Noop(Node):
+    """The identity: passes its state on untouched (and vanishes from sequences)."""
+
+    kind: ClassVar[str] = "noop"
+    leaf: ClassVar[bool] = True
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        return state
 
 
 @final
@@ -61,10 +73,9 @@ class _SequenceFrame(Frame):
 
     def advance(self, state: StageState, index: int) -> Next:
         part = self.parts[index]
-        last = index + 1 == len(self.parts)
-        if part.leaf and not (self.env.tracer_active and part.span() is not None):
+        if part.leaf:
             return self._leaves(state, index)
-        if last:
+        if index + 1 == len(self.parts):
             return (part, state)  # a tail call: the frame is done
         self.index = index + 1
         return (part, state, self)
@@ -77,12 +88,12 @@ class _SequenceFrame(Frame):
     async def _leaves(self, state: StageState, index: int) -> Next:
         """Run consecutive leaves in one loop: no frame, no tuple per stage."""
         parts, env, count = self.parts, self.env, len(self.parts)
-        spans = env.tracer_active
+        run = run_leaf if env.tracer_active else None
         while index < count:
             part = parts[index]
-            if not part.leaf or (spans and part.span() is not None):
+            if not part.leaf:
                 return self.advance(state, index)
-            outcome = await part.run(state, env)
+            outcome = await (part.run(state, env) if run is None else run(part, state, env))
             if type(outcome) is not StageState:
                 return outcome
             state = outcome
@@ -154,7 +165,7 @@ class _LoopFrame(Frame):
             annotate("iterations", self.iteration)
             return state
         body = self.node.body
-        if body.leaf and not (self.env.tracer_active and body.span() is not None):
+        if body.leaf:
             return self._spin(state)
         return (body, state, self)
 
@@ -191,8 +202,9 @@ class _LoopFrame(Frame):
         """A leaf body: iterate in one coroutine, as a plain `while` loop."""
         body, env, condition, cap = self.node.body, self.env, self.node.condition, self.cap
         iteration = self.iteration
+        run = run_leaf if env.tracer_active else None
         while True:
-            outcome = await body.run(state, env)
+            outcome = await (body.run(state, env) if run is None else run(body, state, env))
             iteration += 1
             if type(outcome) is not StageState:
                 annotate("iterations", iteration)

@@ -9,11 +9,11 @@ import attrs
 
 from stagefx._env import Env
 from stagefx._errors import StageException
-from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, SpanSpec
+from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, SpanSpec, run_leaf
 from stagefx._state import StageState
 from stagefx._tracing import AttributeValue
 
-__all__ = ["Named", "Traced"]
+__all__ = ["Named", "Traced", "TracedLeaf"]
 
 
 @final
@@ -80,3 +80,29 @@ class Traced(Node):
 
     def start(self, state: StageState, env: Env) -> Next:
         return (self.child, state)
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class TracedLeaf(Node):
+    """`Traced` around a plain leaf is a leaf itself, with a span: no frame per
+    run. (Around another `TracedLeaf`, `Traced` is used: leaves run in one call.)"""
+
+    kind: ClassVar[str] = "traced"
+    leaf: ClassVar[bool] = True
+
+    child: Node
+    label: str
+    attributes: Mapping[str, AttributeValue]
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.child,)
+
+    def details(self) -> Mapping[str, Detail]:
+        return {"label": self.label}
+
+    def span(self) -> SpanSpec:
+        return (self.label, self.attributes)
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        return await run_leaf(self.child, state, env)

@@ -1,0 +1,124 @@
+"""Usage adds up: every model call counts in the final state, and the trace agrees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from stagefx import (
+    Env,
+    ModelFailure,
+    ModelOutput,
+    ModelUnavailableError,
+    MultimodalContent,
+    RecordingTracer,
+    Stage,
+    StageException,
+    StageState,
+    TokenUsage,
+    UsageTotals,
+)
+from stagefx.testing import ScriptedModel, VirtualClock
+
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
+
+
+def answer(text: str, tokens_in: int, tokens_out: int) -> ModelOutput:
+    return ModelOutput(MultimodalContent.of(text), usage=TokenUsage("m", tokens_in, tokens_out))
+
+
+DOWN = ModelFailure("unavailable", "try later")
+
+
+def totals(*calls: tuple[int, int]) -> UsageTotals:
+    total = UsageTotals()
+    for tokens_in, tokens_out in calls:
+        total = total.plus(TokenUsage("m", tokens_in, tokens_out))
+    return total
+
+
+async def run(pipeline: Stage, model: ScriptedModel) -> tuple[StageState, RecordingTracer]:
+    tracer = RecordingTracer()
+    state = await pipeline.execute(env=Env.of(model, VirtualClock(), tracer))
+    return state, tracer
+
+
+async def test_retried_attempts_all_count() -> None:
+    # Attempt 1 spends 10/1 then fails on its second call; attempt 2 spends 20/2 + 30/3.
+    model = ScriptedModel(answer("a", 10, 1), DOWN, answer("b", 20, 2), answer("c", 30, 3))
+    pipeline = Stage.sequence(Stage.completion("one"), Stage.completion("two")).with_retry(limit=1)
+    state, tracer = await run(pipeline, model)
+    assert state.get(UsageTotals) == totals((10, 1), (20, 2), (30, 3))
+    assert tracer.usage() == state.get(UsageTotals)
+
+
+async def test_the_branch_that_failed_before_a_fallback_counts() -> None:
+    model = ScriptedModel(answer("a", 10, 1), DOWN, answer("fallback", 5, 5))
+    primary = Stage.sequence(Stage.completion("one"), Stage.completion("two"))
+    state, tracer = await run(primary.with_fallback(Stage.completion("plan b")), model)
+    assert state.result.as_string() == "fallback"
+    assert state.get(UsageTotals) == totals((10, 1), (5, 5))
+    assert tracer.usage() == state.get(UsageTotals)
+
+
+async def test_the_default_router_counts_its_own_call() -> None:
+    model = ScriptedModel(answer("billing", 7, 1), answer("refund issued", 40, 4))
+    router = Stage.router(
+        Stage.completion("bill").with_meta(name="billing", description="money"),
+        Stage.completion("ship").with_meta(name="shipping", description="parcels"),
+    )
+    state, tracer = await run(router, model)
+    assert state.result.as_string() == "refund issued"
+    assert state.get(UsageTotals) == totals((7, 1), (40, 4))
+    assert tracer.usage() == state.get(UsageTotals)
+    assert sum(1 for span in tracer.spans if span.name == "generate") == 2
+
+
+def keep_first(branches: Sequence[StageState | StageException]) -> StageState:
+    kept = branches[0]
+    assert isinstance(kept, StageState)
+    return kept
+
+
+async def test_every_concurrent_branch_counts_failed_ones_too() -> None:
+    model = ScriptedModel(answer("x", 1, 1), answer("y", 2, 2), answer("z", 3, 3), DOWN)
+    failing = Stage.sequence(Stage.completion("c"), Stage.completion("c again"))
+    fan = Stage.concurrent(
+        Stage.completion("a"),
+        Stage.completion("b"),
+        failing,
+        merge=keep_first,
+        concurrent_tasks=1,  # one at a time: the script is answered in branch order
+    )
+    state, tracer = await run(fan, model)
+    assert state.get(UsageTotals) == totals((1, 1), (2, 2), (3, 3))
+    assert tracer.usage() == state.get(UsageTotals)
+
+
+async def test_a_failure_carries_the_usage_spent_up_to_it() -> None:
+    model = ScriptedModel(answer("a", 10, 1), answer("b", 20, 2), DOWN)
+    pipeline = Stage.sequence(
+        Stage.completion("one"), Stage.completion("two"), Stage.completion("three")
+    ).with_retry(limit=0)
+    start = StageState(result="in")
+    failed = (await pipeline.attempt(start, env=Env.of(model))).failure()
+    assert isinstance(failed, ModelUnavailableError)
+    assert failed.usage == totals((10, 1), (20, 2))
+    assert failed.state.get(UsageTotals) == failed.usage
+
+
+async def test_nested_retries_fallbacks_and_branches_add_up_with_the_trace() -> None:
+    model = ScriptedModel(
+        answer("a", 1, 0), DOWN, answer("b", 2, 0), answer("c", 4, 0), answer("d", 8, 0)
+    )
+    flaky = Stage.completion("flaky").with_retry(limit=0).with_fallback(Stage.completion("b"))
+    pipeline = Stage.sequence(
+        Stage.completion("a"),
+        Stage.concurrent(flaky, merge=keep_first).with_retry(limit=1),
+        Stage.completion("c"),
+        Stage.completion("d").with_volatile_context().ignore_result(),
+    )
+    state, tracer = await run(pipeline, model)
+    assert state.get(UsageTotals) == totals((1 + 2 + 4 + 8, 0))
+    assert tracer.usage() == state.get(UsageTotals)

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from typing import final
 
-from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+try:
+    from opentelemetry import trace
+    from opentelemetry.trace import Span, Status, StatusCode
+except ImportError as _import_error:
+    raise ImportError(
+        "stagefx.otel needs OpenTelemetry: install the `otel` extra with "
+        'pip install "stagefx[otel]"'
+    ) from _import_error
 
 from stagefx._tracing import SpanRecord, Tracer
 

@@ -1,4 +1,8 @@
-"""Pieces both OpenAI wire formats share: content text, images, schemas, JSON access."""
+"""Pieces both OpenAI wire formats share: content text, images, schemas, JSON access.
+
+The provider's codecs (`_chat`, `_responses`) and the fake server's
+(`stagefx.testing._openai_codec`) both build on these.
+"""
 
 from __future__ import annotations
 
@@ -24,14 +28,6 @@ def image_url(image: ImageContent) -> str:
         return image.url
     assert image.data is not None  # ImageContent holds exactly one of the two
     return f"data:{image.mime_type};base64,{base64.b64encode(image.data).decode()}"
-
-
-def image_of(url: str) -> ImageContent:
-    """The inverse of `image_url`."""
-    if url.startswith("data:") and ";base64," in url:
-        header, data = url[5:].split(";base64,", 1)
-        return ImageContent.of_bytes(base64.b64decode(data), mime_type=header)
-    return ImageContent.of_url(url)
 
 
 def part_text(part: TextContent | ArtifactContent | ResourceContent) -> str:

@@ -2,9 +2,11 @@
 
 `strategies` and `laws` need hypothesis (the `testing` extra); import them
 explicitly: `from stagefx.testing import strategies, laws`. `FakeOpenAIServer`
-needs the `openai` and `testing` extras and is imported on first use.
+needs the `openai` and `testing` extras and is imported on first use. Without
+an extra, each raises an `ImportError` that says what to install.
 """
 
+import importlib
 from typing import TYPE_CHECKING
 
 from stagefx.testing._clock import VirtualClock
@@ -31,4 +33,14 @@ def __getattr__(name: str) -> object:
         from stagefx.testing import _fake_openai as fake_openai  # needs the optional extras
 
         return getattr(fake_openai, name)
+    if name in ("strategies", "laws"):  # `from stagefx.testing import laws`, first time
+        try:
+            import hypothesis
+        except ImportError as error:
+            raise ImportError(
+                f"stagefx.testing.{name} needs hypothesis: install the `testing` extra with "
+                'pip install "stagefx[testing]"'
+            ) from error
+        del hypothesis
+        return importlib.import_module(f"stagefx.testing.{name}")
     raise AttributeError(f"module 'stagefx.testing' has no attribute {name!r}")

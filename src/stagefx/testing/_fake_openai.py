@@ -19,15 +19,25 @@ from types import TracebackType
 from typing import Literal, Self, final
 
 import attrs
-from aiohttp import web
+
+try:  # aiohttp serves; openai because the wire pieces are shared with the provider
+    import openai
+    from aiohttp import web
+except ImportError as _import_error:
+    raise ImportError(
+        "FakeOpenAIServer needs aiohttp and openai: install the `testing` and `openai` extras "
+        'with pip install "stagefx[testing]" "stagefx[openai]"'
+    ) from _import_error
 
 from stagefx._conversation import ModelInput, ModelOutput, TokenUsage
 from stagefx._model import ModelFailure, ModelRequest
-from stagefx.openai import _chat as chat
-from stagefx.openai import _responses as responses
 from stagefx.openai._wire import MalformedBody
 from stagefx.testing._demo import demo_answer
 from stagefx.testing._models import Answer, as_output
+from stagefx.testing._openai_codec import _chat as chat
+from stagefx.testing._openai_codec import _responses as responses
+
+del openai  # imported above only to check it is installed
 
 __all__ = ["Fault", "FakeOpenAIServer", "RecordedRequest"]
 

@@ -147,10 +147,50 @@ async def tracing_rows(plan: Plan) -> list[Row]:
     ]
 
 
+def always(*, state: StageState) -> bool:
+    return True
+
+
+MODIFIERS = (
+    lambda inner: inner.with_retry(limit=1),
+    lambda inner: inner.when(always),
+    lambda inner: inner.with_meta(name="layer"),
+    lambda inner: inner.ignore_result(),
+    lambda inner: inner.with_fallback(Stage.noop),
+)
+"""One layer each, in turn: the modifiers whose frames the interpreter keeps."""
+
+
+async def deep_chain_row(plan: Plan) -> Row:
+    """A chain of modifiers 10,000 deep around one leaf: the interpreter's cost
+    per layer (a frame pushed and resumed), against one raw await per layer."""
+    size = plan.size(10_000)
+    chain = leaf
+    for index in range(size):
+        chain = MODIFIERS[index % len(MODIFIERS)](chain)
+
+    async def floor() -> None:
+        state = StageState.empty
+        for _ in range(size):
+            state = await raw(state)
+
+    async def ours() -> None:
+        await chain.execute(env=ENV)
+
+    return Row(
+        f"chain of {size:,} modifiers around one stage",
+        "layer",
+        await best_of(plan, size, ours),
+        await best_of(plan, size, floor),
+        3.0,
+    )
+
+
 async def run(plan: Plan) -> list[Row]:
     return [
         await sequence_row(plan),
         await loop_row(plan),
         *await concurrent_rows(plan),
         *await tracing_rows(plan),
+        await deep_chain_row(plan),
     ]

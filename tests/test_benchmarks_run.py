@@ -19,6 +19,7 @@ async def test_the_core_benchmarks_run_and_report_each_comparison() -> None:
         "concurrent",
         "traced",
         "traced",
+        "chain",
     ]
     assert all(row.ours > 0 and row.floor > 0 for row in rows)
     assert render(rows).count("\n") == len(rows) + 1

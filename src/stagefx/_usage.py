@@ -90,8 +90,11 @@ def with_all_spent(
     start = base.get(UsageTotals, _NONE)
     total = start
     for outcome in outcomes:
-        used = spent(outcome)
-        if used is not start and used != start:
+        state = outcome if isinstance(outcome, StageState) else outcome.state
+        if state.values is base.values:
+            continue  # the hot path: a branch that changed no values spent nothing
+        used = state.get(UsageTotals, _NONE)
+        if used != start:
             total = total.combined(used).combined(start, sign=-1)
     if total == kept.get(UsageTotals, _NONE):
         return kept

@@ -106,12 +106,11 @@ class Concurrent(Node):
         return await self._merged(state, outcomes)
 
     async def _merged(self, state: StageState, outcomes: list[Outcome]) -> Outcome:
-        spent = with_all_spent(state, outcomes, state)
         try:
             value: object = await resolve(self.merge(outcomes))
         except Exception as error:
-            return failure(error, spent)
+            return failure(error, with_all_spent(state, outcomes, state))
         if not isinstance(value, StageState):
             wrong = TypeError(f"merge must return StageState, got {type(value).__name__}")
-            return failure(wrong, spent)
+            return failure(wrong, with_all_spent(state, outcomes, state))
         return with_all_spent(state, outcomes, value)

@@ -105,4 +105,7 @@ class TracedLeaf(Node):
         return (self.label, self.attributes)
 
     async def run(self, state: StageState, env: Env) -> Outcome:
-        return await run_leaf(self.child, state, env)
+        child = self.child  # its own span, if it has one, nests under this one
+        if env.tracer_active and child.span() is not None:
+            return await run_leaf(child, state, env)
+        return await child.run(state, env)

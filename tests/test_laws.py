@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import itertools
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import anyio
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
 
-from stagefx import Env, MultimodalContent, Stage, StageException, StageState, stage
+from stagefx import (
+    Env,
+    ModelFailure,
+    ModelOutput,
+    ModelRequest,
+    MultimodalContent,
+    Stage,
+    StageState,
+    TokenUsage,
+    UsageTotals,
+    stage,
+)
 from stagefx._conversation import ModelContext, ModelInput
-from stagefx.testing import laws, strategies
+from stagefx._nodes._base import Node
+from stagefx.testing import Answer, FunctionModel, VirtualClock, laws, strategies
 
 ENV = Env.of()
 settings.register_profile("stagefx", max_examples=60, deadline=None)
@@ -58,50 +72,6 @@ def test_transform_context_is_a_functor(first: str, second: str, state: StageSta
     run(lambda: laws.check_context_functor(_adding_turn(first), _adding_turn(second), state, ENV))
 
 
-@given(strategies.stages(), strategies.stages(), strategies.states())
-def test_when_true_runs_the_stage_and_when_false_the_alternative(
-    item: Stage, alternative: Stage, state: StageState
-) -> None:
-    async def check() -> None:
-        alone = await item.attempt(state, env=ENV)
-        laws.assert_equivalent("when(True)", await item.when(True).attempt(state, env=ENV), alone)
-        laws.assert_equivalent(
-            "when(True) by callable",
-            await item.when(lambda *, state: True).attempt(state, env=ENV),
-            alone,
-        )
-        laws.assert_equivalent(
-            "when(False)", await item.when(False).attempt(state, env=ENV), Success(state)
-        )
-        laws.assert_equivalent(
-            "when(False, alternative)",
-            await item.when(False, alternative=alternative).attempt(state, env=ENV),
-            await alternative.attempt(state, env=ENV),
-        )
-
-    run(check)
-
-
-@given(strategies.stages(), strategies.states())
-def test_a_loop_with_a_false_condition_runs_once_post_check_and_never_pre_check(
-    item: Stage, state: StageState
-) -> None:
-    async def check() -> None:
-        def never(*, state: StageState, iteration: int) -> bool:
-            return False
-
-        post = Stage.loop(item, condition=never, mode="post_check")
-        pre = Stage.loop(item, condition=never, mode="pre_check")
-        laws.assert_equivalent(
-            "post_check loop",
-            await post.attempt(state, env=ENV),
-            await item.attempt(state, env=ENV),
-        )
-        laws.assert_equivalent("pre_check loop", await pre.attempt(state, env=ENV), Success(state))
-
-    run(check)
-
-
 @given(strategies.stages(), strategies.states())
 def test_result_and_context_modifiers_keep_what_they_promise(
     item: Stage, state: StageState
@@ -121,25 +91,6 @@ def test_result_and_context_modifiers_keep_what_they_promise(
             case Failure(_):
                 for modified in (ignored, extended, volatile):
                     laws.assert_equivalent("modifier keeps the failure", modified, alone)
-
-    run(check)
-
-
-def _only_branch(branches: Sequence[StageState | StageException]) -> StageState:
-    (branch,) = branches
-    if isinstance(branch, StageException):
-        raise branch
-    return branch
-
-
-@given(strategies.stages(), strategies.states())
-def test_concurrent_with_one_branch_is_that_branch(item: Stage, state: StageState) -> None:
-    async def check() -> None:
-        laws.assert_equivalent(
-            "one-branch concurrent",
-            await Stage.concurrent(item, merge=_only_branch).attempt(state, env=ENV),
-            await item.attempt(state, env=ENV),
-        )
 
     run(check)
 
@@ -196,20 +147,6 @@ def test_cached_runs_once_per_distinct_input(inputs: list[str]) -> None:
     assert sorted(runs) == sorted(set(inputs))
 
 
-@given(strategies.stages(), strategies.stages(), strategies.states())
-def test_fallback_runs_only_when_the_stage_fails(
-    item: Stage, fallback: Stage, state: StageState
-) -> None:
-    async def check() -> None:
-        alone = await item.attempt(state, env=ENV)
-        expected = alone if isinstance(alone, Success) else await fallback.attempt(state, env=ENV)
-        laws.assert_equivalent(
-            "fallback", await item.with_fallback(fallback).attempt(state, env=ENV), expected
-        )
-
-    run(check)
-
-
 def test_the_law_checkers_report_broken_laws() -> None:
     calls = 0
 
@@ -234,3 +171,199 @@ def test_the_law_checkers_report_broken_laws() -> None:
         except laws.LawViolation:
             continue
         raise AssertionError("a broken law went unreported")
+
+
+# when, loop, retry, fallback and concurrent, over generated trees -------------
+
+spending_stages = strategies.stages(spending=True, max_leaves=5)
+"""Trees whose leaves may spend tokens, so the usage the combinators keep counts."""
+
+some_failing = st.one_of(
+    spending_stages,
+    st.tuples(spending_stages, strategies.failing_stages()).map(lambda pair: Stage.sequence(*pair)),
+)
+"""Trees, half of which fail, often after spending: what retry and fallback handle."""
+
+spent_states = st.one_of(
+    strategies.states(),
+    strategies.states().map(
+        lambda state: state.updated(UsageTotals((TokenUsage("before", 2, 3),)))
+    ),
+)
+"""States, some of which already hold usage from earlier stages."""
+
+
+@settings(max_examples=100)
+@given(spending_stages, st.none() | spending_stages, spent_states)
+def test_when_runs_the_stage_or_the_alternative_as_its_condition_answers(
+    item: Stage, alternative: Stage | None, state: StageState
+) -> None:
+    run(lambda: laws.check_when(item, state, ENV, alternative=alternative))
+
+
+@settings(max_examples=60)
+@given(strategies.stages(spending=True, max_leaves=4), spent_states)
+def test_a_loop_is_a_repeated_sequence(item: Stage, state: StageState) -> None:
+    run(lambda: laws.check_loop(item, state, ENV, iterations=2))
+
+
+@settings(max_examples=100)
+@given(some_failing, st.integers(0, 2), spent_states)
+def test_retry_reruns_only_the_failures_it_catches(
+    item: Stage, limit: int, state: StageState
+) -> None:
+    run(lambda: laws.check_retry(item, state, ENV, limit=limit))
+
+
+@settings(max_examples=100)
+@given(some_failing, spending_stages, spent_states)
+def test_fallback_runs_the_other_stage_exactly_on_a_failure(
+    item: Stage, other: Stage, state: StageState
+) -> None:
+    run(lambda: laws.check_fallback(item, other, state, ENV))
+
+
+branch_lists = st.one_of(
+    st.lists(strategies.stages(max_leaves=4), min_size=1, max_size=3),
+    st.lists(strategies.stages(spending=True, max_leaves=4), min_size=1, max_size=3),
+)
+"""Branches that may fail, spend, or both."""
+
+
+@settings(max_examples=100)
+@given(branch_lists, spent_states)
+def test_concurrent_is_a_traversal(branches: list[Stage], state: StageState) -> None:
+    run(lambda: laws.check_concurrent(branches, state, ENV))
+
+
+# The same laws on model stages: usage from real completions, waits on a clock --
+
+
+def _answer(request: ModelRequest) -> Answer:
+    said = request.context[-1].content.as_string()
+    if said == "slow":
+        return ModelFailure("rate_limited", "slow down", retry_after=3)
+    return ModelOutput(MultimodalContent.of(f"echo {said}"), usage=TokenUsage("fake", 5, 2))
+
+
+def test_the_laws_hold_for_model_stages_that_spend_and_wait() -> None:
+    clock = VirtualClock()
+    env = Env.of(FunctionModel(_answer), clock)
+    answering = Stage.completion("hello")
+    limited = Stage.sequence(Stage.completion("hi"), Stage.completion("slow"))
+    state = StageState(result="start")
+
+    async def check() -> None:
+        await laws.check_when(limited, state, env, alternative=answering)
+        await laws.check_loop(answering, state, env, iterations=2)
+        await laws.check_loop(limited, state, env, iterations=2)
+        await laws.check_retry(answering, state, env)
+        await laws.check_retry(limited, state, env)
+        await laws.check_fallback(limited, answering, state, env)
+        await laws.check_fallback(answering, limited, state, env)
+        await laws.check_concurrent([answering, answering.with_meta(name="twice")], state, env)
+        await laws.check_concurrent([limited], state, env)
+
+    run(check)
+    assert clock.sleeps  # the rate limit's retry_after waited, on the virtual clock
+    assert clock.now() == 3 * len(clock.sleeps)
+
+
+def test_a_failure_the_merge_raises_keeps_every_branch_usage() -> None:
+    spending = Stage.completion("hello")
+    failing = Stage.completion("slow")
+    env = Env.of(FunctionModel(_answer), VirtualClock())
+    run(lambda: laws.check_concurrent([spending, failing], StageState.empty, env))
+
+
+# Each checker reports a stage that breaks its law ------------------------------
+
+
+def _ticking() -> Stage:
+    """A different result on every run."""
+    ticks = itertools.count()
+
+    @stage
+    async def ticking(*, state: StageState) -> StageState:
+        return state.updated(result=str(next(ticks)))
+
+    return ticking
+
+
+def _flaky() -> Stage:
+    """Fails on its first run only."""
+    runs = itertools.count()
+
+    @stage
+    async def flaky(*, state: StageState) -> StageState:
+        if next(runs) == 0:
+            raise ConnectionError("first run")
+        return state
+
+    return flaky
+
+
+def _peeking() -> list[Stage]:
+    """Two branches sharing a list: the second reports how often the first ran."""
+    written: list[str] = []
+
+    @stage
+    async def writer(*, state: StageState) -> StageState:
+        written.append("ran")
+        return state
+
+    @stage
+    async def reader(*, state: StageState) -> StageState:
+        return state.updated(result=str(len(written)))
+
+    return [writer, reader]
+
+
+LAWLESS: dict[str, tuple[Callable[[], Awaitable[None]], str]] = {
+    "when": (lambda: laws.check_when(_ticking(), StageState.empty, ENV), r"when\(True\)"),
+    "loop": (lambda: laws.check_loop(_ticking(), StageState.empty, ENV), "loop"),
+    "retry": (lambda: laws.check_retry(_flaky(), StageState.empty, ENV), r"retry\(limit=0\)"),
+    "fallback": (
+        lambda: laws.check_fallback(
+            _flaky(), Stage.transform_result(_appending("other")), StageState.empty, ENV
+        ),
+        "fallback of a failure",
+    ),
+    "fallback other": (
+        lambda: laws.check_fallback(Stage.noop, _ticking(), StageState.empty, ENV),
+        r"failing.with_fallback\(other\)",
+    ),
+    "concurrent": (
+        lambda: laws.check_concurrent(_peeking(), StageState.empty, ENV),
+        "branch 1 as if alone",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", LAWLESS)
+def test_each_new_checker_reports_a_lawless_stage(name: str) -> None:
+    check, law = LAWLESS[name]
+    with pytest.raises(laws.LawViolation, match=law):
+        run(check)
+
+
+def test_the_checkers_refuse_what_they_cannot_check() -> None:
+    with pytest.raises(ValueError, match="iterations"):
+        run(lambda: laws.check_loop(Stage.noop, StageState.empty, ENV, iterations=-1))
+    with pytest.raises(ValueError, match="limit"):
+        run(lambda: laws.check_retry(Stage.noop, StageState.empty, ENV, limit=-1))
+    with pytest.raises(ValueError, match="at least one"):
+        run(lambda: laws.check_concurrent([], StageState.empty, ENV))
+
+
+def _node_classes(base: type[Node]) -> list[type[Node]]:
+    found: list[type[Node]] = []
+    for subclass in base.__subclasses__():
+        found += [subclass, *_node_classes(subclass)]
+    return found
+
+
+def test_every_law_a_node_names_has_a_checker() -> None:
+    named = {law for kind in _node_classes(Node) for law in kind.laws}
+    assert {"check_when", "check_loop", "check_retry", "check_fallback"} <= named
+    assert named <= set(laws.__all__)

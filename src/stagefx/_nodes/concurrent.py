@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ClassVar, TypeAlias, final
 
@@ -9,6 +10,7 @@ import anyio
 import attrs
 
 from stagefx._env import Env
+from stagefx._errors import StageException
 from stagefx._interpreter import interpret
 from stagefx._nodes._base import Detail, Node, Outcome, SpanSpec, run_leaf
 from stagefx._nodes._calls import failure, require_count, resolve
@@ -108,6 +110,10 @@ class Concurrent(Node):
     async def _merged(self, state: StageState, outcomes: list[Outcome]) -> Outcome:
         try:
             value: object = await resolve(self.merge(outcomes))
+        except StageException as error:  # a branch's failure, passed on: all usage kept
+            passed = copy.copy(error)
+            passed.state = with_all_spent(state, outcomes, error.state)
+            return passed
         except Exception as error:
             return failure(error, with_all_spent(state, outcomes, state))
         if not isinstance(value, StageState):

@@ -1,8 +1,9 @@
 """Hypothesis strategies for stagefx values and for random stage trees.
 
 Stage trees are built from the real combinators over deterministic leaves
-(tagging the result, adding turns, failing on purpose), so any two runs of a
-generated stage on equal states give equivalent outcomes.
+(tagging the result, adding turns, failing on purpose, and on request
+spending tokens as a model call would), so any two runs of a generated stage
+on equal states give equivalent outcomes.
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ from collections.abc import Sequence
 from hypothesis import strategies as st
 
 from stagefx._content import ArtifactContent, MultimodalContent, TextContent
-from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, ModelToolResponse
+from stagefx._conversation import (
+    ModelInput,
+    ModelOutput,
+    ModelToolRequest,
+    ModelToolResponse,
+    TokenUsage,
+)
 from stagefx._errors import StageException
-from stagefx._stage import Stage
+from stagefx._stage import Stage, stage
 from stagefx._state import StageState
+from stagefx._usage import UsageTotals
 
 __all__ = [
     "contents",
@@ -103,6 +111,18 @@ def _fail(word: str) -> Stage:
     return Stage.transform_result(refuse)
 
 
+def _spend(word: str) -> Stage:
+    """Add usage to the state as a model call would: 1 input token, one output
+    token per letter, to the model named `word`."""
+    usage = TokenUsage(word, 1, len(word))
+
+    @stage
+    async def spend(*, state: StageState) -> StageState:
+        return state.updated(state.get(UsageTotals, UsageTotals()).plus(usage))
+
+    return spend
+
+
 def _first_success(branches: Sequence[StageState | StageException]) -> StageState:
     for branch in branches:
         if isinstance(branch, StageState):
@@ -110,9 +130,16 @@ def _first_success(branches: Sequence[StageState | StageException]) -> StageStat
     raise ValueError("every branch failed")
 
 
-def _leaves(*, failing: bool) -> st.SearchStrategy[Stage]:
+def _leaves(*, failing: bool, spending: bool = False) -> st.SearchStrategy[Stage]:
     leaf = st.one_of(st.just(Stage.noop), words.map(_tag), words.map(_turn))
-    return st.one_of(leaf, words.map(_fail)) if failing else leaf
+    if failing:
+        leaf = st.one_of(leaf, words.map(_fail))
+    if not spending:
+        return leaf
+    # About half the leaves spend first, then do their work: failures carry usage too.
+    return st.tuples(st.none() | words, leaf).map(
+        lambda pair: pair[1] if pair[0] is None else Stage.sequence(_spend(pair[0]), pair[1])
+    )
 
 
 def _compose(children: st.SearchStrategy[Stage]) -> st.SearchStrategy[Stage]:
@@ -135,10 +162,16 @@ def _compose(children: st.SearchStrategy[Stage]) -> st.SearchStrategy[Stage]:
     )
 
 
-def stages(*, failing: bool = True, max_leaves: int = 6) -> st.SearchStrategy[Stage]:
+def stages(
+    *, failing: bool = True, spending: bool = False, max_leaves: int = 6
+) -> st.SearchStrategy[Stage]:
     """Random, deterministic stage trees from the real combinators; with
-    `failing`, some leaves fail with a `StageExecutionError`."""
-    return st.recursive(_leaves(failing=failing), _compose, max_leaves=max_leaves)
+    `failing`, some leaves fail with a `StageExecutionError`; with `spending`,
+    some add token usage (`UsageTotals`) to the state, as model calls do, so
+    the usage a retry, a fallback or a fan-out keeps is put to the test. No
+    leaf needs a provider or a clock: any `Env` runs them."""
+    leaves = _leaves(failing=failing, spending=spending)
+    return st.recursive(leaves, _compose, max_leaves=max_leaves)
 
 
 def failing_stages() -> st.SearchStrategy[Stage]:

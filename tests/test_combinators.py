@@ -21,9 +21,10 @@ from stagefx import (
     StageException,
     StageExecutionError,
     StageState,
+    TokenUsage,
     stage,
 )
-from stagefx.testing import VirtualClock
+from stagefx.testing import FunctionModel, VirtualClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
@@ -460,3 +461,58 @@ async def test_a_custom_cache_store_sees_expiry_on_the_env_clock() -> None:
     assert isinstance(key, tuple)
     assert key[0] == "x"
     assert (value.result.as_string(), expires_at) == ("x", 160.0)
+
+
+async def test_a_loop_asks_no_question_past_its_cap() -> None:
+    steps = ["outline", "draft"]
+    asked: list[int] = []
+
+    def more(*, state: StageState, iteration: int) -> bool:
+        asked.append(iteration)
+        return steps[iteration] != "done"  # an IndexError if asked past the cap
+
+    @stage
+    async def work(*, state: StageState) -> StageState:
+        return state
+
+    for body in (work, work.with_meta(name="composite")):
+        asked.clear()
+        outcome = await Stage.loop(body, condition=more, max_iterations=2).attempt(env=Env.of())
+        assert outcome.unwrap() == StageState()
+        assert asked == [1]
+    asked.clear()
+    capped = Stage.loop(
+        work.with_meta(name="w"), condition=more, mode="pre_check", max_iterations=0
+    )
+    await capped.execute(env=Env.of())
+    assert asked == []
+
+
+async def test_a_cached_stage_under_retry_keeps_hitting_its_cache() -> None:
+    calls: list[int] = []
+
+    def answer(request: object) -> ModelOutput:
+        calls.append(1)
+        return ModelOutput(
+            MultimodalContent.of(f"draft {len(calls)}"), usage=TokenUsage("m", 10, 5)
+        )
+
+    checked: list[int] = []
+
+    @stage
+    async def validate(*, state: StageState) -> StageState:
+        checked.append(1)
+        if len(checked) == 1:
+            raise ValueError("first draft rejected")
+        return state
+
+    summarise = (
+        Stage.sequence(Stage.completion("Summarise."), validate).cached().with_retry(limit=2)
+    )
+    env = Env.of(FunctionModel(answer), VirtualClock())
+    results = [
+        (await summarise.execute(StageState(result="doc"), env=env)).result.as_string()
+        for _ in range(3)
+    ]
+    assert len(calls) == 2  # the rejected draft and the kept one; later runs hit the cache
+    assert results == ["draft 2"] * 3

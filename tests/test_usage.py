@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from returns.result import Result
 
 from stagefx import (
     Env,
@@ -16,8 +17,10 @@ from stagefx import (
     Stage,
     StageException,
     StageState,
+    StageTimeoutError,
     TokenUsage,
     UsageTotals,
+    stage,
 )
 from stagefx.testing import ScriptedModel, VirtualClock
 
@@ -122,3 +125,80 @@ async def test_nested_retries_fallbacks_and_branches_add_up_with_the_trace() -> 
     state, tracer = await run(pipeline, model)
     assert state.get(UsageTotals) == totals((1 + 2 + 4 + 8, 0))
     assert tracer.usage() == state.get(UsageTotals)
+
+
+# A failure may carry a state unrelated to its input: usage never goes back.
+
+
+@stage
+async def broken(*, state: StageState) -> StageState:
+    raise ConnectionError("search backend down")
+
+
+@stage
+async def delegating(*, state: StageState) -> StageState | Result[StageState, StageException]:
+    return await broken.attempt(StageState(result=state.result))  # a fresh state
+
+
+def first_success(branches: Sequence[StageState | StageException]) -> StageState:
+    return next(branch for branch in branches if isinstance(branch, StageState))
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        delegating.with_fallback(Stage.noop),
+        Stage.concurrent(Stage.noop, delegating, merge=first_success),
+        Stage.concurrent(Stage.noop, delegating, delegating, merge=first_success),
+    ],
+    ids=["fallback", "one failing branch", "two failing branches"],
+)
+async def test_failures_with_fresh_states_neither_erase_nor_negate_usage(tail: Stage) -> None:
+    model = ScriptedModel(answer("draft", 100, 50))
+    state, tracer = await run(Stage.sequence(Stage.completion("hi"), tail), model)
+    assert state.get(UsageTotals) == totals((100, 50)) == tracer.usage()
+
+
+async def test_a_retry_after_a_fresh_state_failure_keeps_earlier_usage() -> None:
+    attempts: list[int] = []
+
+    @stage
+    async def second_time_lucky(
+        *, state: StageState
+    ) -> StageState | Result[StageState, StageException]:
+        attempts.append(1)
+        if len(attempts) == 1:
+            return await broken.attempt(StageState())
+        return state
+
+    model = ScriptedModel(answer("draft", 100, 50))
+    pipeline = Stage.sequence(Stage.completion("hi"), second_time_lucky.with_retry(limit=1))
+    state, tracer = await run(pipeline, model)
+    assert state.get(UsageTotals) == totals((100, 50)) == tracer.usage()
+
+
+async def test_a_timed_out_stage_carries_what_the_cut_off_work_spent() -> None:
+    @stage
+    async def slow(*, state: StageState, env: Env) -> StageState:
+        await env.clock.sleep(10)
+        return state
+
+    model = ScriptedModel(answer("a", 3, 1), answer("b", 3, 1), answer("c", 3, 1))
+    cut_off = Stage.sequence(Stage.completion("q"), slow).with_timeout(1)
+    tracer = RecordingTracer()
+    env = Env.of(model, VirtualClock(), tracer)
+    failed = (await cut_off.attempt(env=env)).failure()
+    assert isinstance(failed, StageTimeoutError)
+    assert failed.usage == totals((3, 1)) == tracer.usage()
+    retried = cut_off.with_retry(limit=1)
+    again = (await retried.attempt(env=env)).failure()
+    assert isinstance(again, StageTimeoutError)
+    assert again.usage == totals((3, 1), (3, 1))
+
+
+async def test_a_shared_cached_run_is_counted_once() -> None:
+    model = ScriptedModel(answer("once", 3, 1))
+    shared = Stage.completion("q").cached()
+    state, tracer = await run(Stage.concurrent(shared, shared, merge=keep_first), model)
+    assert state.get(UsageTotals) == totals((3, 1)) == tracer.usage()
+    assert len(model.requests) == 1

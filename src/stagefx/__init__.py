@@ -4,8 +4,6 @@ The public names live here; the modules behind them are private (`stagefx._...`)
 and each name reports `stagefx` as its module.
 """
 
-import contextlib
-
 from stagefx._cache_store import CacheStore, MemoryCacheStore
 from stagefx._clock import Clock, SystemClock
 from stagefx._content import (
@@ -44,6 +42,7 @@ from stagefx._errors import (
     ToolRoundsExceededError,
 )
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, OutputSpec, ToolSpec
+from stagefx._public import publish as _publish
 from stagefx._stage import Stage, StageMeta, stage
 from stagefx._state import StageState
 from stagefx._structure import StageNode
@@ -109,13 +108,4 @@ __all__ = [
 ]
 
 
-def _publish() -> None:
-    """Report `stagefx` as the module of every public class and function."""
-    for name in __all__:
-        value = globals()[name]
-        if isinstance(value, type) or (callable(value) and hasattr(value, "__module__")):
-            with contextlib.suppress(AttributeError, TypeError):  # builtins keep theirs
-                value.__module__ = __name__
-
-
-_publish()
+_publish(__name__, globals(), __all__)

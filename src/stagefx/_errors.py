@@ -13,6 +13,7 @@ from stagefx._state import StageState
 from stagefx._usage import UsageTotals
 
 __all__ = [
+    "describe",
     "MissingEnvironmentError",
     "ModelAuthenticationError",
     "ModelContextTooLongError",
@@ -29,6 +30,15 @@ __all__ = [
     "ToolError",
     "ToolRoundsExceededError",
 ]
+
+
+def describe(error: BaseException) -> str:
+    """`Type: message` for any exception, even one whose `__str__` raises."""
+    try:
+        told = str(error)
+    except Exception:
+        told = "<unprintable message>"
+    return f"{type(error).__name__}: {told}" if told else type(error).__name__
 
 
 class StageException(Exception):
@@ -81,7 +91,7 @@ class StageExecutionError(StageException):
         """`error` as a failure value; a `StageException` passes through unchanged."""
         if isinstance(error, StageException):
             return error
-        wrapped = cls(f"{type(error).__name__}: {error}", state=state)
+        wrapped = cls(describe(error), state=state)
         wrapped.__cause__ = error
         return wrapped
 

@@ -11,6 +11,7 @@ import anyio
 from stagefx._content import ArtifactContent, MultimodalContent, TextContent
 from stagefx._conversation import ModelToolRequest, ModelToolResponse
 from stagefx._env import Env
+from stagefx._errors import describe
 from stagefx._model import ToolSpec
 from stagefx._schema import ValidationFailure, parameters_shape
 from stagefx._tracing import close_span, close_span_raised, is_tracing, open_span
@@ -179,7 +180,7 @@ class Toolbox:
                     if found.stop_on_error:
                         fatal.append((found.name, failure))
                 except Exception as failure:
-                    text, error = f"{found.name} failed: {type(failure).__name__}: {failure}", True
+                    text, error = f"{found.name} failed: {describe(failure)}", True
                     if found.stop_on_error:
                         fatal.append((found.name, failure))
                 else:

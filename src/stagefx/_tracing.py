@@ -16,7 +16,7 @@ from typing import NamedTuple, TypeAlias, final
 import anyio
 
 from stagefx._conversation import TokenUsage
-from stagefx._errors import StageException
+from stagefx._errors import StageException, describe
 from stagefx._usage import UsageTotals
 
 __all__ = [
@@ -215,7 +215,7 @@ def close_span_raised(handle: SpanHandle, error: BaseException) -> None:
     if isinstance(error, anyio.get_cancelled_exc_class()):
         _record(handle, "cancelled", None)
     else:
-        _record(handle, "failure", f"{type(error).__name__}: {error}")
+        _record(handle, "failure", describe(error))
 
 
 def _record(handle: SpanHandle, outcome: str, error: str | None) -> None:

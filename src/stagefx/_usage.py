@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, final
 
 import attrs
@@ -12,7 +13,18 @@ from stagefx._state import StageState
 if TYPE_CHECKING:
     from stagefx._errors import StageException
 
-__all__ = ["UsageTotals", "carrying", "spent", "with_all_spent"]
+__all__ = [
+    "Ledger",
+    "UsageTotals",
+    "carrying",
+    "close_ledger",
+    "open_ledger",
+    "record_spend",
+    "spent",
+    "with_all_spent",
+    "with_usage",
+    "without_usage",
+]
 
 
 @final
@@ -49,6 +61,20 @@ class UsageTotals:
             )
         )
 
+    def beyond(self, base: UsageTotals) -> UsageTotals:
+        """What these totals hold beyond `base`'s, per model and count, never
+        below zero (a failure may carry a state unrelated to its input)."""
+        if self is base or self == base:
+            return _NONE
+        extra = self.combined(base, sign=-1)
+        return UsageTotals(
+            tuple(
+                TokenUsage(usage.model, max(usage.input_tokens, 0), max(usage.output_tokens, 0))
+                for usage in extra.models
+                if usage.input_tokens > 0 or usage.output_tokens > 0
+            )
+        )
+
     def of(self, model: str) -> TokenUsage:
         """The totals of one model (zeros if it was not used)."""
         for usage in self.models:
@@ -75,27 +101,78 @@ def spent(outcome: StageState | StageException) -> UsageTotals:
 
 
 def carrying(state: StageState, failure: StageException) -> StageState:
-    """`state` with the usage `failure` spent, to run again or fall back from."""
-    used = spent(failure)
-    if used == state.get(UsageTotals, _NONE):
+    """`state` plus what `failure` spent beyond it: to run again or fall back from."""
+    start = state.get(UsageTotals, _NONE)
+    extra = spent(failure).beyond(start)
+    if not extra.models:
         return state
-    return state.updated(used)
+    return state.updated(start.combined(extra))
 
 
 def with_all_spent(
     base: StageState, outcomes: list[StageState | StageException], kept: StageState
 ) -> StageState:
-    """`kept` with the usage every outcome added on top of `base`'s, whichever
-    outcomes it was made from (failed ones included)."""
+    """`kept` with `base`'s usage plus what every outcome spent beyond it,
+    whichever outcomes it was made from (failed ones included)."""
     start = base.get(UsageTotals, _NONE)
     total = start
     for outcome in outcomes:
         state = outcome if isinstance(outcome, StageState) else outcome.state
         if state.values is base.values:
             continue  # the hot path: a branch that changed no values spent nothing
-        used = state.get(UsageTotals, _NONE)
-        if used != start:
-            total = total.combined(used).combined(start, sign=-1)
-    if total == kept.get(UsageTotals, _NONE):
-        return kept
-    return kept.updated(total)
+        extra = state.get(UsageTotals, _NONE).beyond(start)
+        if extra.models:
+            total = total.combined(extra)
+    return with_usage(kept, total)
+
+
+def with_usage(state: StageState, usage: UsageTotals) -> StageState:
+    """`state` holding `usage` as its totals."""
+    if usage == state.get(UsageTotals, _NONE):
+        return state
+    return state.updated(usage)
+
+
+def without_usage(state: StageState) -> StageState:
+    """`state` with no `UsageTotals`: what a cache keys on (usage is no input)."""
+    if state.get(UsageTotals) is None:
+        return state
+    kept = tuple(value for value in state.values if type(value) is not UsageTotals)
+    return StageState(context=state.context, result=state.result, values=kept)
+
+
+@final
+class Ledger:
+    """Usage spent under a stage that may be cut off (`with_timeout`): every
+    model call adds to the ledgers open around it, so a timed-out failure
+    still carries what the cancelled work spent."""
+
+    __slots__ = ("parent", "spent")
+
+    def __init__(self, parent: Ledger | None) -> None:
+        self.parent = parent
+        self.spent = _NONE
+
+
+_ledger: ContextVar[Ledger | None] = ContextVar("stagefx_ledger", default=None)
+
+
+def open_ledger() -> tuple[Ledger, Token[Ledger | None]]:
+    """Open a ledger under the current one (reset the token, in LIFO order, to close it)."""
+    ledger = Ledger(_ledger.get())
+    return ledger, _ledger.set(ledger)
+
+
+def close_ledger(token: Token[Ledger | None]) -> None:
+    _ledger.reset(token)
+
+
+def record_spend(usage: TokenUsage) -> None:
+    """Add one call's usage to every open ledger (nothing when none is open)."""
+    ledger = _ledger.get()
+    if ledger is None:
+        return
+    single = UsageTotals((usage,))
+    while ledger is not None:
+        ledger.spent = ledger.spent.combined(single)
+        ledger = ledger.parent

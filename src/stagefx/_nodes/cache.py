@@ -13,9 +13,10 @@ from stagefx._cache_store import CacheStore, MemoryCacheStore
 from stagefx._env import Env
 from stagefx._errors import StageException
 from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, SpanSpec
-from stagefx._nodes._calls import require_count
+from stagefx._nodes._calls import failure, require_count
 from stagefx._state import StageState
 from stagefx._tracing import annotate
+from stagefx._usage import UsageTotals, with_usage, without_usage
 
 __all__ = ["Cached"]
 
@@ -108,19 +109,27 @@ class Cached(Node):
     async def _looked_up(self, state: StageState, env: Env) -> Next:
         provided = env.get(CacheStore)
         store = self.own if provided is None else provided  # not `or`: an empty store is falsy
-        key = (self if self.key is None else self.key, _key(state))
+        # Usage is no input: a run after a retry must still find its entry.
+        key = (self if self.key is None else self.key, _key(without_usage(state)))
+        usage = state.get(UsageTotals, UsageTotals())
         while True:
-            kept = await store.load(key, env.clock.now())
+            try:
+                kept = await store.load(key, env.clock.now())
+            except Exception as error:
+                return failure(error, state)
             if kept is not None:
                 annotate("cache", "hit")
-                return kept
+                return with_usage(kept, usage)  # a hit spends nothing
             flight = self.flights.get(key)
             if flight is None:
                 break
             await flight.done.wait()
             if flight.outcome is not None:
                 annotate("cache", "shared")
-                return flight.outcome
+                shared = flight.outcome  # the leader's run: its spend is the leader's to count
+                if isinstance(shared, StageException):
+                    return shared
+                return with_usage(shared, usage)
             # The leading run was cancelled: try again, perhaps as the leader.
         flight = self.flights[key] = _Flight()
         annotate("cache", "miss")
@@ -150,7 +159,10 @@ class _CachedFrame(Frame):
                 expiration = self.node.expiration
                 now = self.env.clock.now()
                 expires = math.inf if expiration is None else now + expiration
-                await self.store.store(self.key, outcome, expires)
+                try:
+                    await self.store.store(self.key, outcome, expires)
+                except Exception as error:  # the result is good; only keeping it failed
+                    annotate("cache_store_error", type(error).__name__)
             return outcome
         finally:
             self._land()

@@ -17,7 +17,12 @@ import attrs
 from stagefx._content import ArtifactContent, ContentElement, MultimodalContent
 from stagefx._conversation import ModelContext, ModelInput, ModelOutput
 from stagefx._env import Env, ctx
-from stagefx._errors import OutputValidationError, ToolError, ToolRoundsExceededError
+from stagefx._errors import (
+    OutputValidationError,
+    ToolError,
+    ToolRoundsExceededError,
+    describe,
+)
 from stagefx._model import ModelRequest, OutputSpec
 from stagefx._model_call import call_model
 from stagefx._nodes._base import Detail, Node, Outcome, SpanSpec
@@ -123,9 +128,7 @@ class _Completion(Node):
             responses, fatal = await settings.toolbox.respond(answer.tool_requests, env)
             if fatal:
                 name, cause = fatal[0]
-                stopped = ToolError(
-                    f"tool {name!r} failed: {type(cause).__name__}: {cause}", state=spent
-                )
+                stopped = ToolError(f"tool {name!r} failed: {describe(cause)}", state=spent)
                 stopped.__cause__ = cause
                 return stopped
             context = (*context, ModelInput(tool_responses=responses))

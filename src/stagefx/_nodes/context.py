@@ -13,6 +13,7 @@ from stagefx._errors import StageException
 from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome
 from stagefx._nodes._calls import require_count
 from stagefx._state import StageState
+from stagefx._usage import UsageTotals, with_usage
 
 __all__ = [
     "ExtendResult",
@@ -123,13 +124,15 @@ class _AfterFrame(Frame):
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class VolatileContext(_After):
-    """Keep the child's result and values (its usage too), not its context changes."""
+    """Keep the child's result, not its changes to the context or to values;
+    the usage it spent still counts."""
 
     kind: ClassVar[str] = "volatile_context"
     child: Node
 
     def combine(self, before: StageState, after: StageState) -> StageState:
-        return after.updated(context=before.context)
+        kept = before.updated(result=after.result)
+        return with_usage(kept, after.get(UsageTotals, UsageTotals()))
 
 
 @final

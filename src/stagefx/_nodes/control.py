@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import Token
 from types import TracebackType
 from typing import ClassVar, Protocol, TypeAlias, final
 
 import anyio
 import attrs
+from anyio.abc import TaskGroup
 
 from stagefx._clock import SystemClock
 from stagefx._env import Env
@@ -17,7 +19,14 @@ from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, SpanSpec
 from stagefx._nodes._calls import failure, require_count, resolve_bool
 from stagefx._state import StageState
 from stagefx._tracing import annotate
-from stagefx._usage import carrying
+from stagefx._usage import (
+    Ledger,
+    UsageTotals,
+    carrying,
+    close_ledger,
+    open_ledger,
+    with_usage,
+)
 
 __all__ = [
     "Catching",
@@ -197,7 +206,7 @@ class _RetryFrame(Frame):
             annotate("attempts", self.attempt + 1)
             return outcome
         try:
-            if not node.matches(outcome):
+            if not bool(node.matches(outcome)):
                 annotate("attempts", self.attempt + 1)
                 return outcome
             seconds = node.wait_for(self.attempt, outcome)
@@ -255,7 +264,7 @@ class _FallbackFrame(Frame):
             return outcome
         spent = carrying(self.state, outcome)
         try:
-            handled = self.node.matches(outcome)
+            handled = bool(self.node.matches(outcome))
         except Exception as error:
             return failure(error, spent)
         annotate("fell_back", handled)
@@ -296,48 +305,72 @@ class Timeout(Node):
         if isinstance(env.clock, SystemClock):
             scope = anyio.move_on_after(self.seconds)
             scope.__enter__()
-            return (self.child, state, _ScopeFrame(self, state, scope))
+            return (self.child, state, _ScopeFrame(self, state, scope, *open_ledger()))
         return self._watched(state, env)
 
     async def _watched(self, state: StageState, env: Env) -> Next:
-        frame = _WatchdogFrame(self, state)
-        group = frame.group
+        group = anyio.create_task_group()
         await group.__aenter__()
+        frame = _WatchdogFrame(self, state, group, *open_ledger())
         group.start_soon(frame.watchdog, env)
         return (self.child, state, frame)
 
-    def timed_out(self, state: StageState) -> StageException:
-        return StageTimeoutError(f"stage timed out after {self.seconds}s", state=state)
+    def timed_out(self, state: StageState, ledger: Ledger) -> StageException:
+        """The failure, carrying what the cut-off work spent."""
+        spent = state.get(UsageTotals, UsageTotals()).combined(ledger.spent)
+        return StageTimeoutError(
+            f"stage timed out after {self.seconds}s", state=with_usage(state, spent)
+        )
 
 
 @final
 class _ScopeFrame(Frame):
-    __slots__ = ("node", "scope", "state")
+    __slots__ = ("ledger", "node", "scope", "state", "token")
 
-    def __init__(self, node: Timeout, state: StageState, scope: anyio.CancelScope) -> None:
+    def __init__(
+        self,
+        node: Timeout,
+        state: StageState,
+        scope: anyio.CancelScope,
+        ledger: Ledger,
+        token: Token[Ledger | None],
+    ) -> None:
         self.node = node
         self.state = state
         self.scope = scope
+        self.ledger = ledger
+        self.token = token
 
     def resume(self, outcome: Outcome) -> Next:
+        close_ledger(self.token)
         self.scope.__exit__(None, None, None)
         return outcome
 
     async def abort(self, error: BaseException) -> Outcome | None:
+        close_ledger(self.token)
         if self.scope.__exit__(type(error), error, error.__traceback__):
-            return self.node.timed_out(self.state)  # our deadline: absorbed
+            return self.node.timed_out(self.state, self.ledger)  # our deadline: absorbed
         return None
 
 
 @final
 class _WatchdogFrame(Frame):
-    __slots__ = ("expired", "group", "node", "state")
+    __slots__ = ("expired", "group", "ledger", "node", "state", "token")
 
-    def __init__(self, node: Timeout, state: StageState) -> None:
+    def __init__(
+        self,
+        node: Timeout,
+        state: StageState,
+        group: TaskGroup,
+        ledger: Ledger,
+        token: Token[Ledger | None],
+    ) -> None:
         self.node = node
         self.state = state
         self.expired = False
-        self.group = anyio.create_task_group()
+        self.group = group
+        self.ledger = ledger
+        self.token = token
 
     async def watchdog(self, env: Env) -> None:
         await env.clock.sleep(self.node.seconds)
@@ -348,12 +381,14 @@ class _WatchdogFrame(Frame):
         return self._closed(outcome)
 
     async def _closed(self, outcome: Outcome) -> Next:
+        close_ledger(self.token)
         self.group.cancel_scope.cancel()
         await self.group.__aexit__(None, None, None)
-        return self.node.timed_out(self.state) if self.expired else outcome
+        return self.node.timed_out(self.state, self.ledger) if self.expired else outcome
 
     async def abort(self, error: BaseException) -> Outcome | None:
+        close_ledger(self.token)
         traceback: TracebackType | None = error.__traceback__
         if await self.group.__aexit__(type(error), error, traceback) and self.expired:
-            return self.node.timed_out(self.state)
+            return self.node.timed_out(self.state, self.ledger)
         return None

@@ -177,6 +177,9 @@ class _LoopFrame(Frame):
         return self.check(outcome)
 
     def check(self, state: StageState) -> Next:
+        if self.iteration == self.cap:  # the cap ends the loop before any question
+            annotate("iterations", self.iteration)
+            return state
         try:
             proceed = self.node.condition(state=state, iteration=self.iteration)
         except Exception as error:

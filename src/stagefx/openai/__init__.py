@@ -15,9 +15,12 @@ except ImportError as _import_error:
         'pip install "stagefx[openai]"'
     ) from _import_error
 
+from stagefx._public import publish as _publish
 from stagefx.openai._config import OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.openai._provider import OpenAI
 
 del httpx2, openai  # imported above only to check they are installed
 
 __all__ = ["OpenAI", "OpenAIChatConfig", "OpenAIResponsesConfig"]
+
+_publish(__name__, globals(), __all__)

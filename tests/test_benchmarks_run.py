@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from benchmarks import core, load, provider
+from benchmarks import core, load, provider, replay
 from benchmarks.harness import Plan, render
 
 pytestmark = pytest.mark.anyio
@@ -37,3 +37,10 @@ async def test_the_load_run_completes_without_failures_tasks_or_connections_left
     assert result.faults_injected == 2
     assert result.failures == 0
     assert (result.tasks_left, result.connections_left) == (0, 0)
+
+
+async def test_the_replay_benchmark_runs_a_recorded_cassette() -> None:
+    (row,) = await replay.run(Plan(quick=True))
+    assert row.unit == "call"
+    assert row.ours > 0
+    assert row.floor > 0

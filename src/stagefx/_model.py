@@ -100,6 +100,17 @@ class GenerativeModel:
         """Answer `request`; `env` gives access to configs and other providers."""
         raise NotImplementedError(f"{type(self).__name__} must define generate()")
 
+    def fingerprint(self, env: Env) -> Mapping[str, object]:
+        """What besides the request decides this model's answer (provider, model
+        name, options), as JSON-like data. A `Recorder` stores it with each call
+        and matches on it; it must never hold a secret. Default: the class name."""
+        return {"provider": type(self).__name__}
+
+    def secrets(self) -> tuple[str, ...]:
+        """Strings this model holds that must never be written anywhere (its
+        API key): a `Recorder` refuses to write a cassette holding one."""
+        return ()
+
 
 def missing_model(state: StageState) -> MissingEnvironmentError:
     return MissingEnvironmentError(

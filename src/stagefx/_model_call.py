@@ -1,12 +1,15 @@
 """The one path every model call takes: completions and the default router alike.
 
-It finds the Env's model, opens the "generate" span, lifts a `ModelFailure` or
-a raised exception into a failure value, and adds the usage the answer reports
-to the state, so the state's `UsageTotals` and the trace always agree. Rate
-limits and recording hang here too.
+It finds the Env's model, opens the "generate" span, passes the call through
+the Env's `CallLayer` if it has one (a `Recorder`; rate limits later), lifts a
+`ModelFailure` or a raised exception into a failure value, and adds the usage
+the answer reports to the state, so the state's `UsageTotals` and the trace
+always agree.
 """
 
 from __future__ import annotations
+
+import copy
 
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
@@ -15,9 +18,24 @@ from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, missing_
 from stagefx._nodes._calls import failure
 from stagefx._state import StageState
 from stagefx._tracing import close_span, close_span_raised, open_span
-from stagefx._usage import UsageTotals
+from stagefx._usage import UsageTotals, record_spend
 
-__all__ = ["call_model"]
+__all__ = ["CallLayer", "call_model"]
+
+
+class CallLayer:
+    """A role every model call under an Env passes through, model or not.
+
+    Subclass it to stand between stages and the model (a `Recorder` replays
+    calls without any model). A `StageException` it raises becomes the
+    stage's failure, carrying the stage's state.
+    """
+
+    async def call(
+        self, request: ModelRequest, env: Env, model: GenerativeModel | None
+    ) -> ModelOutput | ModelFailure:
+        """Answer `request`, asking `model` (the Env's, if any) where needed."""
+        raise NotImplementedError(f"{type(self).__name__} must define call()")
 
 
 async def call_model(
@@ -26,19 +44,20 @@ async def call_model(
     """Ask the Env's model; the answer and `state` with its usage added, or a
     failure carrying `state` (and so the usage spent before this call)."""
     model = env.get(GenerativeModel)
-    if model is None:
+    layer = env.get(CallLayer)
+    if model is None and layer is None:
         return missing_model(state)
     if not env.tracer_active:
         try:
-            answer = await model.generate(request, env)
+            answer = await _ask(request, env, model, layer)
         except Exception as error:
-            return failure(error, state)
+            return _failed(error, state)
         return _settled(answer, state)
     span = open_span(env.tracer, env.clock.now, "generate")
     try:
-        answer = await model.generate(request, env)
+        answer = await _ask(request, env, model, layer)
     except Exception as error:
-        outcome = failure(error, state)
+        outcome = _failed(error, state)
         close_span(span, outcome)
         return outcome
     except BaseException as error:
@@ -64,6 +83,23 @@ async def call_model(
     return settled
 
 
+async def _ask(
+    request: ModelRequest, env: Env, model: GenerativeModel | None, layer: CallLayer | None
+) -> object:
+    if layer is not None:
+        return await layer.call(request, env, model)
+    assert model is not None  # checked by the caller
+    return await model.generate(request, env)
+
+
+def _failed(error: Exception, state: StageState) -> StageException:
+    if isinstance(error, StageException):  # a layer's own failure: give it the stage's state
+        located = copy.copy(error)
+        located.state = state
+        return located
+    return failure(error, state)
+
+
 def _settled(answer: object, state: StageState) -> tuple[ModelOutput, StageState] | StageException:
     if isinstance(answer, ModelFailure):
         return model_error(answer, state)
@@ -75,4 +111,5 @@ def _settled(answer: object, state: StageState) -> tuple[ModelOutput, StageState
         return failure(wrong, state)
     if answer.usage is None:
         return answer, state
+    record_spend(answer.usage)
     return answer, state.updated(state.get(UsageTotals, UsageTotals()).plus(answer.usage))

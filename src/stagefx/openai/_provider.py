@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Self, final
 
@@ -47,13 +49,12 @@ class OpenAI(GenerativeModel):
         self._settings = (api_key, base_url, timeout, max_retries)
         self._given = client
         self._client: openai.AsyncOpenAI | None = client
+        self._open = False
 
     async def __aenter__(self) -> Self:
-        if self._client is None:
-            api_key, base_url, timeout, max_retries = self._settings
-            self._client = openai.AsyncOpenAI(
-                api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
-            )
+        # The client is made on the first call, so a scope whose calls are all
+        # replayed from a cassette needs no API key.
+        self._open = True
         return self
 
     async def __aexit__(
@@ -62,6 +63,7 @@ class OpenAI(GenerativeModel):
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._open = False
         if self._client is not None and self._given is None:
             await self._client.close()
             self._client = None
@@ -75,8 +77,20 @@ class OpenAI(GenerativeModel):
         Raises `RuntimeError` when used outside its scope and `LookupError` when
         the Env holds no OpenAI config (both surface as `StageExecutionError`).
         """
-        if self._client is None:
+        if not self._open and self._given is None:
             raise RuntimeError("OpenAI() is not open: pass it in ctx.scope(..., disposables=(...))")
+        if self._client is None:
+            api_key, base_url, timeout, max_retries = self._settings
+            try:
+                self._client = openai.AsyncOpenAI(
+                    api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+                )
+            except openai.OpenAIError:
+                return ModelFailure(
+                    "authentication",
+                    "no OpenAI API key: pass OpenAI(api_key=...) or set OPENAI_API_KEY",
+                )
+        client = self._client
         config = _config(env)
         if isinstance(config, OpenAIResponsesConfig):
             path, encode, decode = "/responses", responses.encode_request, responses.decode_response
@@ -84,7 +98,7 @@ class OpenAI(GenerativeModel):
             path, encode, decode = "/chat/completions", chat.encode_request, chat.decode_response
         body = encode(request, config.model, {**config.options(), **request.extra})
         try:
-            answer = await self._client.post(path, cast_to=httpx2.Response, body=body)
+            answer = await client.post(path, cast_to=httpx2.Response, body=body)
             return decode(answer.json(), config.model)
         except openai.APIError as error:
             return failure_of(error)
@@ -94,6 +108,20 @@ class OpenAI(GenerativeModel):
             return ModelFailure(
                 "unavailable", f"could not read OpenAI's answer: {type(error).__name__}"
             )
+
+    def secrets(self) -> tuple[str, ...]:
+        """The API key this provider sends (given, or from `OPENAI_API_KEY`)."""
+        given = self._settings[0]
+        if given is None and self._given is not None:
+            given = self._given.api_key
+        key = given if given is not None else os.environ.get("OPENAI_API_KEY")
+        return () if not key else (key,)
+
+    def fingerprint(self, env: Env) -> Mapping[str, object]:
+        """The API, model and options the Env's config selects (never the key)."""
+        config = _config(env)
+        api = "responses" if isinstance(config, OpenAIResponsesConfig) else "chat"
+        return {"provider": "openai", "api": api, "model": config.model, **config.options()}
 
 
 def _config(env: Env) -> OpenAIResponsesConfig | OpenAIChatConfig:

@@ -7,13 +7,15 @@ an extra, each raises an `ImportError` that says what to install.
 """
 
 import importlib
-from typing import TYPE_CHECKING
+import typing
 
+from stagefx._public import publish as _publish
 from stagefx.testing._clock import VirtualClock
 from stagefx.testing._demo import demo_answer
 from stagefx.testing._models import Answer, FunctionModel, ScriptedModel
+from stagefx.testing._recorder import Recorder, RecordMode, ReplayMissError
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from stagefx.testing._fake_openai import FakeOpenAIServer, Fault, RecordedRequest
 
 __all__ = [
@@ -21,17 +23,24 @@ __all__ = [
     "FakeOpenAIServer",
     "Fault",
     "FunctionModel",
+    "RecordMode",
     "RecordedRequest",
+    "Recorder",
+    "ReplayMissError",
     "ScriptedModel",
     "VirtualClock",
     "demo_answer",
 ]
 
 
+_publish(__name__, globals(), [name for name in __all__ if name in globals()])
+
+
 def __getattr__(name: str) -> object:
     if name in ("FakeOpenAIServer", "Fault", "RecordedRequest"):
         from stagefx.testing import _fake_openai as fake_openai  # needs the optional extras
 
+        _publish(__name__, vars(fake_openai), ("FakeOpenAIServer", "Fault", "RecordedRequest"))
         return getattr(fake_openai, name)
     if name in ("strategies", "laws"):  # `from stagefx.testing import laws`, first time
         try:

@@ -7,6 +7,10 @@ entry point, so installing stagefx makes them available).
   of those answers, the clock and the tracer; the model is `env.get(ScriptedModel)`.
 - `fake_openai`: a running `FakeOpenAIServer` with the demo model, with
   `OPENAI_API_KEY` and `OPENAI_BASE_URL` pointing `OpenAI()` at it for the test.
+- `stagefx_recorder`: a `Recorder` whose cassette is named after the test
+  (`tests/cassettes/<module>/<test>.json` under the rootdir), in the mode
+  `--stagefx-record-mode=once|replay|record|new` gives (default `once`; CI runs
+  `replay`, so a missing cassette fails instead of calling a model).
 
 Heavy imports happen inside the fixtures: the plugin loads in every pytest run
 of a project that has stagefx installed.
@@ -14,7 +18,9 @@ of a project that has stagefx installed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -26,8 +32,40 @@ from stagefx.testing._models import Answer, ScriptedModel
 
 if TYPE_CHECKING:
     from stagefx.testing._fake_openai import FakeOpenAIServer
+    from stagefx.testing._recorder import Recorder
 
-__all__ = ["fake_openai", "scripted_env", "stagefx_clock", "stagefx_tracer"]
+__all__ = [
+    "fake_openai",
+    "pytest_addoption",
+    "scripted_env",
+    "stagefx_clock",
+    "stagefx_recorder",
+    "stagefx_tracer",
+]
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--stagefx-record-mode`: how `stagefx_recorder` treats its cassette."""
+    parser.getgroup("stagefx").addoption(
+        "--stagefx-record-mode",
+        choices=("once", "replay", "record", "new"),
+        default="once",
+        help="Recorder mode for the stagefx_recorder fixture (default: once; CI: replay)",
+    )
+
+
+@pytest.fixture
+def stagefx_recorder(request: pytest.FixtureRequest) -> Recorder:
+    """A `Recorder` for this test's cassette, in the `--stagefx-record-mode` mode."""
+    from stagefx.testing._recorder import Recorder  # loaded only by tests that use it
+
+    mode = request.config.getoption("--stagefx-record-mode")
+    module = request.node.path.stem if hasattr(request.node, "path") else "tests"
+    name = _SAFE.sub("_", request.node.name).strip("_") or "test"
+    path = Path(request.config.rootpath) / "tests" / "cassettes" / module / f"{name}.json"
+    return Recorder(path, mode=mode)
 
 
 @pytest.fixture

@@ -1,0 +1,841 @@
+"""A typed JSON codec for model calls and stage states: readable, deterministic, versioned.
+
+Cassettes (record/replay) store model requests and answers with it, and stage
+outputs can be stored as step outputs (DBOS) with it. Encoding gives plain
+JSON data (dicts, lists, strings, numbers, booleans, None) that `json.dumps`
+writes with `allow_nan=False`; callers dump with `sort_keys=True` for stable
+files. Nothing is pickled and no class is looked up by a name found in the
+data: the only types built are stagefx's own and those the caller passes in
+`types=`.
+
+Shapes (format version `CODEC_VERSION` = 1)::
+
+    content  a list of parts: a text part is its string, the others are one-key objects
+             ["Hello", {"image": {"url": "https://example.com/a.png", "mime_type": null}},
+              {"image": {"data_base64": "iVBORw0KGgo=", "mime_type": "image/png"}},
+              {"resource": {"uri": "file:///a.pdf", "mime_type": "application/pdf"}},
+              {"artifact": {"text": "{\\"n\\": 1}", "type": "dict", "value": {"n": 1}}}]
+    turn     {"input": {"content": [...], "tool_responses": [
+                 {"identifier": "call_1", "tool": "add", "content": ["3"], "error": false}]}}
+             {"output": {"content": [...], "tool_requests": [
+                 {"identifier": "call_1", "tool": "add", "arguments": {"a": 1, "b": 2}}],
+                 "usage": {"model": "m", "input_tokens": 5, "output_tokens": 2} | null,
+                 "finish_reason": "stop" | null}}
+    request  {"instructions": "...", "context": [turn, ...],
+              "tools": [{"name": "add", "description": "...", "parameters": {...}}],
+              "output": {"mode": "schema", "schema": {...} | null, "name": "Answer" | null},
+              "extra": {"temperature": 0.2}}
+    answer   {"output": {...as in a turn...}}
+             or {"failure": {"kind": "rate_limited", "message": "...", "retry_after": 2.0 | null}}
+    state    {"context": [turn, ...], "result": content,
+              "usage": [{"model": "m", "input_tokens": 5, "output_tokens": 2}] | null,
+              "values": {"app.models.Budget": {"limit": 3}}}
+
+Encoding writes every field; decoding accepts data that leaves out fields
+with a default (so hand-edited cassettes stay short), and rejects unknown
+keys, wrong types, NaN and infinities with a `CodecError` naming the place
+(`request.context[1].output.usage.input_tokens: expected an integer, got a
+string`). Decoding raises nothing else, whatever the data. Encoding refuses
+the same way what JSON cannot hold: NaN, infinities, non-string keys, other
+objects, integers of thousands of digits, nesting past 256 levels (or cycles).
+
+The encoded values do not carry the version: the container (a cassette's
+header, a step record) stores `CODEC_VERSION` beside them and refuses data of
+another version. It goes up whenever a shape changes incompatibly.
+
+Equality: `decode_x(encode_x(v)) == v` for every content, request, answer
+and state, and `ModelOutput.usage` and `.finish_reason` (left out of
+`ModelOutput` equality) come back too. JSON-like mappings (tool arguments,
+tool parameters, output schemas, `extra`) come back as dicts and lists, which
+equal what the constructors were given when that was JSON-like dicts and
+lists (a tuple comes back as a list). The one lossy part is an
+`ArtifactContent` whose value is not plain JSON: see `encode_content`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Literal, NoReturn, TypeAlias, get_args
+
+import pydantic
+
+from stagefx._content import (
+    ArtifactContent,
+    ContentPart,
+    ImageContent,
+    MultimodalContent,
+    ResourceContent,
+    TextContent,
+)
+from stagefx._conversation import (
+    ModelInput,
+    ModelOutput,
+    ModelToolRequest,
+    ModelToolResponse,
+    TokenUsage,
+)
+from stagefx._model import FailureKind, ModelFailure, ModelRequest, OutputSpec, ToolSpec
+from stagefx._state import StageState
+from stagefx._usage import UsageTotals
+
+__all__ = [
+    "CODEC_VERSION",
+    "JSON",
+    "CodecError",
+    "decode_answer",
+    "decode_content",
+    "decode_request",
+    "decode_state",
+    "encode_answer",
+    "encode_content",
+    "encode_request",
+    "encode_state",
+]
+
+CODEC_VERSION: int = 1
+"""The version of the encoded shapes; stored by containers beside the data."""
+
+JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
+"""Plain JSON data, as `json.loads` returns it."""
+
+
+class CodecError(ValueError):
+    """Data that does not decode, or a value that does not encode; the message says where."""
+
+
+_MAX_DEPTH = 256
+"""How deeply JSON-like values may nest (deeper, or cyclic, values are refused)."""
+
+_MAX_INT_BITS = 13_000
+"""About 3,900 digits: larger integers are refused, as `json.dumps` and `json.loads`
+refuse integers past 4,300 digits (Python's default conversion limit)."""
+
+_OutputMode: TypeAlias = Literal["auto", "text", "json", "yaml", "schema"]
+_MODES: Mapping[str, _OutputMode] = {mode: mode for mode in get_args(_OutputMode)}
+_KINDS: Mapping[str, FailureKind] = {kind: kind for kind in get_args(FailureKind)}
+
+
+# --- public API ---------------------------------------------------------------
+
+
+def encode_content(content: MultimodalContent) -> JSON:
+    """`content` as a list of parts: strings for text, one-key objects for the rest.
+
+    An `ArtifactContent(value, text)` becomes `{"artifact": {"text": text,
+    "type": <the value's qualified type name>, "value": value}}`, where
+    `"value"` is written only when the value is plain JSON (exactly dict,
+    list, str, int, float, bool or None all the way down, with string keys
+    and finite floats); `"type"` is informative and never read back.
+    """
+    with _guard("content"):
+        return _encode_content(content, "content")
+
+
+def decode_content(data: JSON) -> MultimodalContent:
+    """The content `data` encodes (see `encode_content`); `CodecError` if it is not one.
+
+    An artifact with a `"value"` decodes to `ArtifactContent(value, text)`,
+    equal to the one encoded. One without (its value was not plain JSON)
+    decodes to `ArtifactContent(parsed, text)`, where `parsed` is the JSON
+    value `text` holds if it holds one, else `text` itself: a user type
+    cannot be rebuilt without the type, and nothing needs it to be, since
+    model answers hold no artifacts (parsing happens after the call) and a
+    request only needs its text and a canonical value to compare by.
+    """
+    with _guard("content"):
+        return _decode_content(data, "content")
+
+
+def encode_request(request: ModelRequest) -> dict[str, JSON]:
+    """`request` as `{"instructions", "context", "tools", "output", "extra"}`."""
+    with _guard("request"):
+        return _encode_request(request, "request")
+
+
+def decode_request(data: JSON) -> ModelRequest:
+    """The request `data` encodes; `CodecError` (saying where) if it is not one."""
+    with _guard("request"):
+        return _decode_request(data, "request")
+
+
+def encode_answer(answer: ModelOutput | ModelFailure) -> dict[str, JSON]:
+    """`{"output": {...}}` for a `ModelOutput` (usage and finish reason
+    included), `{"failure": {"kind", "message", "retry_after"}}` for a `ModelFailure`."""
+    with _guard("answer"):
+        return _encode_answer(answer, "answer")
+
+
+def decode_answer(data: JSON) -> ModelOutput | ModelFailure:
+    """The answer `data` encodes, with its usage and finish reason; `CodecError` if none."""
+    with _guard("answer"):
+        return _decode_answer(data, "answer")
+
+
+def encode_state(state: StageState, *, types: Sequence[type[object]] = ()) -> dict[str, JSON]:
+    """`state` as `{"context", "result", "usage", "values"}`.
+
+    `"usage"` holds the state's `UsageTotals` (null when it has none). Every
+    other value must be of a type listed in `types` (exactly: not a subclass);
+    it is stored under the type's qualified name (`module.Qualname`) as
+    pydantic's JSON dump of it, so the type must be one pydantic handles (a
+    dataclass, a pydantic model, a TypedDict...). A value of any other type
+    raises `CodecError` naming the type.
+    """
+    with _guard("state"):
+        return _encode_state(state, _named_types(types, "state"), "state")
+
+
+def decode_state(data: JSON, *, types: Sequence[type[object]] = ()) -> StageState:
+    """The state `data` encodes; its user values are rebuilt by pydantic
+    validation as the `types` of the same qualified names, and a value of a
+    type not listed raises `CodecError`. Decoding runs no code but stagefx's
+    and pydantic's validation of the listed types."""
+    with _guard("state"):
+        return _decode_state(data, _named_types(types, "state"), "state")
+
+
+@contextlib.contextmanager
+def _guard(what: str) -> Iterator[None]:
+    """Turn running out of stack (data nested absurdly deep) into a `CodecError`."""
+    try:
+        yield
+    except RecursionError as error:
+        raise CodecError(f"{what}: nested too deeply") from error
+
+
+# --- errors and paths -----------------------------------------------------------
+
+
+def _fail(path: str, problem: str) -> NoReturn:
+    raise CodecError(f"{path}: {problem}")
+
+
+def _kind(data: object) -> str:
+    """What `data` is, for messages (never its value: it may be huge)."""
+    if data is None:
+        return "null"
+    if isinstance(data, bool):
+        return "a boolean"
+    if isinstance(data, int):
+        return "an integer"
+    if isinstance(data, float):
+        return "a number"
+    if isinstance(data, str):
+        return "a string"
+    if isinstance(data, list | tuple):
+        return "a list"
+    if isinstance(data, dict):
+        return "an object"
+    return _type_name(type(data))
+
+
+def _show(key: object) -> str:
+    if isinstance(key, str):
+        return repr(key if len(key) <= 40 else key[:40] + "...")
+    return _kind(key)
+
+
+def _at(path: str, key: str) -> str:
+    if key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{_show(key)}]"
+
+
+def _item(path: str, index: int) -> str:
+    return f"{path}[{index}]"
+
+
+def _type_name(kind: type[object]) -> str:
+    module = getattr(kind, "__module__", None)
+    name = str(getattr(kind, "__qualname__", None) or getattr(kind, "__name__", "?"))
+    return name if module in (None, "builtins") else f"{module}.{name}"
+
+
+# --- JSON values ------------------------------------------------------------------
+
+
+def _json(value: object, path: str, depth: int = 0) -> JSON:
+    """`value` as fresh plain JSON: any mapping becomes a dict, a tuple a list,
+    subclasses of str, int, float and bool their base type."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value is True
+    if isinstance(value, int):
+        return _checked_int(value, path)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            _fail(path, f"{value!r} is not JSON (NaN and infinities are refused)")
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if depth >= _MAX_DEPTH:
+        _fail(path, f"nested deeper than {_MAX_DEPTH} levels (or cyclic)")
+    if isinstance(value, Mapping):
+        return _json_mapping(value, path, depth)
+    if isinstance(value, list | tuple):
+        return [_json(item, _item(path, index), depth + 1) for index, item in enumerate(value)]
+    _fail(path, f"{_kind(value)} is not JSON")
+
+
+def _json_mapping(value: Mapping[object, object], path: str, depth: int = 0) -> dict[str, JSON]:
+    result: dict[str, JSON] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            _fail(path, f"keys must be strings, not {_kind(key)}")
+        result[str.__str__(key)] = _json(item, _at(path, key), depth + 1)
+    return result
+
+
+def _json_object(data: object, path: str) -> dict[str, JSON]:
+    if not isinstance(data, Mapping):
+        _fail(path, f"expected an object, got {_kind(data)}")
+    return _json_mapping(data, path)
+
+
+def _is_plain(value: object, depth: int = 0) -> bool:
+    """Whether `value` is JSON of exactly the builtin types, so it decodes to an equal value."""
+    kind = type(value)
+    if value is None or kind is bool or kind is int or kind is str:
+        return True
+    if isinstance(value, float):
+        return kind is float and math.isfinite(value)
+    if depth >= _MAX_DEPTH:
+        return False
+    if isinstance(value, list):
+        return kind is list and all(_is_plain(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return kind is dict and all(
+            type(key) is str and _is_plain(item, depth + 1) for key, item in value.items()
+        )
+    return False
+
+
+def _finite(literal: str) -> float:
+    number = float(literal)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+def _no_constant(literal: str) -> NoReturn:
+    raise ValueError(f"{literal} is not JSON")
+
+
+def _parsed(text: str) -> object:
+    """The JSON value `text` holds, or `text` itself if it holds none."""
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return text
+
+
+# --- scalars ------------------------------------------------------------------------
+
+
+def _string(data: object, path: str) -> str:
+    if not isinstance(data, str):
+        _fail(path, f"expected a string, got {_kind(data)}")
+    return str.__str__(data)
+
+
+def _optional_string(data: object, path: str) -> str | None:
+    return None if data is None else _string(data, path)
+
+
+def _integer(data: object, path: str) -> int:
+    if isinstance(data, bool) or not isinstance(data, int):
+        _fail(path, f"expected an integer, got {_kind(data)}")
+    return _checked_int(data, path)
+
+
+def _checked_int(value: int, path: str) -> int:
+    if value.bit_length() > _MAX_INT_BITS:
+        _fail(path, f"integer too large for JSON ({value.bit_length()} bits)")
+    return int.__int__(value)
+
+
+def _boolean(data: object, path: str) -> bool:
+    if not isinstance(data, bool):
+        _fail(path, f"expected a boolean, got {_kind(data)}")
+    return data is True
+
+
+def _optional_number(data: object, path: str) -> float | None:
+    if data is None:
+        return None
+    if isinstance(data, bool) or not isinstance(data, int | float):
+        _fail(path, f"expected a number or null, got {_kind(data)}")
+    try:
+        number = float(data)
+    except OverflowError:
+        _fail(path, "number too large")
+    if not math.isfinite(number):
+        _fail(path, "NaN and infinities are refused")
+    return number
+
+
+def _list(data: object, path: str) -> list[object]:
+    if not isinstance(data, list):
+        _fail(path, f"expected a list, got {_kind(data)}")
+    return data
+
+
+def _fields(
+    data: object, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, object]:
+    """`data` as an object with all `required` keys and no keys but those and `optional`."""
+    if not isinstance(data, dict):
+        _fail(path, f"expected an object, got {_kind(data)}")
+    known = (*required, *optional)
+    for key in data:
+        if not isinstance(key, str) or key not in known:
+            _fail(path, f"unexpected key {_show(key)} (expected {', '.join(known)})")
+    for key in required:
+        if key not in data:
+            _fail(path, f"missing key {key!r}")
+    return data
+
+
+def _tagged(data: object, path: str, tags: tuple[str, ...]) -> tuple[str, object]:
+    """The one key of `data` (one of `tags`) and its value."""
+    if not isinstance(data, dict) or len(data) != 1:
+        _fail(path, f"expected an object with one key, one of {', '.join(tags)}; got {_kind(data)}")
+    ((tag, body),) = data.items()
+    if not isinstance(tag, str) or tag not in tags:
+        _fail(path, f"unexpected key {_show(tag)} (expected one of {', '.join(tags)})")
+    return tag, body
+
+
+# --- content -------------------------------------------------------------------------
+
+
+def _encode_content(content: object, path: str) -> list[JSON]:
+    if not isinstance(content, MultimodalContent):
+        _fail(path, f"expected MultimodalContent, got {_kind(content)}")
+    return [_encode_part(part, _item(path, index)) for index, part in enumerate(content.parts)]
+
+
+def _encode_part(part: object, path: str) -> JSON:
+    if isinstance(part, TextContent):
+        return _string(part.text, path)
+    if isinstance(part, ImageContent):
+        image: dict[str, JSON] = {}
+        if part.data is not None:
+            if not isinstance(part.data, bytes | bytearray):
+                _fail(_at(path, "data"), f"expected bytes, got {_kind(part.data)}")
+            image["data_base64"] = base64.b64encode(part.data).decode("ascii")
+        else:
+            image["url"] = _string(part.url, _at(path, "url"))
+        image["mime_type"] = _optional_string(part.mime_type, _at(path, "mime_type"))
+        return {"image": image}
+    if isinstance(part, ResourceContent):
+        return {
+            "resource": {
+                "uri": _string(part.uri, _at(path, "uri")),
+                "mime_type": _optional_string(part.mime_type, _at(path, "mime_type")),
+            }
+        }
+    if isinstance(part, ArtifactContent):
+        artifact: dict[str, JSON] = {
+            "text": _string(part.text, _at(path, "text")),
+            "type": _type_name(type(part.value)),
+        }
+        if _is_plain(part.value):
+            artifact["value"] = _json(part.value, _at(path, "value"))
+        return {"artifact": artifact}
+    _fail(path, f"expected a content part, got {_kind(part)}")
+
+
+def _decode_content(data: object, path: str) -> MultimodalContent:
+    items = _list(data, path)
+    return MultimodalContent(
+        tuple(_decode_part(item, _item(path, index)) for index, item in enumerate(items))
+    )
+
+
+def _decode_part(data: object, path: str) -> ContentPart:
+    if isinstance(data, str):
+        return TextContent(str.__str__(data))
+    tag, body = _tagged(data, path, ("image", "resource", "artifact"))
+    path = _at(path, tag)
+    if tag == "image":
+        return _decode_image(body, path)
+    if tag == "resource":
+        fields = _fields(body, path, ("uri",), ("mime_type",))
+        return ResourceContent(
+            _string(fields["uri"], _at(path, "uri")),
+            _optional_string(fields.get("mime_type"), _at(path, "mime_type")),
+        )
+    fields = _fields(body, path, ("text",), ("type", "value"))
+    text = _string(fields["text"], _at(path, "text"))
+    if "type" in fields:
+        _string(fields["type"], _at(path, "type"))  # informative only
+    if "value" in fields:
+        return ArtifactContent(_json(fields["value"], _at(path, "value")), text)
+    return ArtifactContent(_parsed(text), text)
+
+
+def _decode_image(body: object, path: str) -> ImageContent:
+    fields = _fields(body, path, (), ("url", "data_base64", "mime_type"))
+    mime_type = _optional_string(fields.get("mime_type"), _at(path, "mime_type"))
+    if ("url" in fields) == ("data_base64" in fields):
+        _fail(path, "an image needs exactly one of 'url' and 'data_base64'")
+    if "url" in fields:
+        return ImageContent(url=_string(fields["url"], _at(path, "url")), mime_type=mime_type)
+    where = _at(path, "data_base64")
+    encoded = _string(fields["data_base64"], where)
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        _fail(where, "not valid base64")
+    if not mime_type:
+        _fail(path, "an image given as data needs a 'mime_type', e.g. 'image/png'")
+    return ImageContent(data=data, mime_type=mime_type)
+
+
+# --- conversation -----------------------------------------------------------------------
+
+
+def _encode_turn(turn: object, path: str) -> JSON:
+    if isinstance(turn, ModelInput):
+        return {"input": _encode_input(turn, _at(path, "input"))}
+    if isinstance(turn, ModelOutput):
+        return {"output": _encode_output(turn, _at(path, "output"))}
+    _fail(path, f"expected a ModelInput or ModelOutput, got {_kind(turn)}")
+
+
+def _encode_context(context: object, path: str) -> list[JSON]:
+    if not isinstance(context, tuple | list):
+        _fail(path, f"expected a tuple of turns, got {_kind(context)}")
+    return [_encode_turn(turn, _item(path, index)) for index, turn in enumerate(context)]
+
+
+def _encode_input(turn: ModelInput, path: str) -> dict[str, JSON]:
+    responses: list[JSON] = []
+    for index, response in enumerate(turn.tool_responses):
+        where = _item(_at(path, "tool_responses"), index)
+        if not isinstance(response, ModelToolResponse):
+            _fail(where, f"expected a ModelToolResponse, got {_kind(response)}")
+        responses.append(
+            {
+                "identifier": _string(response.identifier, _at(where, "identifier")),
+                "tool": _string(response.tool, _at(where, "tool")),
+                "content": _encode_content(response.content, _at(where, "content")),
+                "error": _boolean(response.error, _at(where, "error")),
+            }
+        )
+    return {
+        "content": _encode_content(turn.content, _at(path, "content")),
+        "tool_responses": responses,
+    }
+
+
+def _encode_output(turn: ModelOutput, path: str) -> dict[str, JSON]:
+    requests: list[JSON] = []
+    for index, request in enumerate(turn.tool_requests):
+        where = _item(_at(path, "tool_requests"), index)
+        if not isinstance(request, ModelToolRequest):
+            _fail(where, f"expected a ModelToolRequest, got {_kind(request)}")
+        requests.append(
+            {
+                "identifier": _string(request.identifier, _at(where, "identifier")),
+                "tool": _string(request.tool, _at(where, "tool")),
+                "arguments": _json_object(request.arguments, _at(where, "arguments")),
+            }
+        )
+    usage: JSON = None
+    if turn.usage is not None:
+        usage = _encode_usage(turn.usage, _at(path, "usage"))
+    return {
+        "content": _encode_content(turn.content, _at(path, "content")),
+        "tool_requests": requests,
+        "usage": usage,
+        "finish_reason": _optional_string(turn.finish_reason, _at(path, "finish_reason")),
+    }
+
+
+def _encode_usage(usage: object, path: str) -> dict[str, JSON]:
+    if not isinstance(usage, TokenUsage):
+        _fail(path, f"expected a TokenUsage, got {_kind(usage)}")
+    return {
+        "model": _string(usage.model, _at(path, "model")),
+        "input_tokens": _integer(usage.input_tokens, _at(path, "input_tokens")),
+        "output_tokens": _integer(usage.output_tokens, _at(path, "output_tokens")),
+    }
+
+
+def _decode_context(data: object, path: str) -> tuple[ModelInput | ModelOutput, ...]:
+    return tuple(
+        _decode_turn(item, _item(path, index)) for index, item in enumerate(_list(data, path))
+    )
+
+
+def _decode_turn(data: object, path: str) -> ModelInput | ModelOutput:
+    tag, body = _tagged(data, path, ("input", "output"))
+    if tag == "input":
+        return _decode_input(body, _at(path, tag))
+    return _decode_output(body, _at(path, tag))
+
+
+def _decode_input(data: object, path: str) -> ModelInput:
+    fields = _fields(data, path, (), ("content", "tool_responses"))
+    where = _at(path, "tool_responses")
+    responses = _list(fields.get("tool_responses", []), where)
+    return ModelInput(
+        _decode_content(fields.get("content", []), _at(path, "content")),
+        tuple(_decode_response(item, _item(where, index)) for index, item in enumerate(responses)),
+    )
+
+
+def _decode_response(data: object, path: str) -> ModelToolResponse:
+    fields = _fields(data, path, ("identifier", "tool", "content"), ("error",))
+    return ModelToolResponse(
+        _string(fields["identifier"], _at(path, "identifier")),
+        _string(fields["tool"], _at(path, "tool")),
+        _decode_content(fields["content"], _at(path, "content")),
+        _boolean(fields.get("error", False), _at(path, "error")),
+    )
+
+
+def _decode_output(data: object, path: str) -> ModelOutput:
+    fields = _fields(data, path, (), ("content", "tool_requests", "usage", "finish_reason"))
+    where = _at(path, "tool_requests")
+    requests = _list(fields.get("tool_requests", []), where)
+    usage = fields.get("usage")
+    return ModelOutput(
+        _decode_content(fields.get("content", []), _at(path, "content")),
+        tuple(
+            _decode_tool_request(item, _item(where, index)) for index, item in enumerate(requests)
+        ),
+        usage=None if usage is None else _decode_usage(usage, _at(path, "usage")),
+        finish_reason=_optional_string(fields.get("finish_reason"), _at(path, "finish_reason")),
+    )
+
+
+def _decode_tool_request(data: object, path: str) -> ModelToolRequest:
+    fields = _fields(data, path, ("identifier", "tool"), ("arguments",))
+    return ModelToolRequest(
+        _string(fields["identifier"], _at(path, "identifier")),
+        _string(fields["tool"], _at(path, "tool")),
+        _json_object(fields.get("arguments", {}), _at(path, "arguments")),
+    )
+
+
+def _decode_usage(data: object, path: str) -> TokenUsage:
+    fields = _fields(data, path, (), ("model", "input_tokens", "output_tokens"))
+    return TokenUsage(
+        _string(fields.get("model", ""), _at(path, "model")),
+        _integer(fields.get("input_tokens", 0), _at(path, "input_tokens")),
+        _integer(fields.get("output_tokens", 0), _at(path, "output_tokens")),
+    )
+
+
+# --- requests and answers ---------------------------------------------------------------
+
+
+def _encode_request(request: object, path: str) -> dict[str, JSON]:
+    if not isinstance(request, ModelRequest):
+        _fail(path, f"expected a ModelRequest, got {_kind(request)}")
+    tools: list[JSON] = []
+    for index, tool in enumerate(request.tools):
+        where = _item(_at(path, "tools"), index)
+        if not isinstance(tool, ToolSpec):
+            _fail(where, f"expected a ToolSpec, got {_kind(tool)}")
+        tools.append(
+            {
+                "name": _string(tool.name, _at(where, "name")),
+                "description": _string(tool.description, _at(where, "description")),
+                "parameters": _json_object(tool.parameters, _at(where, "parameters")),
+            }
+        )
+    output = request.output
+    where = _at(path, "output")
+    if not isinstance(output, OutputSpec):
+        _fail(where, f"expected an OutputSpec, got {_kind(output)}")
+    schema = output.schema
+    return {
+        "instructions": _string(request.instructions, _at(path, "instructions")),
+        "context": _encode_context(request.context, _at(path, "context")),
+        "tools": tools,
+        "output": {
+            "mode": _string(output.mode, _at(where, "mode")),
+            "schema": None if schema is None else _json_object(schema, _at(where, "schema")),
+            "name": _optional_string(output.name, _at(where, "name")),
+        },
+        "extra": _json_object(request.extra, _at(path, "extra")),
+    }
+
+
+def _decode_request(data: object, path: str) -> ModelRequest:
+    fields = _fields(data, path, ("instructions", "context"), ("tools", "output", "extra"))
+    where = _at(path, "tools")
+    tools = _list(fields.get("tools", []), where)
+    return ModelRequest(
+        _string(fields["instructions"], _at(path, "instructions")),
+        _decode_context(fields["context"], _at(path, "context")),
+        tuple(_decode_tool(item, _item(where, index)) for index, item in enumerate(tools)),
+        _decode_output_spec(fields.get("output", {}), _at(path, "output")),
+        _json_object(fields.get("extra", {}), _at(path, "extra")),
+    )
+
+
+def _decode_tool(data: object, path: str) -> ToolSpec:
+    fields = _fields(data, path, ("name", "description", "parameters"))
+    return ToolSpec(
+        _string(fields["name"], _at(path, "name")),
+        _string(fields["description"], _at(path, "description")),
+        _json_object(fields["parameters"], _at(path, "parameters")),
+    )
+
+
+def _decode_output_spec(data: object, path: str) -> OutputSpec:
+    fields = _fields(data, path, (), ("mode", "schema", "name"))
+    mode = _string(fields.get("mode", "auto"), _at(path, "mode"))
+    if mode not in _MODES:
+        _fail(_at(path, "mode"), f"unknown mode {_show(mode)} (expected {', '.join(_MODES)})")
+    schema = fields.get("schema")
+    return OutputSpec(
+        _MODES[mode],
+        None if schema is None else _json_object(schema, _at(path, "schema")),
+        _optional_string(fields.get("name"), _at(path, "name")),
+    )
+
+
+def _encode_answer(answer: object, path: str) -> dict[str, JSON]:
+    if isinstance(answer, ModelOutput):
+        return {"output": _encode_output(answer, _at(path, "output"))}
+    if isinstance(answer, ModelFailure):
+        where = _at(path, "failure")
+        return {
+            "failure": {
+                "kind": _string(answer.kind, _at(where, "kind")),
+                "message": _string(answer.message, _at(where, "message")),
+                "retry_after": _optional_number(answer.retry_after, _at(where, "retry_after")),
+            }
+        }
+    _fail(path, f"expected a ModelOutput or ModelFailure, got {_kind(answer)}")
+
+
+def _decode_answer(data: object, path: str) -> ModelOutput | ModelFailure:
+    tag, body = _tagged(data, path, ("output", "failure"))
+    path = _at(path, tag)
+    if tag == "output":
+        return _decode_output(body, path)
+    fields = _fields(body, path, ("kind", "message"), ("retry_after",))
+    kind = _string(fields["kind"], _at(path, "kind"))
+    if kind not in _KINDS:
+        _fail(_at(path, "kind"), f"unknown kind {_show(kind)} (expected {', '.join(_KINDS)})")
+    return ModelFailure(
+        _KINDS[kind],
+        _string(fields["message"], _at(path, "message")),
+        _optional_number(fields.get("retry_after"), _at(path, "retry_after")),
+    )
+
+
+# --- states -------------------------------------------------------------------------------
+
+
+def _named_types(types: Sequence[type[object]], path: str) -> dict[str, type[object]]:
+    named: dict[str, type[object]] = {}
+    for kind in types:
+        if not isinstance(kind, type):
+            _fail(path, f"types= holds types, not {_kind(kind)}")
+        name = _type_name(kind)
+        if named.get(name, kind) is not kind:
+            _fail(path, f"types= holds two types named {name}")
+        named[name] = kind
+    return named
+
+
+_ADAPTERS: dict[type[object], pydantic.TypeAdapter[object]] = {}
+"""Adapters of the listed types, which are costly to build (cleared past 128 types)."""
+
+
+def _adapter(kind: type[object], path: str) -> pydantic.TypeAdapter[object]:
+    adapter = _ADAPTERS.get(kind)
+    if adapter is not None:
+        return adapter
+    try:
+        adapter = pydantic.TypeAdapter(kind)
+    except (pydantic.PydanticUserError, pydantic.PydanticUndefinedAnnotation, TypeError) as error:
+        raise CodecError(
+            f"{path}: pydantic cannot handle {_type_name(kind)} ({error}); "
+            "make it a dataclass or a pydantic model"
+        ) from error
+    if len(_ADAPTERS) >= 128:
+        _ADAPTERS.clear()
+    _ADAPTERS[kind] = adapter
+    return adapter
+
+
+def _encode_state(state: object, types: Mapping[str, type[object]], path: str) -> dict[str, JSON]:
+    if not isinstance(state, StageState):
+        _fail(path, f"expected a StageState, got {_kind(state)}")
+    usage: JSON = None
+    values: dict[str, JSON] = {}
+    for value in state.values:
+        kind = type(value)
+        if isinstance(value, UsageTotals):
+            where = _at(path, "usage")
+            usage = [
+                _encode_usage(item, _item(where, index)) for index, item in enumerate(value.models)
+            ]
+            continue
+        name = _type_name(kind)
+        where = f"{_at(path, 'values')}[{_show(name)}]"
+        if types.get(name) is not kind:
+            _fail(where, f"no codec for a value of type {name}: pass the type in types=")
+        try:
+            dumped = _adapter(kind, where).dump_python(value, mode="json")
+        except CodecError:
+            raise
+        except Exception as error:  # a type's own serializers run here: any failure is theirs
+            raise CodecError(f"{where}: pydantic cannot dump the {name}: {error}") from error
+        values[name] = _json(dumped, where)
+    return {
+        "context": _encode_context(state.context, _at(path, "context")),
+        "result": _encode_content(state.result, _at(path, "result")),
+        "usage": usage,
+        "values": values,
+    }
+
+
+def _decode_state(data: object, types: Mapping[str, type[object]], path: str) -> StageState:
+    fields = _fields(data, path, (), ("context", "result", "usage", "values"))
+    values: list[object] = []
+    usage = fields.get("usage")
+    if usage is not None:
+        where = _at(path, "usage")
+        totals = tuple(
+            _decode_usage(item, _item(where, index))
+            for index, item in enumerate(_list(usage, where))
+        )
+        values.append(UsageTotals(totals))
+    stored = fields.get("values", {})
+    if not isinstance(stored, dict):
+        _fail(_at(path, "values"), f"expected an object, got {_kind(stored)}")
+    for name, dumped in stored.items():
+        where = f"{_at(path, 'values')}[{_show(name)}]"
+        kind = types.get(name) if isinstance(name, str) else None
+        if kind is None or kind is UsageTotals:
+            _fail(where, f"no codec for a value of type {_show(name)}: pass the type in types=")
+        try:
+            value = _adapter(kind, where).validate_python(dumped)
+        except CodecError:
+            raise
+        except Exception as error:  # validation runs the type's own code: any failure is bad data
+            raise CodecError(f"{where}: not a valid {name}: {error}") from error
+        if type(value) is not kind:
+            _fail(where, f"validation gave a {_type_name(type(value))}, not a {name}")
+        values.append(value)
+    return StageState(
+        context=_decode_context(fields.get("context", []), _at(path, "context")),
+        result=_decode_content(fields.get("result", []), _at(path, "result")),
+        values=tuple(values),
+    )

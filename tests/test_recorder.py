@@ -1,0 +1,304 @@
+"""Record and replay: real model calls once, then offline, deterministically."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from stagefx import (
+    Env,
+    ModelFailure,
+    ModelInput,
+    ModelRateLimitError,
+    ModelRequest,
+    Stage,
+    StageException,
+    StageExecutionError,
+    StageState,
+    ctx,
+)
+from stagefx.openai import OpenAI, OpenAIChatConfig
+from stagefx.testing import (
+    FakeOpenAIServer,
+    FunctionModel,
+    Recorder,
+    ReplayMissError,
+    ScriptedModel,
+    demo_answer,
+)
+from tests.replay_pipeline import run
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).parents[1]
+
+
+class OutOfOrder:
+    """The demo model, answering the first concurrent branch only after the
+    second: the branches finish in the opposite order to the one they began in."""
+
+    def __init__(self) -> None:
+        self.second_answered: asyncio.Event | None = None
+
+    async def __call__(self, request: ModelRequest) -> object:
+        if self.second_answered is None:
+            self.second_answered = asyncio.Event()  # made in the server's own loop
+        said = _last_input(request)
+        if "Angle one" in said:
+            await asyncio.wait_for(self.second_answered.wait(), timeout=10)
+        answer = demo_answer(request)
+        if "Angle two" in said:
+            self.second_answered.set()
+        return answer
+
+
+def _last_input(request: ModelRequest) -> str:
+    for turn in reversed(request.context):
+        if isinstance(turn, ModelInput) and not turn.content.is_empty:
+            return turn.content.as_string()
+    return ""
+
+
+def replay_in_a_fresh_process(
+    cassette: Path, api: str, topic: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tests.replay_pipeline", str(cassette), api, topic],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "", "PYTHONPATH": str(ROOT)},  # no key, no base URL: nothing to call
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("api", ["responses", "chat"])
+async def test_a_recorded_pipeline_replays_in_a_fresh_process_with_the_server_gone(
+    api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cassette = tmp_path / "pipeline.json"
+    callback = OutOfOrder()
+    with FakeOpenAIServer(callback) as server:  # type: ignore[arg-type]  # answers like demo_answer
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-key-123456")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        recorded = await run(str(cassette), "once", api, "solar panels")
+        calls = len(server.requests)
+    assert calls == 6  # analyse, tool request + answer, two branches, summary
+    text = cassette.read_text()
+    assert "sk-test-recording-key" not in text
+    assert json.loads(text)["version"] == 1
+
+    replayed = replay_in_a_fresh_process(cassette, api, "solar panels")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == recorded
+    assert cassette.read_text() == text  # a replay never rewrites the cassette
+
+    changed = replay_in_a_fresh_process(cassette, api, "wind turbines")
+    assert changed.returncode != 0
+    assert "ReplayMissError" in changed.stderr
+    assert "-" in changed.stderr
+    assert "wind turbines" in changed.stderr
+    assert "solar panels" in changed.stderr
+
+
+async def test_a_replay_miss_shows_the_changed_line_as_a_diff(tmp_path: Path) -> None:
+    cassette = tmp_path / "miss.json"
+    await Stage.completion("What is the capital of France?").execute(
+        env=Env.of(ScriptedModel("Paris"), Recorder(cassette))
+    )
+    replay = Env.of(ScriptedModel(), Recorder(cassette, mode="replay"))
+    failed = (await Stage.completion("What is the capital of Spain?").attempt(env=replay)).failure()
+    assert isinstance(failed, ReplayMissError)
+    diff = str(failed).splitlines()
+    assert any(line.startswith("-") and "France" in line for line in diff)
+    assert any(line.startswith("+") and "Spain" in line for line in diff)
+    assert failed.nearest is not None
+    assert failed.state == StageState.empty  # the stage's own input, as for any failure
+
+
+async def test_once_records_then_replays_without_calling_the_model(tmp_path: Path) -> None:
+    cassette = tmp_path / "once.json"
+    model = ScriptedModel("first answer")
+    state = await Stage.completion("hi").execute(env=Env.of(model, Recorder(cassette)))
+    assert len(model.requests) == 1
+    again = ScriptedModel()  # would fail loudly if called
+    replayed = await Stage.completion("hi").execute(env=Env.of(again, Recorder(cassette)))
+    assert replayed == state
+    assert again.requests == []
+
+
+async def test_replay_needs_no_model_at_all(tmp_path: Path) -> None:
+    cassette = tmp_path / "no-model.json"
+    await Stage.completion("hi").execute(env=Env.of(ScriptedModel("hello"), Recorder(cassette)))
+    replayed = await Stage.completion("hi").execute(env=Env.of(Recorder(cassette, mode="replay")))
+    assert replayed.result.as_string() == "hello"
+
+
+async def test_replay_without_a_cassette_fails_instead_of_calling_out(tmp_path: Path) -> None:
+    model = ScriptedModel("never")
+    recorder = Recorder(tmp_path / "missing.json", mode="replay")
+    failed = (await Stage.completion("hi").attempt(env=Env.of(model, recorder))).failure()
+    assert isinstance(failed, ReplayMissError)
+    assert "empty" in str(failed)
+    assert model.requests == []
+    assert not (tmp_path / "missing.json").exists()
+
+
+async def test_identical_calls_replay_in_the_order_they_were_recorded(tmp_path: Path) -> None:
+    cassette = tmp_path / "order.json"
+    twice = Stage.sequence(
+        Stage.completion("roll a die").with_volatile_context(),
+        Stage.completion("roll a die").with_volatile_context().extend_result(),
+    )
+    recorded = await twice.execute(env=Env.of(ScriptedModel("3", "5"), Recorder(cassette)))
+    replayed = await twice.execute(env=Env.of(Recorder(cassette, mode="replay")))
+    assert recorded.result.as_string() == replayed.result.as_string() == "35"
+
+
+def pick_all(branches: Sequence[StageState | StageException]) -> StageState:
+    texts = [b.result.as_string() for b in branches if isinstance(b, StageState)]
+    return StageState(result=",".join(texts))
+
+
+async def test_concurrent_calls_replay_whatever_order_they_arrive_in(tmp_path: Path) -> None:
+    cassette = tmp_path / "fan.json"
+    model = FunctionModel(lambda request: f"answer to {_last_input(request)}")
+    questions = [Stage.completion(f"question {n}") for n in range(6)]
+    one_at_a_time = Stage.concurrent(*questions, merge=pick_all, concurrent_tasks=1)
+    recorded = await one_at_a_time.execute(env=Env.of(model, Recorder(cassette)))
+    all_at_once_reversed = Stage.concurrent(*reversed(questions), merge=pick_all)
+    replayed = await all_at_once_reversed.execute(env=Env.of(Recorder(cassette, mode="replay")))
+    assert replayed.result.as_string().split(",") == list(
+        reversed(recorded.result.as_string().split(","))
+    )
+
+
+async def test_typed_failures_are_recorded_and_replayed(tmp_path: Path) -> None:
+    cassette = tmp_path / "failure.json"
+    limited = ModelFailure("rate_limited", "slow down", retry_after=2.5)
+    first = (
+        await Stage.completion("hi").attempt(env=Env.of(ScriptedModel(limited), Recorder(cassette)))
+    ).failure()
+    again = (
+        await Stage.completion("hi").attempt(env=Env.of(Recorder(cassette, mode="replay")))
+    ).failure()
+    for failed in (first, again):
+        assert isinstance(failed, ModelRateLimitError)
+        assert failed.retry_after == 2.5
+        assert failed.message == "slow down"
+
+
+async def test_record_overwrites_and_new_adds_only_what_is_missing(tmp_path: Path) -> None:
+    cassette = tmp_path / "modes.json"
+    await Stage.completion("a").execute(env=Env.of(ScriptedModel("old a"), Recorder(cassette)))
+    overwritten = Recorder(cassette, mode="record")
+    state = await Stage.completion("a").execute(env=Env.of(ScriptedModel("new a"), overwritten))
+    assert state.result.as_string() == "new a"
+    assert "old a" not in cassette.read_text()
+
+    model = ScriptedModel("b")
+    both = Stage.sequence(Stage.completion("a"), Stage.completion("b"))
+    state = await both.execute(env=Env.of(model, Recorder(cassette, mode="new")))
+    assert len(model.requests) == 1  # "a" replayed, "b" recorded
+    calls = json.loads(cassette.read_text())["calls"]
+    assert len(calls) == 2
+
+
+async def test_unused_recordings_are_listed_and_pruned(tmp_path: Path) -> None:
+    cassette = tmp_path / "prune.json"
+    both = Stage.sequence(Stage.completion("kept"), Stage.completion("stale"))
+    await both.execute(env=Env.of(ScriptedModel("1", "2"), Recorder(cassette)))
+    recorder = Recorder(cassette, mode="new")
+    await Stage.completion("kept").execute(env=Env.of(ScriptedModel(), recorder))
+    (unused,) = recorder.unused()
+    assert "stale" in json.dumps(unused)
+    with pytest.raises(ValueError, match="prune"):
+        Recorder(cassette, mode="replay").prune()
+    assert recorder.prune() == 1
+    assert len(json.loads(cassette.read_text())["calls"]) == 1
+
+
+async def test_rerecording_the_same_answers_leaves_the_cassette_byte_identical(
+    tmp_path: Path,
+) -> None:
+    cassette = tmp_path / "stable.json"
+    model = FunctionModel(lambda request: f"answer to {_last_input(request)}")
+    fan = Stage.concurrent(*(Stage.completion(f"q{n}") for n in range(5)), merge=pick_all)
+    await fan.execute(env=Env.of(model, Recorder(cassette, mode="record")))
+    first = cassette.read_bytes()
+    reversed_fan = Stage.concurrent(
+        *(Stage.completion(f"q{n}") for n in reversed(range(5))), merge=pick_all
+    )
+    await reversed_fan.execute(env=Env.of(model, Recorder(cassette, mode="record")))
+    assert cassette.read_bytes() == first
+    data = json.loads(first)
+    assert data["format"] == "stagefx cassette"
+    assert first.decode().startswith('{\n  "calls": [')  # pretty, sorted keys
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sk-proj-AbCdEf0123456789AbCdEf0123456789",
+        "gsk_0123456789abcdefABCDEF0123456789abcdefABCD",
+        "0123456789abcdef0123456789abcdef",
+        "AIzaSyA-0123456789abcdefghijklmnopqrstu",
+    ],
+)
+async def test_keys_of_any_shape_never_reach_a_cassette(
+    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cassette = tmp_path / "keys.json"
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeOpenAIServer() as server:
+        provider = OpenAI(api_key=key, base_url=server.base_url)
+        config = OpenAIChatConfig(model="gpt-4o")
+        async with ctx.scope("keys", config, Recorder(cassette), disposables=(provider,)):
+            await Stage.completion("hello").execute()
+            assert cassette.exists()
+            assert key not in cassette.read_text()
+            # A prompt that quotes the key is refused, not written.
+            leaking = Stage.completion(f"my key is {key}")
+            failed = (await leaking.attempt()).failure()
+        assert server.requests[-1].headers["authorization"] == f"Bearer {key}"
+    assert isinstance(failed, StageExecutionError)
+    assert "secret" in str(failed)
+    assert key not in str(failed)
+    assert key not in cassette.read_text()
+
+
+def test_the_pytest_option_runs_recorders_in_replay_mode(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_flow="""
+        import anyio
+        from stagefx import Env, Stage
+        from stagefx.testing import ScriptedModel
+
+        def test_flow(stagefx_recorder):
+            env = Env.of(ScriptedModel("recorded answer"), stagefx_recorder)
+
+            async def main():
+                return await Stage.completion("hi").execute(env=env)
+            assert anyio.run(main).result.as_string() == "recorded answer"
+        """
+    )
+    missing = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--stagefx-record-mode=replay"
+    )
+    missing.assert_outcomes(failed=1)
+    assert "ReplayMissError" in missing.stdout.str()
+    recorded = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    recorded.assert_outcomes(passed=1)
+    (cassette,) = (pytester.path / "tests" / "cassettes" / "test_flow").glob("*.json")
+    assert "recorded answer" in cassette.read_text()
+    replayed = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--stagefx-record-mode=replay"
+    )
+    replayed.assert_outcomes(passed=1)

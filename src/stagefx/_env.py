@@ -20,23 +20,39 @@ import attrs
 from stagefx._clock import Clock, SystemClock
 from stagefx._tracing import NoopTracer, Tracer, current_span, is_tracing
 
-__all__ = ["Env", "ctx", "redact", "resolved"]
+__all__ = ["Env", "ctx", "redact", "resolved", "scrub"]
 
 T = TypeVar("T")
 
 _logger = logging.getLogger("stagefx")
-_SECRET_KEY = re.compile(r"(api[_-]?key|authori[sz]ation|secret|token|password|credential)", re.I)
+_SECRET_KEY = re.compile(
+    r"(?:^|[_\-.])(api[_\-]?key|authori[sz]ation|secret|password|passwd|credentials?|token|auth)"
+    r"(?:$|[_\-.])",
+    re.I,
+)
+"""A whole word of an attribute's name: `api_key`, `access_token`, `client_secret`,
+but not `input_tokens`, `max_tokens` or `tokenizer`."""
 _SECRET_VALUE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+)")
 
 
-def redact(attributes: Mapping[str, object]) -> dict[str, object]:
-    """Attributes safe to log: values of secret-looking keys or shapes are hidden."""
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with the exact `secrets` and key-shaped strings replaced by `***`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _SECRET_VALUE.sub("***", text)
+
+
+def redact(attributes: Mapping[str, object], secrets: Iterable[str] = ()) -> dict[str, object]:
+    """Attributes safe to log: values of secret-named attributes are hidden, and
+    the exact `secrets` (a provider's key) and key-shaped strings are scrubbed."""
+    known = tuple(secrets)
     safe: dict[str, object] = {}
     for key, value in attributes.items():
         if _SECRET_KEY.search(key):
             safe[key] = "***"
         elif isinstance(value, str):
-            safe[key] = _SECRET_VALUE.sub("***", value)
+            safe[key] = scrub(value, known)
         else:
             safe[key] = value
     return safe
@@ -90,6 +106,16 @@ class Env:
             clock=clock,
             tracer=tracer,
         )
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every string a provider in this Env says must never be written (API keys)."""
+        from stagefx._model import GenerativeModel  # the model role builds on the Env
+
+        found: list[str] = []
+        for provider in self.providers:
+            if isinstance(provider, GenerativeModel):  # nominal, never by shape
+                found.extend(secret for secret in provider.secrets() if secret)
+        return tuple(found)
 
     def get(self, kind: type[T]) -> T | None:
         """The last provider that is an instance of `kind`, if any."""
@@ -165,7 +191,7 @@ class _Context:
         if not _logger.isEnabledFor(level):
             return
         env = _ambient.get()
-        safe = redact(attributes)
+        safe = redact(attributes, () if env is None else env.secrets())
         span = current_span()
         _logger.log(
             level,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import anyio
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Success
@@ -146,13 +147,16 @@ WRAPPERS: list[Wrap] = [
 ]
 
 
-@settings(max_examples=150, deadline=None)
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=100, deadline=None)
 @given(
     site=st.sampled_from(SITE_NAMES),
     kind=KINDS,
     wraps=st.lists(st.sampled_from(range(len(WRAPPERS))), max_size=3),
 )
-def test_nothing_but_cancellation_escapes_attempt(site: str, kind: str, wraps: list[int]) -> None:
+def test_nothing_but_cancellation_escapes_attempt(
+    backend: str, site: str, kind: str, wraps: list[int]
+) -> None:
     pipeline, env = sites(hostile(kind))[site]
     for index in wraps:
         pipeline = WRAPPERS[index](pipeline)
@@ -164,5 +168,5 @@ def test_nothing_but_cancellation_escapes_attempt(site: str, kind: str, wraps: l
             repr(outcome.failure())
         return outcome
 
-    outcome = anyio.run(attempt)
+    outcome = anyio.run(attempt, backend=backend)
     assert isinstance(outcome, Success | Failure)

@@ -10,6 +10,8 @@ always agree.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import ClassVar, final
 
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
@@ -27,9 +29,13 @@ class CallLayer:
     """A role every model call under an Env passes through, model or not.
 
     Subclass it to stand between stages and the model (a `Recorder` replays
-    calls without any model). A `StageException` it raises becomes the
-    stage's failure, carrying the stage's state.
+    calls without any model; `RateLimits` paces them). Layers nest by `depth`,
+    smallest outermost (a Recorder, 0, replays before rate limits, 10, are
+    consulted), then by their order in the Env. A `StageException` a layer
+    raises becomes the stage's failure, carrying the stage's state.
     """
+
+    depth: ClassVar[int] = 50
 
     async def call(
         self, request: ModelRequest, env: Env, model: GenerativeModel | None
@@ -83,13 +89,39 @@ async def call_model(
     return settled
 
 
+@final
+class _Through(GenerativeModel):
+    """The layers inside one layer, and the model under them, seen as one model."""
+
+    def __init__(self, layers: tuple[CallLayer, ...], model: GenerativeModel | None) -> None:
+        self.layers = layers
+        self.model = model
+
+    async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
+        layer, *rest = self.layers
+        # With no model, the layers inside have nothing to pass a call to.
+        inner = _Through(tuple(rest), self.model) if rest and self.model is not None else self.model
+        return await layer.call(request, env, inner)
+
+    def fingerprint(self, env: Env) -> Mapping[str, object]:
+        return {} if self.model is None else self.model.fingerprint(env)
+
+    def secrets(self) -> tuple[str, ...]:
+        return () if self.model is None else self.model.secrets()
+
+
+def _layers(env: Env) -> tuple[CallLayer, ...]:
+    found = [provider for provider in env.providers if isinstance(provider, CallLayer)]
+    return tuple(sorted(found, key=lambda layer: layer.depth))  # stable: Env order within a depth
+
+
 async def _ask(
     request: ModelRequest, env: Env, model: GenerativeModel | None, layer: CallLayer | None
 ) -> object:
-    if layer is not None:
-        return await layer.call(request, env, model)
-    assert model is not None  # checked by the caller
-    return await model.generate(request, env)
+    if layer is None:
+        assert model is not None  # checked by the caller
+        return await model.generate(request, env)
+    return await _Through(_layers(env), model).generate(request, env)
 
 
 def _failed(error: Exception, state: StageState) -> StageException:

@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal, TypeAlias, final
+from typing import ClassVar, Literal, TypeAlias, final
 
 import attrs
 
@@ -97,6 +97,8 @@ class Recorder(CallLayer):
 
     Example: `Recorder("tests/cassettes/triage.json", mode="replay")`
     """
+
+    depth: ClassVar[int] = 0  # outermost: a replayed call is never paced or limited
 
     def __init__(
         self,

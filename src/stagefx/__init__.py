@@ -4,6 +4,7 @@ The public names live here; the modules behind them are private (`stagefx._...`)
 and each name reports `stagefx` as its module.
 """
 
+from stagefx._batch import BatchProgress, BatchResults
 from stagefx._cache_store import CacheStore, MemoryCacheStore
 from stagefx._clock import Clock, SystemClock
 from stagefx._content import (
@@ -53,6 +54,8 @@ from stagefx._usage import UsageTotals
 
 __all__ = [
     "ArtifactContent",
+    "BatchProgress",
+    "BatchResults",
     "CacheStore",
     "Clock",
     "ContentElement",

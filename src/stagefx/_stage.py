@@ -9,7 +9,7 @@ three hand the tree to the one interpreter.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import ClassVar, Literal, final, overload
 
 import attrs
@@ -17,6 +17,8 @@ from returns.context import RequiresContextFutureResult
 from returns.future import FutureResult
 from returns.result import Failure, Result, Success
 
+from stagefx import _batch
+from stagefx._batch import BatchInput, BatchProgress, BatchResults
 from stagefx._content import ContentElement
 from stagefx._env import Env, resolved
 from stagefx._errors import StageException
@@ -394,6 +396,49 @@ class Stage:
             raise outcome
         return outcome
 
+
+    # Many inputs --------------------------------------------------------------
+
+    async def batch(
+        self,
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        concurrency: int = 8,
+        env: Env | None = None,
+        progress: bool | Callable[[BatchProgress], object] = False,
+    ) -> BatchResults:
+        """Run this stage on every input (a `StageState`, or content that becomes
+        the initial result), at most `concurrency` at once, and give every
+        outcome as a `Result`, in input order; `.summary` counts them.
+
+        Inputs are read lazily (any iterable or async iterable): memory grows
+        with `concurrency`, not with the number of inputs. One item's failure
+        never stops the others; cancelling the caller cancels every item in
+        flight. `progress=True` draws a rich progress bar on a terminal;
+        a callable receives a `BatchProgress` as items start and finish.
+
+        Example: `outcomes = await pipeline.batch(tickets, concurrency=32, env=env)`
+        """
+        return await _batch.batch(
+            self, inputs, concurrency=concurrency, env=resolved(env), progress=progress
+        )
+
+    def map(
+        self,
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        concurrency: int = 8,
+        env: Env | None = None,
+        progress: bool | Callable[[BatchProgress], object] = False,
+    ) -> AsyncGenerator[tuple[int, Result[StageState, StageException]]]:
+        """Like `batch`, yielding `(input index, outcome)` as items finish.
+
+        To stop early, iterate inside `contextlib.aclosing(pipeline.map(...))`:
+        the items still in flight are then cancelled at once.
+        """
+        return _batch.map_over(
+            self, inputs, concurrency=concurrency, env=resolved(env), progress=progress
+        )
 
 Stage.noop = Stage(flow.Noop())
 

@@ -1,0 +1,346 @@
+"""Running one pipeline over many inputs: bounded concurrency, lazy inputs, a
+`Result` per item, progress and a summary.
+
+Inputs are read only when a slot is free, so memory grows with `concurrency`,
+not with the number of inputs. One item's failure never stops the others.
+Everything runs in one task group: cancelling the caller cancels every item in
+flight, and no task outlives the call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
+from typing import TYPE_CHECKING, TypeAlias, final
+
+import anyio
+import attrs
+from anyio.abc import ObjectSendStream
+from returns.result import Failure, Result, Success
+
+from stagefx._content import ContentElement, ContentPart, MultimodalContent
+from stagefx._env import Env
+from stagefx._errors import StageException, StageExecutionError
+from stagefx._state import StageState
+from stagefx._usage import UsageTotals
+
+if TYPE_CHECKING:
+    from stagefx._stage import Stage
+
+__all__ = ["BatchInput", "BatchProgress", "BatchResults", "Outcome", "batch", "map_over"]
+
+BatchInput: TypeAlias = StageState | ContentElement
+"""An item: a whole initial state, or content that becomes its `result`."""
+
+Outcome: TypeAlias = Result[StageState, StageException]
+
+
+@final
+@attrs.frozen(slots=True)
+class BatchProgress:
+    """Where a run over many inputs stands; the last one is its summary.
+
+    `outcomes` counts items by outcome type (`"success"`, or the failure's
+    class name); `usage` is what the finished items spent; `elapsed` is Env
+    clock seconds since the start; `total` is known when the inputs have a length.
+    """
+
+    done: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    total: int | None = None
+    usage: UsageTotals = attrs.field(factory=UsageTotals)
+    elapsed: float = 0.0
+    outcomes: Mapping[str, int] = attrs.field(factory=dict)
+
+    @property
+    def tokens_per_minute(self) -> float:
+        """Input and output tokens spent per minute so far."""
+        tokens = self.usage.input_tokens + self.usage.output_tokens
+        return 0.0 if self.elapsed <= 0 else tokens * 60.0 / self.elapsed
+
+    @property
+    def remaining(self) -> float | None:
+        """Estimated seconds left, when the total is known and items have finished."""
+        if self.total is None or self.done == 0:
+            return None
+        return self.elapsed / self.done * (self.total - self.done)
+
+
+class BatchResults(list[Outcome]):
+    """`Stage.batch`'s outcomes in input order, with the run's `summary`."""
+
+    summary: BatchProgress
+
+    def __init__(self, outcomes: Iterable[Outcome], summary: BatchProgress) -> None:
+        super().__init__(outcomes)
+        self.summary = summary
+
+
+ProgressCallback: TypeAlias = Callable[[BatchProgress], object]
+
+
+def _as_state(item: object) -> StageState:
+    if isinstance(item, StageState):
+        return item
+    if isinstance(item, str | MultimodalContent | ContentPart):
+        return StageState(result=item)
+    raise TypeError(
+        f"a batch input is a StageState or content (str, MultimodalContent, a content part), "
+        f"not {type(item).__name__}"
+    )
+
+
+async def _items(inputs: Iterable[object] | AsyncIterable[object]) -> AsyncGenerator[object]:
+    if isinstance(inputs, AsyncIterable):
+        async for item in inputs:
+            yield item
+    else:
+        for item in inputs:
+            yield item
+
+
+@final
+class _Tally:
+    """The running counts behind `BatchProgress`, told to the progress sink."""
+
+    def __init__(self, env: Env, total: int | None, sink: ProgressCallback | None) -> None:
+        self.env = env
+        self.total = total
+        self.sink = sink
+        self.started = env.clock.now()
+        self.done = self.failed = self.in_flight = 0
+        self.usage = UsageTotals()
+        self.kinds: Counter[str] = Counter()
+
+    def begin(self) -> None:
+        self.in_flight += 1
+        self.tell()
+
+    def end(self, start: StageState, outcome: Outcome) -> None:
+        self.in_flight -= 1
+        self.done += 1
+        if isinstance(outcome, Success):
+            self.kinds["success"] += 1
+            finished = outcome.unwrap()
+        else:
+            error = outcome.failure()
+            self.failed += 1
+            self.kinds[type(error).__name__] += 1
+            finished = error.state
+        spent = finished.get(UsageTotals, UsageTotals())
+        self.usage = self.usage.combined(spent.beyond(start.get(UsageTotals, UsageTotals())))
+        self.tell()
+
+    def snapshot(self) -> BatchProgress:
+        return BatchProgress(
+            done=self.done,
+            failed=self.failed,
+            in_flight=self.in_flight,
+            total=self.total,
+            usage=self.usage,
+            elapsed=self.env.clock.now() - self.started,
+            outcomes=dict(self.kinds),
+        )
+
+    def tell(self) -> None:
+        if self.sink is not None:
+            self.sink(self.snapshot())
+
+
+async def _run(
+    stage: Stage,
+    inputs: Iterable[object] | AsyncIterable[object],
+    concurrency: int,
+    env: Env,
+    tally: _Tally,
+    emit: Callable[[int, Outcome], Awaitable[None]],
+) -> None:
+    """Run every input through `stage`, at most `concurrency` at once, reading
+    the next input only when a slot frees; `emit` each outcome as it finishes.
+    An error from the inputs themselves stops reading: the items in flight
+    finish, then it is raised."""
+    slots = anyio.Semaphore(concurrency)
+    broken: list[BaseException] = []
+
+    async def one(index: int, item: object) -> None:
+        try:
+            try:
+                start = _as_state(item)
+            except TypeError as error:
+                start = StageState()
+                outcome: Outcome = Failure(StageExecutionError.wrap(error, start))
+            else:
+                outcome = await stage.attempt(start, env=env)
+            tally.end(start, outcome)
+            await emit(index, outcome)
+        finally:
+            slots.release()
+
+    async with anyio.create_task_group() as group:
+        index = 0
+        items = _items(inputs)
+        try:
+            while True:
+                await slots.acquire()
+                try:
+                    item = await items.__anext__()
+                except StopAsyncIteration:
+                    slots.release()
+                    break
+                except Exception as error:  # the user's inputs failed: stop reading
+                    slots.release()
+                    broken.append(error)
+                    break
+                tally.begin()
+                group.start_soon(one, index, item)
+                index += 1
+        finally:
+            await items.aclose()
+    if broken:
+        raise broken[0]
+
+
+def _total(inputs: object) -> int | None:
+    try:
+        return len(inputs)  # type: ignore[arg-type]  # any sized input tells its total
+    except TypeError:
+        return None
+
+
+def _check_concurrency(concurrency: object) -> int:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency needs an int >= 1, got {concurrency!r}")
+    return concurrency
+
+
+async def batch(
+    stage: Stage,
+    inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+    *,
+    concurrency: int,
+    env: Env,
+    progress: bool | ProgressCallback,
+) -> BatchResults:
+    """Every outcome, in input order, with the run's summary."""
+    limit = _check_concurrency(concurrency)
+    sink, bar = _progress_sink(progress, _total(inputs))
+    tally = _Tally(env, _total(inputs), sink)
+    found: dict[int, Outcome] = {}
+
+    async def keep(index: int, outcome: Outcome) -> None:
+        found[index] = outcome
+
+    try:
+        await _run(stage, inputs, limit, env, tally, keep)
+    finally:
+        if bar is not None:
+            bar.close()
+    return BatchResults((found[index] for index in range(len(found))), tally.snapshot())
+
+
+async def map_over(
+    stage: Stage,
+    inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+    *,
+    concurrency: int,
+    env: Env,
+    progress: bool | ProgressCallback,
+) -> AsyncGenerator[tuple[int, Outcome]]:
+    """`(input index, outcome)` as items finish.
+
+    Break out early through `contextlib.aclosing(...)`, so the items still in
+    flight are cancelled in the task that runs them.
+    """
+    limit = _check_concurrency(concurrency)
+    sink, bar = _progress_sink(progress, _total(inputs))
+    tally = _Tally(env, _total(inputs), sink)
+    send, receive = anyio.create_memory_object_stream[tuple[int, Outcome]](limit)
+    broken: list[Exception] = []
+
+    async def produce(stream: ObjectSendStream[tuple[int, Outcome]]) -> None:
+        async with stream:
+
+            async def emit(index: int, outcome: Outcome) -> None:
+                await stream.send((index, outcome))
+
+            try:
+                await _run(stage, inputs, limit, env, tally, emit)
+            except Exception as error:  # the inputs failed: raised once the rest is out
+                broken.append(error)
+
+    try:
+        async with anyio.create_task_group() as group, receive:
+            group.start_soon(produce, send)
+            async for found in receive:
+                yield found
+    finally:
+        if bar is not None:
+            bar.close()
+    if broken:
+        raise broken[0]
+
+
+@final
+class _Bar:
+    """A rich progress bar on a terminal: done, failed, in flight, tokens per
+    minute, time left."""
+
+    def __init__(self, total: int | None) -> None:
+        from rich.progress import (  # rich only when a bar is drawn
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]stagefx"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}"),
+            TextColumn("in flight {task.fields[in_flight]}"),
+            TextColumn("{task.fields[tpm]} tok/min"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._task = self._progress.add_task("run", total=total, failed=0, in_flight=0, tpm=0)
+        self._progress.start()
+
+    def update(self, progress: BatchProgress) -> None:
+        self._progress.update(
+            self._task,
+            completed=progress.done,
+            failed=progress.failed,
+            in_flight=progress.in_flight,
+            tpm=math.floor(progress.tokens_per_minute),
+        )
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _progress_sink(
+    progress: bool | ProgressCallback, total: int | None
+) -> tuple[ProgressCallback | None, _Bar | None]:
+    if progress is False:
+        return None, None
+    if progress is True:
+        import sys
+
+        if not sys.stderr.isatty():
+            return None, None  # silent when not a terminal
+        bar = _Bar(total)
+        return bar.update, bar
+    if callable(progress):
+        return progress, None
+    raise TypeError(f"progress needs a bool or a callable, got {type(progress).__name__}")

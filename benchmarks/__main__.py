@@ -7,13 +7,18 @@ import sys
 
 import anyio
 
-from benchmarks import core, provider, replay
+from benchmarks import batch, core, provider, replay
 from benchmarks.harness import Plan, render
 
 
 async def main(quick: bool) -> None:
     plan = Plan(quick=quick)
-    rows = [*await core.run(plan), *await provider.run(plan), *await replay.run(plan)]
+    rows = [
+        *await core.run(plan),
+        *await provider.run(plan),
+        *await replay.run(plan),
+        *await batch.run(plan),
+    ]
     print(f"Python {platform.python_version()} on {platform.machine()}, anyio asyncio backend\n")
     print(render(rows))
 

@@ -76,5 +76,9 @@ def render(rows: list[Row]) -> str:
 
 
 def _show(value: float, unit: str) -> str:
-    """Times per unit in µs; a unit of "×" marks a dimensionless factor."""
-    return f"{value:.2f}×" if unit == "×" else f"{value * 1e6:.2f} µs/{unit}"
+    """Times per unit in µs; "×" marks a dimensionless factor, "MiB" a size."""
+    if unit == "×":
+        return f"{value:.2f}×"
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
+    return f"{value * 1e6:.2f} µs/{unit}"

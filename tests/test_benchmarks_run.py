@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from benchmarks import core, load, provider, replay
+from benchmarks import batch, core, load, provider, replay
 from benchmarks.harness import Plan, render
 
 pytestmark = pytest.mark.anyio
@@ -44,3 +44,10 @@ async def test_the_replay_benchmark_runs_a_recorded_cassette() -> None:
     assert row.unit == "call"
     assert row.ours > 0
     assert row.floor > 0
+
+
+async def test_the_batch_benchmarks_run_against_their_floors() -> None:
+    rows = await batch.run(Plan(quick=True))
+    assert [row.unit for row in rows] == ["item", "call", "MiB"]
+    assert all(row.floor > 0 for row in rows)
+    assert rows[2].ours < 50  # MiB of peak RSS growth for the streamed inputs

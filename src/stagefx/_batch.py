@@ -29,6 +29,8 @@ from returns.result import Failure, Result, Success
 from stagefx._content import ContentElement, ContentPart, MultimodalContent
 from stagefx._env import Env
 from stagefx._errors import StageException, StageExecutionError
+from stagefx._interpreter import interpret
+from stagefx._nodes._base import run_leaf
 from stagefx._state import StageState
 from stagefx._usage import UsageTotals
 
@@ -85,6 +87,8 @@ class BatchResults(list[Outcome]):
         self.summary = summary
 
 
+_NONE = UsageTotals()
+
 ProgressCallback: TypeAlias = Callable[[BatchProgress], object]
 
 
@@ -99,13 +103,9 @@ def _as_state(item: object) -> StageState:
     )
 
 
-async def _items(inputs: Iterable[object] | AsyncIterable[object]) -> AsyncGenerator[object]:
-    if isinstance(inputs, AsyncIterable):
-        async for item in inputs:
-            yield item
-    else:
-        for item in inputs:
-            yield item
+async def _items(inputs: AsyncIterable[object]) -> AsyncGenerator[object]:
+    async for item in inputs:
+        yield item
 
 
 @final
@@ -123,7 +123,8 @@ class _Tally:
 
     def begin(self) -> None:
         self.in_flight += 1
-        self.tell()
+        if self.sink is not None:
+            self.tell()
 
     def end(self, start: StageState, outcome: Outcome) -> None:
         self.in_flight -= 1
@@ -136,9 +137,12 @@ class _Tally:
             self.failed += 1
             self.kinds[type(error).__name__] += 1
             finished = error.state
-        spent = finished.get(UsageTotals, UsageTotals())
-        self.usage = self.usage.combined(spent.beyond(start.get(UsageTotals, UsageTotals())))
-        self.tell()
+        if finished.values is not start.values:  # an item that changed no values spent nothing
+            spent = finished.get(UsageTotals, _NONE).beyond(start.get(UsageTotals, _NONE))
+            if spent.models:
+                self.usage = self.usage.combined(spent)
+        if self.sink is not None:
+            self.tell()
 
     def snapshot(self) -> BatchProgress:
         return BatchProgress(
@@ -170,6 +174,7 @@ async def _run(
     finish, then it is raised."""
     slots = anyio.Semaphore(concurrency)
     broken: list[BaseException] = []
+    node = stage.node
 
     async def one(index: int, item: object) -> None:
         try:
@@ -179,7 +184,12 @@ async def _run(
                 start = StageState()
                 outcome: Outcome = Failure(StageExecutionError.wrap(error, start))
             else:
-                outcome = await stage.attempt(start, env=env)
+                finished = await (
+                    run_leaf(node, start, env) if node.leaf else interpret(node, start, env)
+                )
+                outcome = (
+                    Failure(finished) if isinstance(finished, StageException) else Success(finished)
+                )
             tally.end(start, outcome)
             await emit(index, outcome)
         finally:
@@ -187,13 +197,17 @@ async def _run(
 
     async with anyio.create_task_group() as group:
         index = 0
-        items = _items(inputs)
+        items = _items(inputs) if isinstance(inputs, AsyncIterable) else None
+        plain = iter(inputs) if not isinstance(inputs, AsyncIterable) else None
         try:
             while True:
-                await slots.acquire()
                 try:
-                    item = await items.__anext__()
-                except StopAsyncIteration:
+                    slots.acquire_nowait()  # no trip through the event loop while slots are free
+                except anyio.WouldBlock:
+                    await slots.acquire()
+                try:
+                    item = next(plain) if plain is not None else await items.__anext__()  # type: ignore[union-attr]  # one of the two is set
+                except (StopIteration, StopAsyncIteration):
                     slots.release()
                     break
                 except Exception as error:  # the user's inputs failed: stop reading
@@ -204,7 +218,8 @@ async def _run(
                 group.start_soon(one, index, item)
                 index += 1
         finally:
-            await items.aclose()
+            if items is not None:
+                await items.aclose()
     if broken:
         raise broken[0]
 

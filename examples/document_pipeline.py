@@ -1,5 +1,5 @@
 """The demo: the Stage guide's end-to-end document pipeline, through the real
-OpenAI provider.
+OpenAI provider; then the same pipeline over a small dataset with `batch`.
 
 With OPENAI_API_KEY set it calls OpenAI. Without it, it starts FakeOpenAIServer
 on 127.0.0.1 with stagefx's small deterministic demo model and says so: the
@@ -14,7 +14,7 @@ from contextlib import ExitStack
 
 import anyio
 
-from stagefx import RecordingTracer, Stage, StageState, ctx, format_trace, tool
+from stagefx import BatchResults, RecordingTracer, Stage, StageState, ctx, format_trace, tool
 from stagefx.openai import OpenAI, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, demo_answer
 
@@ -72,6 +72,31 @@ async def process_document(document: str, tracer: RecordingTracer) -> str:
         return result_state.result.as_string()
 
 
+SECTIONS = [
+    "Stages are values: building one runs nothing.",
+    "Failures are values: every failure carries the last good state.",
+    "Providers come from the environment, explicitly.",
+    "One interpreter runs every pipeline, however deep.",
+    "Usage adds up: retries, fallbacks and branches all count.",
+    "Cassettes record real model calls once and replay them offline.",
+]
+
+
+async def process_dataset(documents: list[str]) -> BatchResults:
+    """Part two: the pipeline over many documents, a few at a time, with a
+    progress bar on a terminal and a summary at the end."""
+    async with ctx.scope(
+        "dataset",
+        OpenAIResponsesConfig(model=os.environ.get("STAGEFX_DEMO_MODEL", "gpt-4o")),
+        disposables=(OpenAI(),),
+    ):
+        # Each document becomes its item's result, which result_completion sends.
+        summarise = Stage.result_completion(instructions="Summarise in one line.").with_retry(
+            limit=2
+        )
+        return await summarise.batch(documents, concurrency=3, progress=True)
+
+
 async def main() -> None:
     tracer = RecordingTracer()
     with ExitStack() as stack:
@@ -84,10 +109,22 @@ async def main() -> None:
                 f"{server.base_url} with stagefx's built-in demo model.\n"
             )
         summary = await process_document(DOCUMENT, tracer)
-    print(f"Summary:\n  {summary}\n")
-    print(format_trace(tracer.spans, "Stage timings", color=sys.stdout.isatty()))
-    totals = tracer.usage()
-    print(f"Tokens: {totals.input_tokens} in, {totals.output_tokens} out")
+        print(f"Summary:\n  {summary}\n")
+        print(format_trace(tracer.spans, "Stage timings", color=sys.stdout.isatty()))
+        totals = tracer.usage()
+        print(f"Tokens: {totals.input_tokens} in, {totals.output_tokens} out\n")
+
+        print(f"Part two: the same kind of stage over {len(SECTIONS)} documents with batch")
+        outcomes = await process_dataset(SECTIONS)
+    done = outcomes.summary
+    kinds = ", ".join(f"{count} {kind}" for kind, count in done.outcomes.items())
+    print(
+        f"Batch: {done.done} done ({kinds}), "
+        f"{done.usage.input_tokens} tokens in, {done.usage.output_tokens} out, "
+        f"{done.elapsed:.2f} s"
+    )
+    first = outcomes[0].unwrap().result.as_string()
+    print(f"  first: {first[:100]}")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from stagefx._errors import (
 )
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, OutputSpec, ToolSpec
 from stagefx._public import publish as _publish
+from stagefx._rate_limits import RateLimits
 from stagefx._stage import Stage, StageMeta, stage
 from stagefx._state import StageState
 from stagefx._structure import StageNode
@@ -83,6 +84,7 @@ __all__ = [
     "NoopTracer",
     "OutputSpec",
     "OutputValidationError",
+    "RateLimits",
     "RecordingTracer",
     "ResourceContent",
     "RoutingError",

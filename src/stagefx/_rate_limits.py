@@ -1,0 +1,477 @@
+"""`RateLimits`: requests and tokens per minute, spread evenly over every model call.
+
+A `RateLimits` is a `CallLayer` (depth 10: inside a `Recorder`, so a replayed
+call is never paced), so every model call made under its Env passes through
+it: batch items, concurrent branches, retries and tool rounds alike. Put one
+object in the Env and every call under it shares its budgets.
+
+The algorithm, per budget (requests, tokens): a sliding-window ledger. Each
+call is charged when it is admitted, and the charge counts against the budget
+for one second from then (for a charge larger than the per-second share, for
+as many seconds as it takes to pay off at that share). A call is admitted only
+when what the ledger holds plus the call fits in the per-second share
+(`budget / 60`), or when the ledger is empty (a call larger than the share goes
+alone). So in any one-second window at most a sixtieth of each budget goes out,
+and a steady stream still gets the whole budget per minute. A token bucket
+refilled continuously would let up to twice the share through in one second
+(a full bucket, then its refill); the ledger does not.
+
+Callers wait in one FIFO line per event loop. The first in line (the head)
+sleeps on the Env's clock until enough of the ledger expires (or an answer
+gives tokens back, which cuts its sleep short), then admits, at once, every
+caller from the front of the line that fits: a later caller never overtakes
+an earlier one. A caller cancelled while waiting has taken nothing and gives
+nothing back; one admitted but cancelled before it resumed gives back exactly
+the charges taken for it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import ClassVar, Final, final
+
+import anyio
+from anyio.lowlevel import RunVar
+
+from stagefx._clock import Clock, SystemClock
+from stagefx._conversation import ModelInput, ModelOutput
+from stagefx._env import Env
+from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, missing_model
+from stagefx._model_call import CallLayer
+from stagefx._state import StageState
+
+__all__ = [
+    "CHARACTERS_PER_TOKEN",
+    "DEFAULT_OUTPUT_TOKENS",
+    "IMAGE_TOKENS",
+    "OUTPUT_LIMIT_KEYS",
+    "RateLimits",
+    "estimate_tokens",
+]
+
+WINDOW: Final = 1.0
+"""Seconds over which a sixtieth of each per-minute budget may go out."""
+
+CHARACTERS_PER_TOKEN: Final = 4
+"""The estimate's rule of thumb for English text and JSON."""
+
+IMAGE_TOKENS: Final = 765
+"""What an image counts for in the estimate (OpenAI's price of a 1024x1024
+image at high detail)."""
+
+DEFAULT_OUTPUT_TOKENS: Final = 256
+"""Output tokens the estimate reserves when the request names no limit."""
+
+OUTPUT_LIMIT_KEYS: Final = ("max_output_tokens", "max_completion_tokens", "max_tokens")
+"""Keys of `ModelRequest.extra` read, in this order, as the output limit."""
+
+_NO_RETRY_AFTER: Final = 1.0
+"""Seconds everyone pauses after a 429 that does not say how long to wait."""
+
+_LEAST_SLEEP: Final = 1e-6
+"""A sleep is never shorter: rounding can leave an expiry a hair in the future."""
+
+
+def estimate_tokens(
+    request: ModelRequest, tokenizer: Callable[[ModelRequest], int] | None = None
+) -> int:
+    """Tokens `request` may cost, before it is sent: its input plus its output limit.
+
+    Input: `tokenizer(request)` when given (an exact count), else the
+    characters of the instructions, of the text in the context (tool requests'
+    names and JSON arguments, tool responses' names and content included), of
+    each tool's name, description and JSON Schema and of the output schema,
+    divided by `CHARACTERS_PER_TOKEN` (4) and rounded up, plus `IMAGE_TOKENS`
+    (765) per image. Output: the first of `max_output_tokens`,
+    `max_completion_tokens`, `max_tokens` the request's `extra` names, else
+    `DEFAULT_OUTPUT_TOKENS` (256).
+
+    Example: 400 characters of instructions, `max_tokens=100`: 100 + 100 = 200.
+    """
+    if tokenizer is None:
+        characters, images = _measure(request)
+        counted = -(-characters // CHARACTERS_PER_TOKEN) + IMAGE_TOKENS * images
+    else:
+        counted = tokenizer(request)
+        if isinstance(counted, bool) or not isinstance(counted, int) or counted < 0:
+            raise ValueError(f"a RateLimits tokenizer must return an int >= 0, got {counted!r}")
+    return counted + _output_limit(request.extra)
+
+
+def _measure(request: ModelRequest) -> tuple[int, int]:
+    """Characters and images of everything in `request` that is sent as input."""
+    characters, images = len(request.instructions), 0
+    for turn in request.context:
+        characters += len(turn.content.as_string())
+        images += len(turn.content.images())
+        if isinstance(turn, ModelInput):
+            for response in turn.tool_responses:
+                characters += len(response.tool) + len(response.content.as_string())
+                images += len(response.content.images())
+        elif isinstance(turn, ModelOutput):
+            for call in turn.tool_requests:
+                characters += len(call.tool) + len(_json(call.arguments))
+    for tool in request.tools:
+        characters += len(tool.name) + len(tool.description) + len(_json(tool.parameters))
+    if request.output.schema is not None:
+        characters += len(_json(request.output.schema))
+    return characters, images
+
+
+def _json(value: Mapping[str, object]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _output_limit(extra: Mapping[str, object]) -> int:
+    for key in OUTPUT_LIMIT_KEYS:
+        value = extra.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return DEFAULT_OUTPUT_TOKENS
+
+
+@final
+class _Waiter:
+    """One caller in line: what it asks, whether it was admitted, its charges."""
+
+    __slots__ = ("admitted", "requests", "tokens", "wake", "wanted")
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.admitted = False
+        self.requests: _Charge | None = None
+        self.tokens: _Charge | None = None
+        self.wake = anyio.Event()  # set when admitted, or when it comes to the head
+
+
+@final
+class _Queue:
+    """One event loop's callers, first come first served. The head sleeps on
+    the clock until the front of the line fits, then admits every caller from
+    the front that fits, at once; a give-back cuts its sleep short."""
+
+    __slots__ = ("head", "line")
+
+    def __init__(self) -> None:
+        self.line: deque[_Waiter] = deque()
+        self.head: anyio.CancelScope | None = None
+
+
+@final
+class _Charge:
+    """What one call was charged, from when, and until when it counts."""
+
+    __slots__ = ("amount", "expiry", "live", "start")
+
+    def __init__(self, amount: int, start: float, expiry: float) -> None:
+        self.amount = amount
+        self.start = start
+        self.expiry = expiry
+        self.live = True
+
+
+@final
+class _Ledger:
+    """One budget's sliding window: the charges that still count, by expiry.
+
+    `used` is the sum of the live charges. A charge counts for `WINDOW`, or
+    for `amount / share` seconds when it is larger than the per-second share.
+    The heap may hold stale entries (a charge whose expiry changed): they are
+    skipped when they come up.
+    """
+
+    __slots__ = ("_heap", "_order", "share", "used")
+
+    def __init__(self, per_minute: int) -> None:
+        self.share = per_minute / 60
+        self.used = 0
+        self._heap: list[tuple[float, int, _Charge]] = []
+        self._order = itertools.count()
+
+    def wait(self, amount: int, now: float) -> float:
+        """Seconds until `amount` might fit (0: it fits now)."""
+        self._expire(now)
+        if self.used == 0 or self.used + amount <= self.share:
+            return 0.0
+        return self._heap[0][0] - now  # used > 0: some charge is live, so on the heap
+
+    def charge(self, amount: int, now: float) -> _Charge:
+        charge = _Charge(amount, now, now + self._span(amount))
+        self.used += amount
+        heapq.heappush(self._heap, (charge.expiry, next(self._order), charge))
+        return charge
+
+    def settle(self, charge: _Charge, actual: int, now: float) -> bool:
+        """Make `charge` cost `actual`: give back or take the difference.
+        Whether something was given back to the window."""
+        if not charge.live:  # its window has passed: only a debt is still owed
+            if actual > charge.amount:
+                self.charge(actual - charge.amount, now)
+            return False
+        gave_back = actual < charge.amount
+        self.used += actual - charge.amount
+        charge.amount = actual
+        expiry = charge.start + self._span(actual)
+        if expiry != charge.expiry:
+            charge.expiry = expiry
+            heapq.heappush(self._heap, (expiry, next(self._order), charge))
+        return gave_back
+
+    def refund(self, charge: _Charge) -> None:
+        """Give back all of `charge` (its call was never sent)."""
+        if charge.live:
+            charge.live = False
+            self.used -= charge.amount
+
+    def _span(self, amount: int) -> float:
+        return max(WINDOW, amount / self.share)
+
+    def _expire(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            expiry, _, charge = heapq.heappop(heap)
+            if charge.live and charge.expiry == expiry:
+                charge.live = False
+                self.used -= charge.amount
+
+
+def _count(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"RateLimits({what}=...) needs an int > 0 or None, got {value!r}")
+    return value
+
+
+@final
+class RateLimits(CallLayer):
+    """Requests and tokens per minute for every model call under an Env.
+
+    Put one in the Env beside the model: `Env.of(model, RateLimits(
+    requests_per_minute=500, tokens_per_minute=200_000))` or
+    `ctx.scope("app", RateLimits(...), ...)`. Every model call under it
+    (batch items, concurrent branches, retries, tool rounds) shares its budgets:
+
+    - Spread evenly: in any one-second window at most a sixtieth of each
+      budget goes out (at least one request), plus the overshoot of token
+      estimates of calls still unanswered when a call was admitted. With
+      `requests_per_minute` below 60, a request every `60 / rpm` seconds; not
+      a multiple of 60 above, the per-second share rounds down (90 rpm paces
+      as 60: one request per second).
+    - Tokens are estimated before a call is sent (`estimate`, see
+      `estimate_tokens`; `tokenizer` counts the input exactly) and reconciled
+      with the usage the answer reports: a call that used fewer tokens gives
+      the difference back to its window, one that used more takes it. A
+      failed call, or an answer with no usage, keeps its estimate.
+    - A 429 (`ModelFailure` "rate_limited") pauses every caller for its
+      `retry_after` (at most `max_pause` seconds; one second when it gives
+      none). The failure still goes to its caller: retrying is `with_retry`'s job.
+    - Callers wait in FIFO order (no overtaking), on the Env's clock; one
+      cancelled while waiting has taken nothing and gives nothing back. A
+      call cancelled after it went to the model keeps its charge (the
+      provider may have counted it).
+
+    Time comes from the Env's clock: every Env sharing one RateLimits must
+    use the same clock (any `SystemClock`, or one `VirtualClock` object);
+    calls under another clock fail with a `ValueError` as their cause.
+    Event loops: one RateLimits may serve several loops, one after another
+    (`asyncio.run` twice, asyncio then trio) and the budget carries over. Its
+    ledger is guarded by a thread lock and its waiting line is per loop, so
+    loops in several threads may share it too; then FIFO order and the early
+    wake after a give-back hold among the callers of each loop only.
+
+    Example: `Env.of(OpenAIChatConfig(model="gpt-4o"), RateLimits(tokens_per_minute=30_000))`
+    """
+
+    depth: ClassVar[int] = 10  # inside a Recorder (0): a replayed call is never paced
+
+    def __init__(
+        self,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        *,
+        tokenizer: Callable[[ModelRequest], int] | None = None,
+        max_pause: float = 60.0,
+    ) -> None:
+        requests = _count(requests_per_minute, "requests_per_minute")
+        tokens = _count(tokens_per_minute, "tokens_per_minute")
+        if tokenizer is not None and not callable(tokenizer):
+            raise TypeError(
+                f"RateLimits(tokenizer=...) needs a callable, got {type(tokenizer).__name__}"
+            )
+        if (
+            isinstance(max_pause, bool)
+            or not isinstance(max_pause, int | float)
+            or not math.isfinite(max_pause)
+            or max_pause < 0
+        ):
+            raise ValueError(
+                f"RateLimits(max_pause=...) needs finite seconds >= 0, got {max_pause!r}"
+            )
+        self.requests_per_minute = requests
+        self.tokens_per_minute = tokens
+        self.tokenizer = tokenizer
+        self.max_pause = float(max_pause)
+        self._requests = None if requests is None else _Ledger(requests)
+        self._tokens = None if tokens is None else _Ledger(tokens)
+        self._paused_until = -math.inf
+        self._clock: Clock | None = None
+        self._mutex = threading.Lock()  # the ledgers, across threads; never held over an await
+        self._queues: RunVar[_Queue] = RunVar(f"stagefx.RateLimits.{id(self):x}")
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimits(requests_per_minute={self.requests_per_minute!r}, "
+            f"tokens_per_minute={self.tokens_per_minute!r})"
+        )
+
+    def estimate(self, request: ModelRequest) -> int:
+        """The tokens `request` is charged before it is sent (see `estimate_tokens`)."""
+        return estimate_tokens(request, self.tokenizer)
+
+    def paused_until(self) -> float:
+        """The clock time before which no call is sent after a 429 (-inf: none)."""
+        return self._paused_until
+
+    # The model-call path ------------------------------------------------------
+
+    async def call(
+        self, request: ModelRequest, env: Env, model: GenerativeModel | None
+    ) -> ModelOutput | ModelFailure:
+        """Wait for room in the budgets, ask `model`, and settle the charge."""
+        if model is None:
+            raise missing_model(StageState.empty)
+        clock = env.clock
+        self._check_clock(clock)
+        tokens = 0 if self._tokens is None else self.estimate(request)
+        charge = await self._admit(tokens, clock)
+        answer = await model.generate(request, env)
+        if self._settle(charge, answer, clock):
+            self._wake_head()  # tokens came back: the front may fit now
+        return answer
+
+    async def _admit(self, tokens: int, clock: Clock) -> _Charge | None:
+        """Wait in line until admitted (charged); the token charge. A caller
+        cancelled before it returns is charged nothing."""
+        queue = self._queue()
+        waiter = _Waiter(tokens)
+        queue.line.append(waiter)
+        try:
+            while not waiter.admitted:
+                if queue.line[0] is not waiter:
+                    await waiter.wake.wait()
+                    waiter.wake = anyio.Event()
+                    continue
+                wait = self._let_in(queue, clock)
+                if wait is None:  # it was first in line: admitted
+                    break
+                with anyio.CancelScope() as sleep:
+                    queue.head = sleep
+                    try:
+                        await clock.sleep(max(wait, _LEAST_SLEEP))
+                    finally:
+                        queue.head = None
+        except BaseException:
+            self._leave(queue, waiter)
+            raise
+        return waiter.tokens
+
+    def _let_in(self, queue: _Queue, clock: Clock) -> float | None:
+        """Admit callers from the front of the line while they fit; the seconds
+        until the front might fit, or None if the front was admitted."""
+        line = queue.line
+        admitted = False
+        with self._mutex:
+            now = clock.now()
+            wait = self._paused_until - now
+            if wait > 0:
+                return wait
+            while line:
+                waiter = line[0]
+                wait = max(
+                    0.0 if self._requests is None else self._requests.wait(1, now),
+                    0.0 if self._tokens is None else self._tokens.wait(waiter.wanted, now),
+                )
+                if wait > 0:
+                    break
+                if self._requests is not None:
+                    waiter.requests = self._requests.charge(1, now)
+                if self._tokens is not None:
+                    waiter.tokens = self._tokens.charge(waiter.wanted, now)
+                waiter.admitted = admitted = True
+                line.popleft()
+                waiter.wake.set()
+        if line:
+            line[0].wake.set()  # the next in line is the head now (a no-op if it was)
+        return None if admitted else wait
+
+    def _leave(self, queue: _Queue, waiter: _Waiter) -> None:
+        """`waiter` was cancelled: out of the line, or, if it was admitted and
+        never sent, its charges back; the line moves on either way."""
+        if waiter.admitted:
+            with self._mutex:
+                for ledger, charge in (
+                    (self._requests, waiter.requests),
+                    (self._tokens, waiter.tokens),
+                ):
+                    if ledger is not None and charge is not None:
+                        ledger.refund(charge)
+            self._wake_head()
+            return
+        was_head = queue.line[0] is waiter
+        queue.line.remove(waiter)
+        if was_head and queue.line:
+            queue.line[0].wake.set()
+
+    def _wake_head(self) -> None:
+        head = self._queue().head
+        if head is not None:
+            head.cancel()
+
+    def _settle(self, charge: _Charge | None, answer: object, clock: Clock) -> bool:
+        """Reconcile the token charge with the usage `answer` reports, or pause
+        everyone after a 429. Whether tokens were given back."""
+        with self._mutex:
+            now = clock.now()
+            if isinstance(answer, ModelOutput):
+                usage = answer.usage
+                if charge is not None and self._tokens is not None and usage is not None:
+                    actual = max(usage.input_tokens, 0) + max(usage.output_tokens, 0)
+                    return self._tokens.settle(charge, actual, now)
+            elif isinstance(answer, ModelFailure) and answer.kind == "rate_limited":
+                self._pause(answer.retry_after, now)
+            return False
+
+    def _pause(self, retry_after: float | None, now: float) -> None:
+        if retry_after is None or math.isnan(retry_after):
+            seconds = _NO_RETRY_AFTER
+        else:
+            seconds = max(retry_after, 0.0)
+        self._paused_until = max(self._paused_until, now + min(seconds, self.max_pause))
+
+    def _queue(self) -> _Queue:
+        """This event loop's queue of callers."""
+        try:
+            return self._queues.get()
+        except LookupError:
+            queue = _Queue()
+            self._queues.set(queue)
+            return queue
+
+    def _check_clock(self, clock: Clock) -> None:
+        known = self._clock
+        if known is None:
+            self._clock = clock
+        elif known is not clock and not (
+            isinstance(known, SystemClock) and isinstance(clock, SystemClock)
+        ):
+            raise ValueError(
+                "one RateLimits was used under Envs with different clocks, whose times "
+                "cannot be compared: share one clock, or give each clock its own RateLimits"
+            )

@@ -8,15 +8,16 @@ Studio, llama.cpp). `encode_request` builds the body the provider sends;
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from stagefx._content import ImageContent, MultimodalContent
 from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._model import ModelFailure, ModelRequest, OutputSpec
+from stagefx.openai._errors import body_failure
 from stagefx.openai._wire import (
     JSON,
     arguments_of,
+    arguments_text,
     image_url,
     is_strict_schema,
     items,
@@ -75,6 +76,8 @@ def encode_request(request: ModelRequest, model: str, options: Mapping[str, obje
                 )
             if not turn.content.is_empty:
                 messages.append({"role": "user", "content": _user_content(turn.content)})
+        elif turn.content.is_empty and not turn.tool_requests:
+            continue  # a turn emptied of tool traffic (strip_context_tools): nothing to send
         else:
             message: JSON = {"role": "assistant", "content": plain_text(turn.content) or None}
             if turn.tool_requests:
@@ -84,7 +87,7 @@ def encode_request(request: ModelRequest, model: str, options: Mapping[str, obje
                         "type": "function",
                         "function": {
                             "name": call.tool,
-                            "arguments": json.dumps(dict(call.arguments)),
+                            "arguments": arguments_text(call.arguments),
                         },
                     }
                     for call in turn.tool_requests
@@ -112,8 +115,13 @@ def encode_request(request: ModelRequest, model: str, options: Mapping[str, obje
 
 
 def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
-    """A `ModelOutput` from a chat completion body (`MalformedBody` if it is not one)."""
+    """A `ModelOutput` from a chat completion body, a `ModelFailure` for a
+    body that carries an error object instead of choices (as some
+    OpenAI-compatible servers answer with status 200), or `MalformedBody` if
+    it is not a completion at all."""
     completion = mapping(body, "completion")
+    if "choices" not in completion and isinstance(completion.get("error"), Mapping):
+        return body_failure(completion.get("error"), "the completion failed")
     choices = items(completion.get("choices"), "choices")
     if not choices:
         return ModelFailure("unavailable", "the completion has no choices")
@@ -139,15 +147,16 @@ def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
     content = message.get("content")
     usage = completion.get("usage")
     counts = usage if isinstance(usage, Mapping) else {}
+    answered_by = completion.get("model")
     return ModelOutput(
         MultimodalContent.of(content)
         if isinstance(content, str) and content
         else MultimodalContent.empty,
         calls,
         usage=TokenUsage(
-            model=str(completion.get("model") or model),
+            model=answered_by if isinstance(answered_by, str) and answered_by else model,
             input_tokens=number(counts.get("prompt_tokens")),
             output_tokens=number(counts.get("completion_tokens")),
         ),
-        finish_reason=str(finish) if finish else None,
+        finish_reason=finish if isinstance(finish, str) and finish else None,
     )

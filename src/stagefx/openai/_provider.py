@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self, final
 
@@ -13,12 +13,12 @@ import openai
 
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
+from stagefx._errors import describe
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest
 from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
 from stagefx.openai._config import OpenAIChatConfig, OpenAIResponsesConfig
-from stagefx.openai._errors import failure_of
-from stagefx.openai._wire import MalformedBody
+from stagefx.openai._errors import Scrubber, failure_of, retry_after
 
 __all__ = ["OpenAI"]
 
@@ -33,6 +33,20 @@ class OpenAI(GenerativeModel):
     the Env. The client's own retries are off (`max_retries=0`): retry with
     `Stage.with_retry`, which waits on the Env's clock and honours Retry-After.
 
+    The server is not trusted. Every failure comes back as a typed
+    `ModelFailure`: HTTP errors, Responses bodies whose `status` is `failed`,
+    `incomplete` or `cancelled`, and bodies that cannot be read (not JSON,
+    invalid UTF-8, too deep, integers past Python's digit limit, wrong
+    shapes) as `unavailable`. A `Retry-After` wait longer than
+    `max_retry_after` seconds (or not finite) is cut to it, and the message
+    says so. Tool-call arguments that are not a JSON object reach the tool as
+    `{"(arguments are not a JSON object)": text}`, which its validation
+    answers with an error the model can correct. No failure message holds the
+    API key, whatever its shape, nor a `Bearer` token.
+
+    One provider may be entered by several scopes at once (nested or
+    overlapping): it stays open until the last of them exits.
+
     Example: `ctx.scope("app", OpenAIChatConfig(model="llama3.1"),
     disposables=(OpenAI(base_url="http://localhost:11434/v1", api_key="ollama"),))`
     """
@@ -45,16 +59,32 @@ class OpenAI(GenerativeModel):
         timeout: float = 60.0,
         max_retries: int = 0,
         client: openai.AsyncOpenAI | None = None,
+        max_retry_after: float = 60.0,
     ) -> None:
+        if (
+            isinstance(max_retry_after, bool)
+            or not isinstance(max_retry_after, int | float)
+            or not math.isfinite(max_retry_after)
+            or max_retry_after < 0
+        ):
+            raise ValueError(
+                f"OpenAI(max_retry_after=...) needs finite seconds >= 0, got {max_retry_after!r}"
+            )
         self._settings = (api_key, base_url, timeout, max_retries)
         self._given = client
         self._client: openai.AsyncOpenAI | None = client
-        self._open = False
+        self._max_retry_after = float(max_retry_after)
+        self._entered = 0  # scopes inside which this provider is open
+
+    @property
+    def _open(self) -> bool:
+        return self._entered > 0
 
     async def __aenter__(self) -> Self:
         # The client is made on the first call, so a scope whose calls are all
-        # replayed from a cassette needs no API key.
-        self._open = True
+        # replayed from a cassette needs no API key. Scopes are counted: the
+        # client is closed when the last one exits.
+        self._entered += 1
         return self
 
     async def __aexit__(
@@ -63,10 +93,11 @@ class OpenAI(GenerativeModel):
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._open = False
-        if self._client is not None and self._given is None:
-            await self._client.close()
-            self._client = None
+        self._entered = max(self._entered - 1, 0)
+        if self._entered or self._given is not None or self._client is None:
+            return
+        client, self._client = self._client, None  # a scope entering now makes a new one
+        await client.close()
 
     def __repr__(self) -> str:
         return "OpenAI()"  # never the key
@@ -97,25 +128,54 @@ class OpenAI(GenerativeModel):
         else:
             path, encode, decode = "/chat/completions", chat.encode_request, chat.decode_response
         body = encode(request, config.model, {**config.options(), **request.extra})
+        scrub = Scrubber(self.secrets())
         try:
             answer = await client.post(path, cast_to=httpx2.Response, body=body)
-            return decode(answer.json(), config.model)
         except openai.APIError as error:
-            return failure_of(error)
-        except (json.JSONDecodeError, UnicodeDecodeError, MalformedBody) as error:
-            return ModelFailure("unavailable", f"malformed response from OpenAI: {error}")
-        except httpx2.HTTPError as error:
+            return failure_of(error, scrub, self._max_retry_after)
+        except (httpx2.HTTPError, RecursionError) as error:
+            # The connection broke, or (defensively) the client's own reading
+            # of an error body ran out of stack.
             return ModelFailure(
                 "unavailable", f"could not read OpenAI's answer: {type(error).__name__}"
             )
+        return self._decoded(answer, decode, config.model, scrub)
+
+    def _decoded(
+        self,
+        answer: httpx2.Response,
+        decode: Callable[[object, str], ModelOutput | ModelFailure],
+        model: str,
+        scrub: Scrubber,
+    ) -> ModelOutput | ModelFailure:
+        """The body's output, or its failure with the message scrubbed and a
+        rate limit's wait read from the answer's headers (capped)."""
+        try:
+            decoded = decode(answer.json(), model)
+        except Exception as error:  # not JSON, not UTF-8, too deep, too long, not the shape
+            return ModelFailure(
+                "unavailable", f"malformed response from OpenAI: {scrub.clip(describe(error))}"
+            )
+        if isinstance(decoded, ModelOutput):
+            return decoded
+        message = f"OpenAI: {scrub.clip(decoded.message)}"
+        if decoded.kind != "rate_limited":
+            return ModelFailure(decoded.kind, message)
+        seconds, note = retry_after(answer.headers, self._max_retry_after)
+        return ModelFailure("rate_limited", f"{message} ({note})" if note else message, seconds)
 
     def secrets(self) -> tuple[str, ...]:
-        """The API key this provider sends (given, or from `OPENAI_API_KEY`)."""
+        """The API key this provider sends (given, or from `OPENAI_API_KEY`),
+        and the key of the client it opened if that differs."""
         given = self._settings[0]
         if given is None and self._given is not None:
             given = self._given.api_key
         key = given if given is not None else os.environ.get("OPENAI_API_KEY")
-        return () if not key else (key,)
+        keys = [key] if key else []
+        opened = None if self._client is None else self._client.api_key
+        if isinstance(opened, str) and opened and opened not in keys:
+            keys.append(opened)
+        return tuple(keys)
 
     def fingerprint(self, env: Env) -> Mapping[str, object]:
         """The API, model and options the Env's config selects (never the key)."""

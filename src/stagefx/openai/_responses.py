@@ -6,15 +6,17 @@ the answer. (The fake server's inverses live in `stagefx.testing._openai_codec`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from stagefx._content import ImageContent, MultimodalContent
 from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._model import ModelFailure, ModelRequest, OutputSpec
+from stagefx.openai._errors import body_failure
 from stagefx.openai._wire import (
     JSON,
+    MalformedBody,
     arguments_of,
+    arguments_text,
     image_url,
     is_strict_schema,
     items,
@@ -98,15 +100,53 @@ def _encode_context(request: ModelRequest) -> list[JSON]:
                         "type": "function_call",
                         "call_id": call.identifier,
                         "name": call.tool,
-                        "arguments": json.dumps(dict(call.arguments)),
+                        "arguments": arguments_text(call.arguments),
                     }
                 )
     return encoded
 
 
 def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
-    """A `ModelOutput` from a response body (`MalformedBody` if it is not one)."""
+    """A `ModelOutput` from a response body, a `ModelFailure` for a response
+    that failed, or `MalformedBody` if it is not a response at all.
+
+    Every status OpenAI documents is mapped. OpenAI's OpenAPI description
+    (the one the contract tests read, ../shared/spec/openai-openapi.json,
+    API version 2.3.0) defines the body as `components.schemas.Response`:
+    `status` is one of `completed`, `failed`, `in_progress`, `cancelled`,
+    `queued` or `incomplete`; `error` is a `ResponseError`, null or
+    `{code: ResponseErrorCode, message}` (codes such as `server_error`,
+    `rate_limit_exceeded`, `invalid_prompt`, `invalid_image_url`); and
+    `incomplete_details` is null or `{reason: "max_output_tokens" |
+    "content_filter"}`. So:
+
+    - `completed` (or no status, as some compatible servers send): the output;
+    - `failed`: the failure its `error.code` names (`kind_of`: rate limits,
+      server errors, context length, invalid requests; unknown codes are
+      `unavailable`);
+    - `incomplete`: for `max_output_tokens`, the output so far with
+      `finish_reason="length"` (`invalid_request` if there is none: the limit
+      left no room); for `content_filter`, `refused`; for another reason, the
+      output with `finish_reason="incomplete"`;
+    - `cancelled`, and `queued` / `in_progress` (a background response, which
+      this provider does not poll): `unavailable`; an unknown status too.
+    """
     response = mapping(body, "response")
+    status = response.get("status")
+    if status is not None and not isinstance(status, str):
+        raise MalformedBody(f"expected text at status, got {type(status).__name__}")
+    if status == "failed":
+        return body_failure(response.get("error"), "the response failed")
+    if status is None and isinstance(response.get("error"), Mapping):
+        return body_failure(response.get("error"), "the response failed")
+    if status == "cancelled":
+        return ModelFailure("unavailable", "the response was cancelled")
+    if status in ("queued", "in_progress"):
+        return ModelFailure(
+            "unavailable", f"the response is {status}: background responses are not polled"
+        )
+    if status not in (None, "completed", "incomplete"):
+        return ModelFailure("unavailable", f"unknown response status '{status}'")
     texts: list[str] = []
     calls: list[ModelToolRequest] = []
     for index, raw in enumerate(items(response.get("output"), "output")):
@@ -123,22 +163,35 @@ def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
             for part_index, raw_part in enumerate(items(item.get("content"), "content")):
                 part = mapping(raw_part, f"output[{index}].content[{part_index}]")
                 if part.get("type") == "refusal":
-                    return ModelFailure("refused", f"the model refused: {part.get('refusal')}")
+                    refusal = part.get("refusal")
+                    said = refusal if isinstance(refusal, str) else "no reason given"
+                    return ModelFailure("refused", f"the model refused: {said}")
                 if part.get("type") == "output_text":
                     texts.append(text(part.get("text"), "output_text.text"))
-    usage = response.get("usage")
-    counts = usage if isinstance(usage, Mapping) else {}
     details = response.get("incomplete_details")
     reason = details.get("reason") if isinstance(details, Mapping) else None
-    if reason == "content_filter":
-        return ModelFailure("refused", "the response was stopped by the content filter")
+    finish = "tool_calls" if calls else "stop"
+    if status == "incomplete" or reason is not None:
+        if reason == "content_filter":
+            return ModelFailure("refused", "the response was stopped by the content filter")
+        if not texts and not calls:
+            if reason == "max_output_tokens":
+                return ModelFailure(
+                    "invalid_request",
+                    "the response reached max_output_tokens before any output: raise it",
+                )
+            return ModelFailure("unavailable", "the response is incomplete, with no output")
+        finish = "length" if reason == "max_output_tokens" else "incomplete"
+    usage = response.get("usage")
+    counts = usage if isinstance(usage, Mapping) else {}
+    answered_by = response.get("model")
     return ModelOutput(
         MultimodalContent.of("".join(texts)) if texts else MultimodalContent.empty,
         tuple(calls),
         usage=TokenUsage(
-            model=str(response.get("model") or model),
+            model=answered_by if isinstance(answered_by, str) and answered_by else model,
             input_tokens=number(counts.get("input_tokens")),
             output_tokens=number(counts.get("output_tokens")),
         ),
-        finish_reason="tool_calls" if calls else ("length" if reason else "stop"),
+        finish_reason=finish,
     )

@@ -66,17 +66,61 @@ def schema_name(output: OutputSpec) -> str:
     return name[:64] or "output"
 
 
+INVALID_ARGUMENTS = "(arguments are not a JSON object)"
+"""The one key of the arguments a `ModelToolRequest` gets when the model's
+arguments text is not a JSON object (invalid JSON, another JSON value, nesting
+deeper than `MAX_ARGUMENT_DEPTH`, an integer past Python's digit limit); its
+value is the text as the model sent it. It can never name a parameter, so the
+tool's validation refuses it and the model gets an error answer it can correct:
+`invalid arguments for add: (arguments are not a JSON object): Extra inputs are
+not permitted; a: Field required`. Sent back to the model, such arguments are
+the original text again (`arguments_text`)."""
+
+MAX_ARGUMENT_DEPTH = 64
+"""How deeply tool-call arguments may nest before they count as not an object."""
+
+
 def arguments_of(raw: object) -> dict[str, object]:
-    """Tool-call arguments from their JSON text; text that is not a JSON object
-    is passed on under "arguments", so validation tells the model what is wrong."""
-    if isinstance(raw, str):
+    """Tool-call arguments from their JSON text (an object as is; empty text or
+    null as no arguments). Anything else comes back as `{INVALID_ARGUMENTS: text}`,
+    so validation tells the model what is wrong instead of the call failing."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    if isinstance(raw, Mapping) and all(isinstance(key, str) for key in raw):
+        parsed: object = dict(raw)
+    elif isinstance(raw, str):
         try:
             parsed = json.loads(raw)
-        except json.JSONDecodeError:
-            return {"arguments": raw}
-        if isinstance(parsed, dict):
-            return parsed
-    return {"arguments": raw}
+        except (ValueError, RecursionError):  # bad JSON, too deep, too many digits
+            return {INVALID_ARGUMENTS: raw}
+    else:
+        return {INVALID_ARGUMENTS: f"<{type(raw).__name__}>"}
+    if not isinstance(parsed, dict) or not _shallow(parsed, MAX_ARGUMENT_DEPTH):
+        return {INVALID_ARGUMENTS: raw if isinstance(raw, str) else "<nested too deeply>"}
+    return parsed
+
+
+def arguments_text(arguments: Mapping[str, object]) -> str:
+    """The JSON text of tool-call arguments, the inverse of `arguments_of`: the
+    model's original text for arguments that were not a JSON object."""
+    if len(arguments) == 1:
+        original = arguments.get(INVALID_ARGUMENTS)
+        if isinstance(original, str):
+            return original
+    return json.dumps(dict(arguments))
+
+
+def _shallow(value: object, limit: int) -> bool:
+    """Whether JSON data nests at most `limit` containers deep (no recursion)."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        if isinstance(current, dict | list):
+            if depth > limit:
+                return False
+            children = current.values() if isinstance(current, dict) else current
+            pending.extend((child, depth + 1) for child in children)
+    return True
 
 
 def mapping(value: object, where: str) -> Mapping[str, object]:
@@ -92,8 +136,15 @@ def items(value: object, where: str) -> list[object]:
     return value
 
 
+MAX_TOKENS = 10**15
+"""Token counts above this (or below 0) are not counts: they read as 0."""
+
+
 def number(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """A token count from the body; anything that is not a plausible one is 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+        return value
+    return 0
 
 
 def text(value: object, where: str) -> str:

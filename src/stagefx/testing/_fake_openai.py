@@ -51,15 +51,17 @@ class Fault:
 
     Build with the class methods: `Fault.status(429, retry_after="2")`,
     `Fault.delay(0.05)`, `Fault.hang()`, `Fault.malformed()`,
-    `Fault.truncated()`, `Fault.drop()`.
+    `Fault.truncated()`, `Fault.drop()`, `Fault.raw(b"...", status=200)`.
     """
 
-    kind: Literal["status", "delay", "hang", "malformed", "truncated", "drop"]
+    kind: Literal["status", "delay", "hang", "malformed", "truncated", "drop", "raw"]
     status_code: int = 500
     retry_after: str | None = None
     code: str | None = None
     message: str = "injected fault"
     seconds: float = 0.0
+    body: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def status(
@@ -69,9 +71,28 @@ class Fault:
         retry_after: str | None = None,
         code: str | None = None,
         message: str = "injected fault",
+        body: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Fault:
-        """Answer with an OpenAI-style error body and `status_code`."""
-        return cls("status", status_code, retry_after, code, message)
+        """Answer with an OpenAI-style error body and `status_code`; `body`
+        replaces that body byte for byte, `headers` are added."""
+        return cls(
+            "status",
+            status_code,
+            retry_after,
+            code,
+            message,
+            body=_bytes(body),
+            headers=tuple((headers or {}).items()),
+        )
+
+    @classmethod
+    def raw(
+        cls, body: bytes | str, *, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Fault:
+        """Answer with exactly `body` (JSON content type unless `headers` say
+        otherwise) and `status`: hostile or malformed answers of any kind."""
+        return cls("raw", status, body=_bytes(body), headers=tuple((headers or {}).items()))
 
     @classmethod
     def delay(cls, seconds: float) -> Fault:
@@ -97,6 +118,10 @@ class Fault:
     def drop(cls) -> Fault:
         """Close the connection without answering."""
         return cls("drop")
+
+
+def _bytes(body: bytes | str | None) -> bytes | None:
+    return body.encode() if isinstance(body, str) else body
 
 
 @final
@@ -325,9 +350,11 @@ def _failure(failure: ModelFailure) -> web.Response:
 
 
 async def _faulty(request: web.Request, fault: Fault) -> web.StreamResponse:
-    if fault.kind == "status":
+    if fault.kind == "status" and fault.body is None and not fault.headers:
         headers = {} if fault.retry_after is None else {"retry-after": fault.retry_after}
         return _error(fault.status_code, fault.message, "injected", fault.code, headers)
+    if fault.kind in ("status", "raw"):
+        return _raw(fault)
     if fault.kind == "malformed":
         return web.Response(text="<html>this is not json", content_type="application/json")
     if fault.kind == "truncated":
@@ -341,6 +368,21 @@ async def _faulty(request: web.Request, fault: Fault) -> web.StreamResponse:
         return web.Response()
     await asyncio.Event().wait()  # hang: ends when the client disconnects
     return web.Response()
+
+
+def _raw(fault: Fault) -> web.Response:
+    """`fault`'s status, headers and body, as they are (an error body if none)."""
+    headers = {"Content-Type": "application/json"}
+    if fault.retry_after is not None:
+        headers["Retry-After"] = fault.retry_after
+    for name, value in fault.headers:
+        headers.pop(next((key for key in headers if key.lower() == name.lower()), ""), None)
+        headers[name] = value
+    body = fault.body
+    if body is None:
+        error = {"message": fault.message, "type": "injected", "param": None, "code": fault.code}
+        body = json.dumps({"error": error}).encode()
+    return web.Response(body=body, status=fault.status_code, headers=headers)
 
 
 def _usage(request: ModelRequest, output: ModelOutput, model: str) -> TokenUsage:

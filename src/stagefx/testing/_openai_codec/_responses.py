@@ -6,7 +6,6 @@ provider sends, `encode_response` / `encode_refusal` answer as OpenAI does.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from stagefx._content import ImageContent, MultimodalContent, TextContent
@@ -18,7 +17,15 @@ from stagefx._conversation import (
     TokenUsage,
 )
 from stagefx._model import ModelRequest, OutputSpec, ToolSpec
-from stagefx.openai._wire import JSON, arguments_of, items, mapping, plain_text, text
+from stagefx.openai._wire import (
+    JSON,
+    arguments_of,
+    arguments_text,
+    items,
+    mapping,
+    plain_text,
+    text,
+)
 from stagefx.testing._openai_codec._images import image_of
 
 __all__ = ["decode_request", "encode_refusal", "encode_response"]
@@ -139,7 +146,7 @@ def encode_response(output: ModelOutput, *, model: str, response_id: str) -> JSO
                 "id": f"fc_{call.identifier}",
                 "call_id": call.identifier,
                 "name": call.tool,
-                "arguments": json.dumps(dict(call.arguments)),
+                "arguments": arguments_text(call.arguments),
                 "status": "completed",
             }
         )

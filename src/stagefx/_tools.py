@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Generic, ParamSpec, TypeVar, cast, final, overload
 
 import anyio
 
-from stagefx._content import ArtifactContent, MultimodalContent, TextContent
+from stagefx._content import ArtifactContent, MultimodalContent, TextContent, _jsonable
 from stagefx._conversation import ModelToolRequest, ModelToolResponse
 from stagefx._env import Env
 from stagefx._errors import describe
@@ -16,7 +17,25 @@ from stagefx._model import ToolSpec
 from stagefx._schema import ValidationFailure, parameters_shape
 from stagefx._tracing import close_span, close_span_raised, is_tracing, open_span
 
-__all__ = ["Tool", "ToolOptions", "Toolbox", "tool"]
+__all__ = [
+    "MAX_RESULT_CHARS",
+    "MAX_RESULT_DEPTH",
+    "MAX_RESULT_DIGITS",
+    "MAX_RESULT_VALUES",
+    "Tool",
+    "ToolOptions",
+    "Toolbox",
+    "tool",
+]
+
+MAX_RESULT_DEPTH = 100
+"""How deeply a tool's result may nest to be shown to the model."""
+MAX_RESULT_VALUES = 1_000_000
+"""How many values (in lists, tuples, sets and dicts) a tool's result may hold."""
+MAX_RESULT_DIGITS = 4_300
+"""The most digits an integer in a tool's result may have (CPython's default limit)."""
+MAX_RESULT_CHARS = 10_000_000
+"""The longest rendering of a tool's (non-text) result shown to the model."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -123,12 +142,78 @@ def tool(
     return options if function is None else options(function)
 
 
+class UnrenderableResult(ValueError):
+    """A tool's result cannot be shown to the model: the model is told why."""
+
+
 def _as_content(value: object) -> MultimodalContent:
+    """A tool's result as content: text as is, any other value as an artifact
+    rendered as JSON (else its `repr`), within bounds; `UnrenderableResult` or
+    the rendering's own exception when it cannot be shown."""
     if isinstance(value, MultimodalContent):
         return value
     if isinstance(value, str):
         return MultimodalContent((TextContent(value),))
-    return MultimodalContent((ArtifactContent(value),))
+    return MultimodalContent((ArtifactContent(value, _rendered(value)),))
+
+
+_MAX_BITS = int(MAX_RESULT_DIGITS * 3.3219280948873626)  # log2(10)
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _check_bounds(value: object) -> None:
+    """Refuse builtin containers nested more than `MAX_RESULT_DEPTH` deep or too
+    large, and huge integers: level by level, no recursion."""
+    level: list[object] = [value]
+    depth = 0  # of the containers in `level`
+    seen = 0
+    while level:
+        depth += 1
+        below: list[object] = []
+        for item in level:
+            if isinstance(item, int):
+                if item.bit_length() > _MAX_BITS:
+                    raise UnrenderableResult(f"an integer has more than {MAX_RESULT_DIGITS} digits")
+                continue
+            if not isinstance(item, _CONTAINERS):
+                continue
+            if depth > MAX_RESULT_DEPTH:
+                raise UnrenderableResult(f"it is nested more than {MAX_RESULT_DEPTH} deep")
+            if isinstance(item, dict):
+                below += item.keys()
+                below += item.values()
+            else:
+                below += item
+        seen += len(below)
+        if seen > MAX_RESULT_VALUES:
+            raise UnrenderableResult(f"it holds more than {MAX_RESULT_VALUES:,} values")
+        level = below
+
+
+def _bounded_jsonable(value: object) -> object:
+    plain = _jsonable(value)  # an attrs, pydantic or dataclass value as plain data
+    _check_bounds(plain)
+    return plain
+
+
+def _rendered(value: object) -> str:
+    _check_bounds(value)
+    try:
+        text = json.dumps(value, default=_bounded_jsonable, ensure_ascii=False)
+    except UnrenderableResult:
+        raise
+    except RecursionError as error:
+        raise UnrenderableResult(f"it is nested more than {MAX_RESULT_DEPTH} deep") from error
+    except (TypeError, ValueError):  # no JSON for it: its repr (which may raise)
+        text = repr(value)
+    if len(text) > MAX_RESULT_CHARS:
+        raise UnrenderableResult(f"it renders to more than {MAX_RESULT_CHARS:,} characters")
+    return text
+
+
+def _unshowable(name: str, failure: Exception) -> str:
+    why = str(failure) if type(failure) is UnrenderableResult else describe(failure)
+    return f"{name} returned a result that cannot be shown: {why}"
 
 
 @final
@@ -184,10 +269,17 @@ class Toolbox:
                     if found.stop_on_error:
                         fatal.append((found.name, failure))
                 else:
-                    responses[index] = ModelToolResponse(
-                        request.identifier, request.tool, _as_content(text_or_value)
-                    )
-                    return
+                    try:
+                        content = _as_content(text_or_value)
+                    except Exception as failure:  # a huge, deep or unprintable result
+                        text, error = _unshowable(found.name, failure), True
+                        if found.stop_on_error:
+                            fatal.append((found.name, failure))
+                    else:
+                        responses[index] = ModelToolResponse(
+                            request.identifier, request.tool, content
+                        )
+                        return
             responses[index] = ModelToolResponse(
                 request.identifier, request.tool, _as_content(text), error=error
             )

@@ -97,7 +97,7 @@ class Counter:
             return state.updated(result=f"run {self.runs}: {_shown(state.values)}")
 
         self.stage = describe
-        self.memo = describe.cached()
+        self.memo = describe.cached(limit=100_000)  # every distinct input kept
 
     async def answer(self, state: StageState, env: Env | None = None) -> str:
         done = await self.memo.execute(state, env=env or Env.of())

@@ -63,7 +63,9 @@ async def cancel_when_started(probe: Probe, pipeline: Stage, env: Env) -> list[o
 
 async def test_cancelling_concurrent_cancels_every_branch() -> None:
     probe = Probe(expected=5)
-    pipeline = Stage.concurrent(*[probe.blocking() for _ in range(5)], merge=first)
+    pipeline = Stage.concurrent(
+        *[probe.blocking() for _ in range(5)], merge=first, concurrent_tasks=None
+    )
     assert await cancel_when_started(probe, pipeline, Env.of()) == []
     assert probe.cancelled == 5
 

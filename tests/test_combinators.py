@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 from returns.result import Failure, Success
@@ -20,6 +20,7 @@ from stagefx import (
     Stage,
     StageException,
     StageExecutionError,
+    StageMeta,
     StageState,
     TokenUsage,
     stage,
@@ -32,10 +33,22 @@ pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 ENV = Env.of()
 
 
-async def test_predefined_alternates_input_and_output_and_sets_the_result() -> None:
-    state = await Stage.predefined("question", "answer").execute(env=ENV)
+async def test_predefined_alternates_input_and_output_and_keeps_the_result() -> None:
+    start = StageState(result="before")
+    state = await Stage.predefined("question", "answer").execute(start, env=ENV)
     assert state.context == (ModelInput.of("question"), ModelOutput.of("answer"))
-    assert state.result.as_string() == "answer"
+    assert state.result.as_string() == "before"  # draive: the result is left alone
+
+
+async def test_predefined_content_after_an_explicit_turn_is_the_opposite_turn() -> None:
+    state = await Stage.predefined(ModelOutput.of("hello"), "hi", "how can I help?").execute(
+        env=ENV
+    )
+    assert state.context == (
+        ModelOutput.of("hello"),
+        ModelInput.of("hi"),
+        ModelOutput.of("how can I help?"),
+    )
 
 
 async def test_predefined_with_only_inputs_keeps_the_result_unless_given() -> None:
@@ -51,7 +64,7 @@ async def test_transforms_accept_sync_and_async_callbacks() -> None:
         return MultimodalContent.of(content.as_string().upper())
 
     pipeline = Stage.sequence(
-        Stage.predefined("in", "out"),
+        Stage.predefined("in", "out", result="out"),
         Stage.transform_result(lambda content: MultimodalContent.of("Transformed: ", content)),
         Stage.transform_result(louder),
         Stage.transform_context(lambda context: (*context, ModelInput.of("more"))),
@@ -74,7 +87,7 @@ async def test_custom_stage_exceptions_become_failures_with_cause_and_last_good_
         raise KeyError("missing")
 
     pipeline = Stage.sequence(
-        Stage.predefined("a", "b"), explode.with_meta(name="explode")
+        Stage.predefined("a", "b", result="b"), explode.with_meta(name="explode")
     ).with_meta(name="pipeline")
     outcome = await pipeline.attempt(env=ENV)
     error = outcome.failure()
@@ -181,20 +194,25 @@ async def test_concurrent_merges_outcomes_in_branch_order_including_failures() -
 
 
 async def test_router_runs_the_chosen_route_and_fails_on_an_unknown_one() -> None:
-    first = Stage.predefined("q", "first").with_meta(name="first", description="the first")
-    second = Stage.predefined("q", "second").with_meta(name="second", description="the second")
-    offered: list[dict[str, str]] = []
+    first = Stage.predefined("q", "first", result="first").with_meta(
+        name="first", description="the first"
+    )
+    second = Stage.predefined("q", "second", result="second").with_meta(
+        name="second", description="the second", tags=["b"]
+    )
+    offered: list[Mapping[str, StageMeta]] = []
 
     def choose(name: str) -> Stage:
-        def routing(*, state: StageState, routes: object) -> str:
-            assert isinstance(routes, dict)
-            offered.append(routes)
+        def routing(*, state: StageState, options: Mapping[str, StageMeta]) -> str:
+            offered.append(options)
             return name
 
         return Stage.router(first, second, routing=routing)
 
     assert (await choose("second").execute(env=ENV)).result.as_string() == "second"
-    assert offered[0] == {"first": "the first", "second": "the second"}
+    assert offered[0] == {"first": first.meta, "second": second.meta}  # draive's `options`
+    assert offered[0]["second"].tags == ("b",)
+    assert (await choose(" SECOND").execute(env=ENV)).result.as_string() == "second"
     failure = (await choose("third").attempt(env=ENV)).failure()
     assert isinstance(failure, RoutingError)
     assert "'third'" in str(failure)
@@ -203,7 +221,7 @@ async def test_router_runs_the_chosen_route_and_fails_on_an_unknown_one() -> Non
 def test_router_refuses_unnamed_undescribed_and_duplicate_routes() -> None:
     named = Stage.noop.with_meta(name="a", description="A")
 
-    def routing(*, state: StageState, routes: object) -> str:
+    def routing(*, state: StageState, options: object) -> str:
         return "a"
 
     with pytest.raises(ValueError, match="has no name"):
@@ -289,7 +307,8 @@ async def test_fallback_catching_a_predicate() -> None:
     primary = Stage.transform_result(refuse)
     backup = Stage.transform_result(lambda content: MultimodalContent.of("backup"))
     only_permission = primary.with_fallback(
-        backup, catching=lambda error: isinstance(error.__cause__, PermissionError)
+        backup,
+        catching=lambda error: isinstance(error, PermissionError),  # the original
     )
     assert (await only_permission.execute(env=ENV)).result.as_string() == "backup"
     never = primary.with_fallback(backup, catching=lambda error: False)
@@ -378,32 +397,39 @@ def _tool_turns() -> tuple[ModelInput | ModelOutput, ...]:
     )
 
 
-async def test_strip_context_tools_drops_tool_turns() -> None:
+STRIPPED = (ModelInput.of("question"), ModelOutput(), ModelInput(), ModelOutput.of("it is 42"))
+"""`_tool_turns()` without tool traffic: emptied turns stay (draive keeps the length)."""
+
+
+async def test_strip_context_tools_empties_tool_turns_and_keeps_the_length() -> None:
     state = await Stage.strip_context_tools().execute(StageState(context=_tool_turns()), env=ENV)
-    assert state.context == (ModelInput.of("question"), ModelOutput.of("it is 42"))
+    assert state.context == STRIPPED
 
 
-async def test_volatile_tools_context_drops_only_the_tool_turns_it_added() -> None:
+async def test_volatile_tools_context_empties_only_the_tool_turns_it_added() -> None:
     earlier = _tool_turns()
     adds_tools = Stage.transform_context(lambda context: (*context, *_tool_turns()))
     state = await adds_tools.with_volatile_tools_context().execute(
         StageState(context=earlier), env=ENV
     )
-    assert state.context == (*earlier, ModelInput.of("question"), ModelOutput.of("it is 42"))
+    assert state.context == (*earlier, *STRIPPED)
 
 
-async def test_trim_context_keeps_the_tail_without_orphaned_tool_responses() -> None:
+async def test_trim_context_keeps_the_first_turns_a_slice_or_none() -> None:
     context = (ModelInput.of("old"), ModelOutput.of("old answer"), *_tool_turns())
 
-    async def trimmed(limit: int) -> tuple[ModelInput | ModelOutput, ...]:
+    async def trimmed(limit: int | slice | None) -> tuple[ModelInput | ModelOutput, ...]:
         state = await Stage.trim_context(limit=limit).execute(StageState(context=context), env=ENV)
         return state.context
 
     assert await trimmed(10) == context
-    assert await trimmed(4) == _tool_turns()
-    assert await trimmed(3) == _tool_turns()[1:]
-    assert await trimmed(2) == (ModelOutput.of("it is 42"),)  # its request was cut away
+    assert await trimmed(2) == context[:2]  # draive: the first n
     assert await trimmed(0) == ()
+    assert await trimmed(slice(-4, None)) == _tool_turns()
+    assert await trimmed(slice(1, 3)) == context[1:3]
+    assert await trimmed(None) == ()  # draive: None clears the context
+    assert Stage.trim_context().describe().details == {"limit": "none"}
+    assert Stage.trim_context(limit=slice(-2, None)).describe().details == {"limit": "[-2::]"}
 
 
 async def test_with_meta_and_traced_record_a_named_span() -> None:

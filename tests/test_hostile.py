@@ -21,6 +21,7 @@ from stagefx import (
     MultimodalContent,
     Stage,
     StageException,
+    StageMeta,
     StageState,
     stage,
     tool,
@@ -93,7 +94,7 @@ def sites(error: Exception) -> dict[str, tuple[Stage, Env]]:
     def merge(branches: Sequence[StageState | StageException]) -> StageState:
         raise error
 
-    def routing(*, state: StageState, routes: Mapping[str, str]) -> str:
+    def routing(*, state: StageState, options: Mapping[str, StageMeta]) -> str:
         raise error
 
     ok = Stage.transform_result(lambda content: content)

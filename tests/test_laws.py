@@ -136,7 +136,7 @@ def test_cached_runs_once_per_distinct_input(inputs: list[str]) -> None:
         runs.append(state.result.as_string())
         return state.updated(result=f"seen {state.result.as_string()}")
 
-    memo = counted.cached()
+    memo = counted.cached(limit=1_000)  # every distinct input kept (None holds one)
 
     async def check() -> None:
         for text in inputs:

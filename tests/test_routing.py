@@ -10,10 +10,10 @@ from stagefx.testing import ScriptedModel
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 
-analysis = Stage.predefined("analyse", "deep analysis").with_meta(
+analysis = Stage.predefined("analyse", "deep analysis", result="deep analysis").with_meta(
     name="detailed_analysis", description="Full analysis of the input dataset."
 )
-summary = Stage.predefined("summarise", "short summary").with_meta(
+summary = Stage.predefined("summarise", "short summary", result="short summary").with_meta(
     name="quick_summary", description="Lightweight overview for dashboards."
 )
 router = Stage.router(analysis, summary)

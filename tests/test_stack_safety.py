@@ -16,6 +16,7 @@ from stagefx import (
     Stage,
     StageException,
     StageExecutionError,
+    StageMeta,
     StageState,
     stage,
 )
@@ -63,7 +64,7 @@ def keep_first(branches: Sequence[StageState | StageException]) -> StageState:
     return branch
 
 
-def only_route(*, state: StageState, routes: Mapping[str, str]) -> str:
+def only_route(*, state: StageState, options: Mapping[str, StageMeta]) -> str:
     return "inner"
 
 
@@ -82,6 +83,13 @@ LAYERS: dict[str, tuple[int, Callable[[Stage], Stage]]] = {
     "with_volatile_context": (DEEP, lambda inner: inner.with_volatile_context()),
     "with_volatile_tools_context": (DEEP, lambda inner: inner.with_volatile_tools_context()),
     "with_fallback": (DEEP, lambda inner: inner.with_fallback(Stage.noop)),
+    "with_ctx": (DEEP, lambda inner: inner.with_ctx(StageMeta(name="value"))),
+    "cached_externally": (
+        DEEP,
+        lambda inner: inner.cached_externally(
+            make_key=lambda *, state: 0, read=lambda key: None, write=lambda key, state: None
+        ),
+    ),
     "named sequence": (
         DEEP,
         lambda inner: Stage.sequence(inner, Stage.noop).with_meta(name="step"),
@@ -154,7 +162,8 @@ async def test_a_timeout_deep_inside_cancels_only_its_own_layer() -> None:
 
     # A deadline a nanosecond away on the system clock: the cancel-scope path,
     # with nothing to wait for in real time.
-    pipeline = stuck.with_timeout(1e-9).with_fallback(Stage.predefined("q", "recovered"))
+    recovered = Stage.predefined("q", "recovered", result="recovered")
+    pipeline = stuck.with_timeout(1e-9).with_fallback(recovered)
     for _ in range(SHALLOWER):
         pipeline = pipeline.with_timeout(3600).with_retry(limit=0)
     with shipped_recursion_limit():

@@ -26,6 +26,7 @@ from stagefx._conversation import (
 )
 from stagefx._env import Env, ctx
 from stagefx._errors import (
+    EvaluationError,
     MissingEnvironmentError,
     ModelAuthenticationError,
     ModelContextTooLongError,
@@ -42,6 +43,8 @@ from stagefx._errors import (
     ToolError,
     ToolRoundsExceededError,
 )
+from stagefx._evaluation import Evaluation, EvaluatorResult
+from stagefx._memory import Memory, StageMemory
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, OutputSpec, ToolSpec
 from stagefx._public import publish as _publish
 from stagefx._rate_limits import RateLimits
@@ -62,8 +65,12 @@ __all__ = [
     "ContentElement",
     "ContentPart",
     "Env",
+    "Evaluation",
+    "EvaluationError",
+    "EvaluatorResult",
     "GenerativeModel",
     "ImageContent",
+    "Memory",
     "MemoryCacheStore",
     "MissingEnvironmentError",
     "ModelAuthenticationError",
@@ -92,6 +99,7 @@ __all__ = [
     "Stage",
     "StageException",
     "StageExecutionError",
+    "StageMemory",
     "StageMeta",
     "StageNode",
     "StageState",

@@ -8,12 +8,14 @@ failures travel as values; only `Stage.execute` raises them.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 from stagefx._state import StageState
 from stagefx._usage import UsageTotals
 
 __all__ = [
     "describe",
+    "EvaluationError",
     "MissingEnvironmentError",
     "ModelAuthenticationError",
     "ModelContextTooLongError",
@@ -43,15 +45,22 @@ def describe(error: BaseException) -> str:
 
 class StageException(Exception):
     """A stage failed. `state` is the last good state (holding the usage spent
-    so far, `usage`); `stage_path` names where."""
+    so far, `usage`); `stage_path` names where; `meta` holds what the failure
+    reports beyond its message (an evaluation's performance, say)."""
 
     def __init__(
-        self, message: str, *, state: StageState, stage_path: tuple[str, ...] = ()
+        self,
+        message: str,
+        *,
+        state: StageState,
+        stage_path: tuple[str, ...] = (),
+        meta: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.state = state
         self.stage_path = stage_path
+        self.meta: Mapping[str, object] = {} if meta is None else dict(meta)
 
     @property
     def usage(self) -> UsageTotals:
@@ -80,6 +89,8 @@ def _rebuild(cls: type[StageException], fields: dict[str, object]) -> StageExcep
     exception = cls.__new__(cls)
     Exception.__init__(exception, fields.get("message", ""))
     exception.__dict__.update(fields)
+    if "meta" not in fields:  # pickled before failures had meta
+        exception.meta = {}
     return exception
 
 
@@ -94,6 +105,13 @@ class StageExecutionError(StageException):
         wrapped = cls(describe(error), state=state)
         wrapped.__cause__ = error
         return wrapped
+
+
+class EvaluationError(StageException):
+    """`result_evaluation` / `context_evaluation` (with `raises=True`) found the
+    stage's output below its threshold. `meta` holds `evaluation_performance`
+    (score / threshold x 100, as draive reports it), `evaluation_score`,
+    `evaluation_threshold` and `evaluation_report`."""
 
 
 class StageTimeoutError(StageException):

@@ -16,7 +16,7 @@ from typing import cast
 
 from stagefx._env import Env
 from stagefx._errors import StageException
-from stagefx._nodes._base import Frame, Next, Node, Outcome, run_leaf
+from stagefx._nodes._base import Frame, Next, Node, Outcome, Within, run_leaf
 from stagefx._state import StageState
 from stagefx._tracing import (
     SpanHandle,
@@ -45,6 +45,28 @@ class _SpanFrame(Frame):
         return None
 
 
+class _EnvFrame(Frame):
+    """Returns the interpreter to the Env it left for a `Within` child."""
+
+    __slots__ = ("env",)
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+
+    def resume(self, outcome: Outcome) -> Next:
+        return cast(Next, _Restore(outcome, self.env))  # a step only the interpreter reads
+
+
+class _Restore:
+    """The child of a `Within` is done: go on with `outcome` in `env`."""
+
+    __slots__ = ("env", "outcome")
+
+    def __init__(self, outcome: Outcome, env: Env) -> None:
+        self.outcome = outcome
+        self.env = env
+
+
 async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
     """Run `root` on `state` in `env`; the outcome, never a raised failure."""
     stack: list[Frame] = []
@@ -71,23 +93,38 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
                     if not stack:
                         return step
                     step = pop().resume(step)
+                elif type(step) is Within:
+                    push(_EnvFrame(env))
+                    env = step.env
+                    tracing = env.tracer_active
+                    step = (step.node, step.state)
+                elif type(step) is _Restore:  # type: ignore[comparison-overlap]  # cast in _EnvFrame
+                    env = step.env  # type: ignore[unreachable]
+                    tracing = env.tracer_active
+                    step = step.outcome
                 else:
                     step = await cast("Awaitable[Next]", step)
         except BaseException as error:
-            step = await _unwind(stack, error)
+            step, restored = await _unwind(stack, error)
+            if restored is not None:
+                env = restored
+                tracing = env.tracer_active
 
 
-async def _unwind(stack: list[Frame], error: BaseException) -> Outcome:
+async def _unwind(stack: list[Frame], error: BaseException) -> tuple[Outcome, Env | None]:
     """Abort frames from the top until one absorbs `error` and gives the
-    outcome to go on with; re-raise it (or what a frame replaced it with) if
-    none does."""
+    outcome to go on with (and the Env to go on in, if frames left one);
+    re-raise it (or what a frame replaced it with) if none does."""
+    restored: Env | None = None
     while stack:
         frame = stack.pop()
+        if type(frame) is _EnvFrame:
+            restored = frame.env
         try:
             absorbed = await frame.abort(error)
         except BaseException as replaced:  # a frame's own exit raised: unwind that instead
             error = replaced
             continue
         if absorbed is not None:
-            return absorbed
+            return absorbed, restored
     raise error

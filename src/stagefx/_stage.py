@@ -9,8 +9,8 @@ three hand the tree to the one interpreter.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
-from typing import ClassVar, Literal, final, overload
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
+from typing import ClassVar, Literal, ParamSpec, TypeVar, final, overload
 
 import attrs
 from returns.context import RequiresContextFutureResult
@@ -20,13 +20,20 @@ from returns.result import Failure, Result, Success
 from stagefx import _batch
 from stagefx._batch import BatchInput, BatchProgress, BatchResults
 from stagefx._content import ContentElement
+from stagefx._conversation import ModelContext
 from stagefx._env import Env, resolved
-from stagefx._errors import StageException
+from stagefx._errors import StageException, StageExecutionError
 from stagefx._interpreter import interpret
-from stagefx._nodes import cache, context, control, flow, leaves, meta
+from stagefx._memory import StageMemory
+from stagefx._meta import MetaInput, StageMeta
+from stagefx._nodes import cache, context, control, flow, leaves, meta, provide
 from stagefx._nodes import completion as completions
 from stagefx._nodes import concurrent as fanout
+from stagefx._nodes import evaluation as evaluations
+from stagefx._nodes import external_cache as external
+from stagefx._nodes import memory as memory_nodes
 from stagefx._nodes import router as _routing
+from stagefx._nodes import tool_call as tool_calls
 from stagefx._nodes._base import Node
 from stagefx._nodes.completion import DEFAULT_TOOL_ROUNDS
 from stagefx._output import OutputSelection
@@ -37,15 +44,17 @@ from stagefx._tracing import AttributeValue
 
 __all__ = ["Stage", "StageMeta", "stage"]
 
+P = ParamSpec("P")
+Key = TypeVar("Key")
 
-@final
-@attrs.frozen(slots=True)
-class StageMeta:
-    """What a stage is called and what it does; routers and traces read it."""
 
-    name: str | None = None
-    description: str | None = None
-    values: Mapping[str, AttributeValue] = attrs.field(factory=dict)
+def _made(node: Node, given: MetaInput) -> Stage:
+    """A stage of `node` with `meta=` applied as `with_meta` applies it (a
+    name also prefixes failure paths)."""
+    stage_meta = StageMeta.of(given)
+    if stage_meta.name is not None:
+        node = meta.Named(node, stage_meta.name)
+    return Stage(node, stage_meta)
 
 
 @final
@@ -90,41 +99,115 @@ class Stage:
 
     @classmethod
     def predefined(
-        cls, *elements: leaves.PredefinedElement, result: ContentElement | None = None
+        cls,
+        *elements: leaves.PredefinedElement,
+        result: ContentElement | None = None,
+        meta: MetaInput = None,
     ) -> Stage:
         """Append fixed turns to the context (plain content alternates input and
-        output); the result becomes `result` or the last output given."""
-        return cls(leaves.Predefined.of(elements, result))
+        output); the result becomes `result` if given, else stays as it was."""
+        return _made(leaves.Predefined.of(elements, result), meta)
 
     @classmethod
-    def transform_result(cls, transformation: leaves.ResultTransform, /) -> Stage:
+    def transform_result(
+        cls, transformation: leaves.ResultTransform, /, *, meta: MetaInput = None
+    ) -> Stage:
         """Replace the result with `transformation(result)` (sync or async)."""
-        return cls(leaves.TransformResult(transformation))
+        return _made(leaves.TransformResult(transformation), meta)
 
     @classmethod
-    def transform_context(cls, transformation: leaves.ContextTransform, /) -> Stage:
+    def transform_context(
+        cls, transformation: leaves.ContextTransform, /, *, meta: MetaInput = None
+    ) -> Stage:
         """Replace the context with `transformation(context)` (sync or async)."""
-        return cls(leaves.TransformContext(transformation))
+        return _made(leaves.TransformContext(transformation), meta)
 
     @classmethod
-    def trim_context(cls, *, limit: int) -> Stage:
-        """Keep at most the last `limit` turns of the context."""
-        return cls(context.TrimContext(limit))
+    def trim_context(cls, *, limit: int | slice | None = None, meta: MetaInput = None) -> Stage:
+        """As draive: keep the first `limit` turns (an int), the turns a `slice`
+        selects, or none at all (`None`, the default, clears the context).
+
+        Example: `Stage.trim_context(limit=slice(-4, None))` keeps the last four.
+        """
+        return _made(context.TrimContext(limit), meta)
 
     @classmethod
-    def strip_context_tools(cls) -> Stage:
-        """Remove every tool request and response from the context."""
-        return cls(context.StripContextTools())
+    def strip_context_tools(cls, *, meta: MetaInput = None) -> Stage:
+        """Remove every tool request and response from the context; turns that
+        held only those stay, emptied, so the context keeps its length."""
+        return _made(context.StripContextTools(), meta)
 
     @classmethod
-    def sequence(cls, *stages: Stage) -> Stage:
+    def memory_recall(
+        cls,
+        memory: StageMemory,
+        /,
+        *,
+        handling: Literal["replace", "merge"] = "replace",
+        meta: MetaInput = None,
+    ) -> Stage:
+        """Recall a state from `memory`: `replace` the current state with it, or
+        `merge` it in (contexts concatenated, results joined, its values added).
+
+        Example: `Stage.memory_recall(Memory.volatile(StageState.empty), handling="merge")`
+        """
+        return _made(memory_nodes.MemoryRecall(memory, handling), meta)
+
+    @classmethod
+    def memory_remember(cls, memory: StageMemory, /, *, meta: MetaInput = None) -> Stage:
+        """Remember the current state in `memory`; the state passes on unchanged."""
+        return _made(memory_nodes.MemoryRemember(memory), meta)
+
+    @classmethod
+    def result_evaluation(
+        cls,
+        evaluator: evaluations.ResultEvaluator,
+        /,
+        *,
+        raises: bool = False,
+        meta: MetaInput = None,
+    ) -> Stage:
+        """Score the result with `evaluator(result)` (an `Evaluation`: score,
+        threshold, passed). Below its threshold, fail with `EvaluationError`
+        (its `meta` holds `evaluation_performance`, score / threshold x 100)
+        if `raises`; else, as draive's default, pass the state on."""
+        return _made(evaluations.ResultEvaluation(evaluator, _flag(raises, "raises")), meta)
+
+    @classmethod
+    def context_evaluation(
+        cls,
+        evaluator: evaluations.ContextEvaluator,
+        /,
+        *,
+        raises: bool = False,
+        meta: MetaInput = None,
+    ) -> Stage:
+        """Like `result_evaluation`, scoring the context with `evaluator(context)`."""
+        return _made(evaluations.ContextEvaluation(evaluator, _flag(raises, "raises")), meta)
+
+    @classmethod
+    def tool_call(cls, tool: Tool[P, object], /, *args: P.args, **kwargs: P.kwargs) -> Stage:
+        """Call `tool` with keyword arguments and add the exchange to the
+        context (a tool request, then its response), as if the model had asked;
+        the result is untouched. Models expect tool turns between an input and
+        an output: arrange the context around it.
+
+        Example: `Stage.tool_call(get_weather, location="New York")`
+        """
+        if args:
+            raise TypeError("Stage.tool_call takes the tool's arguments by keyword only")
+        node = tool_calls.ToolCall(tool, dict(kwargs))
+        return cls(node, StageMeta(values={"tool_call": node.tool.name}))
+
+    @classmethod
+    def sequence(cls, *stages: Stage, meta: MetaInput = None) -> Stage:
         """Run `stages` in order, each on the state the previous returned; stop at
         the first failure. Nested sequences are flattened, so any depth runs.
 
         Example: `Stage.sequence(analyze, summarize, format_as_bullets)`
         """
         _require_stages(stages, "Stage.sequence")
-        return cls(_flat(stages))
+        return _made(_flat(stages), meta)
 
     @classmethod
     def loop(
@@ -135,10 +218,12 @@ class Stage:
         condition: flow.LoopCondition,
         mode: Literal["post_check", "pre_check"] = "post_check",
         max_iterations: int | None = None,
+        meta: MetaInput = None,
     ) -> Stage:
         """Repeat the stages (as a sequence) while `condition(state=, iteration=)`
-        holds; `iteration` is the number of finished runs. `post_check` runs the
-        body before the first check, `pre_check` checks first; `max_iterations`
+        holds; `iteration` is the number of finished runs. `post_check` (draive's
+        `condition_check="after_execution"`) runs the body before the first
+        check, `pre_check` (`"before_execution"`) checks first; `max_iterations`
         caps the runs. A condition that raises or returns a non-bool fails the
         stage with `StageExecutionError`.
 
@@ -149,29 +234,41 @@ class Stage:
         _require_stages(body, "Stage.loop")
         flat = _flat(body)
         inner = flat.parts[0] if len(flat.parts) == 1 else flat
-        return cls(flow.Loop(inner, condition, mode, max_iterations))
+        return _made(flow.Loop(inner, condition, mode, max_iterations), meta)
 
     @classmethod
     def concurrent(
-        cls, *stages: Stage, merge: fanout.Merge, concurrent_tasks: int | None = None
+        cls,
+        *stages: Stage,
+        merge: fanout.Merge,
+        concurrent_tasks: int | None = fanout.DEFAULT_CONCURRENT_TASKS,
+        meta: MetaInput = None,
     ) -> Stage:
         """Run `stages` concurrently on the same state (at most `concurrent_tasks`
-        at once) and merge their outcomes, in order, into one state. `merge`
-        receives each branch's `StageState | StageException`; what it raises
-        fails the stage. Token usage of every branch is kept.
+        at once: 2 by default, as in draive; None for no limit) and merge their
+        outcomes, in order, into one state. `merge` receives each branch's
+        `StageState | StageException` as `branches=` (draive's way) when it
+        has a parameter of that name, else positionally; what it raises fails
+        the stage. Token usage of every branch is kept.
 
         Example: `Stage.concurrent(aspect_a, aspect_b, merge=first_success)`
         """
         _require_stages(stages, "Stage.concurrent")
-        return cls(fanout.Concurrent(tuple(s.node for s in stages), merge, concurrent_tasks))
+        return _made(
+            fanout.Concurrent(tuple(s.node for s in stages), merge, concurrent_tasks), meta
+        )
 
     @classmethod
-    def router(cls, *stages: Stage, routing: _routing.Routing | None = None) -> Stage:
-        """Run the one stage `routing` names; by default the Env's model picks,
-        seeing each stage's name and description (`with_meta`), which all need."""
+    def router(
+        cls, *stages: Stage, routing: _routing.Routing | None = None, meta: MetaInput = None
+    ) -> Stage:
+        """Run the one stage `routing(state=, options=)` names (`options` maps
+        each name to its `StageMeta`); by default the Env's model picks, seeing
+        each stage's name and description (`with_meta`), which all need. A
+        router of one stage runs it without asking."""
         _require_stages(stages, "Stage.router")
-        routes = tuple((s.meta.name or "", s.meta.description, s.node) for s in stages)
-        return cls(_routing.Router(routes, routing))
+        routes = tuple((s.meta, s.node) for s in stages)
+        return _made(_routing.Router(routes, routing), meta)
 
     @classmethod
     def completion(
@@ -183,6 +280,7 @@ class Stage:
         tools: Iterable[Tool[..., object]] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        meta: MetaInput = None,
         **extra: object,
     ) -> Stage:
         """Add `input` to the context and ask the Env's model; tool calls are run
@@ -202,7 +300,7 @@ class Stage:
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        return cls(completions.Completion.of(input, settings))
+        return _made(completions.Completion.of(input, settings), meta)
 
     @classmethod
     def prompting_completion(
@@ -214,6 +312,7 @@ class Stage:
         tools: Iterable[Tool[..., object]] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        meta: MetaInput = None,
         **extra: object,
     ) -> Stage:
         """Like `completion`, with the input fetched by `input()` at run time."""
@@ -224,7 +323,7 @@ class Stage:
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        return cls(completions.PromptingCompletion(settings, input))
+        return _made(completions.PromptingCompletion(settings, input), meta)
 
     @classmethod
     def loopback_completion(
@@ -234,6 +333,7 @@ class Stage:
         tools: Iterable[Tool[..., object]] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        meta: MetaInput = None,
         **extra: object,
     ) -> Stage:
         """Give the model its last output back as the input (replacing the last
@@ -245,7 +345,7 @@ class Stage:
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        return cls(completions.LoopbackCompletion(settings))
+        return _made(completions.LoopbackCompletion(settings), meta)
 
     @classmethod
     def result_completion(
@@ -255,6 +355,7 @@ class Stage:
         tools: Iterable[Tool[..., object]] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        meta: MetaInput = None,
         **extra: object,
     ) -> Stage:
         """Like `completion`, with the current result as the input."""
@@ -265,7 +366,7 @@ class Stage:
             tool_rounds=tool_rounds,
             extra=extra,
         )
-        return cls(completions.ResultCompletion(settings))
+        return _made(completions.ResultCompletion(settings), meta)
 
     # Modifiers ----------------------------------------------------------------
 
@@ -274,13 +375,16 @@ class Stage:
         *,
         name: str | None = None,
         description: str | None = None,
+        tags: Iterable[str] | None = None,
         **values: AttributeValue,
     ) -> Stage:
-        """Name and describe the stage; a name also prefixes failure paths."""
+        """Name, describe and tag the stage; a name also prefixes failure paths.
+        Given tags replace the stage's tags."""
         updated = StageMeta(
             name=self.meta.name if name is None else name,
             description=self.meta.description if description is None else description,
             values={**self.meta.values, **values},
+            tags=self.meta.tags if tags is None else tuple(tags),
         )
         if name is None:
             return Stage(self.node, updated)
@@ -315,6 +419,22 @@ class Stage:
         """
         return self._wrapped(cache.Cached(self.node, limit, expiration, key))
 
+    def cached_externally(
+        self,
+        *,
+        make_key: external.CacheKeyMaking[Key],
+        read: external.CacheReading[Key],
+        write: external.CacheWriting[Key],
+    ) -> Stage:
+        """Cache in your own store, as draive's `cached_externally`: a state
+        `read(make_key(state=...))` finds is the outcome (nothing runs, nothing
+        is spent); else the stage runs and `write(key, state)` keeps its
+        successful state. Each callable may be sync or async.
+
+        Example: `stage.cached_externally(make_key=by_result, read=redis_get, write=redis_set)`
+        """
+        return self._wrapped(external.CachedExternally(self.node, make_key, read, write))
+
     def with_retry(
         self,
         *,
@@ -323,12 +443,16 @@ class Stage:
         catching: control.Catching = Exception,
     ) -> Stage:
         """On a failure matching `catching`, run again up to `limit` more times;
-        the usage of every attempt counts."""
+        the usage of every attempt counts. `catching` is exception types (a
+        type, tuple or set) or a predicate, which sees what a type is matched
+        against: the exception user code (or a model) raised, else the
+        `StageException`."""
         return self._wrapped(control.Retry(self.node, limit, delay, catching))
 
     def with_fallback(self, fallback: Stage, *, catching: control.Catching = Exception) -> Stage:
-        """On a failure matching `catching`, run `fallback` on the same input
-        (plus the usage the failed run spent)."""
+        """On a failure matching `catching` (exception types: a type, tuple or
+        set; or a predicate, as for `with_retry`), run `fallback` on the same
+        input (plus the usage the failed run spent)."""
         return self._wrapped(control.Fallback(self.node, fallback.node, catching))
 
     def with_timeout(self, seconds: float) -> Stage:
@@ -350,6 +474,17 @@ class Stage:
     def extend_result(self) -> Stage:
         """Append this stage's result to the previous one instead of replacing it."""
         return self._wrapped(context.ExtendResult(self.node))
+
+    def with_ctx(self, *values: object) -> Stage:
+        """Run this stage with `values` added to its Env: everything it runs
+        (models, tools, custom stages taking `env`) finds them with
+        `env.get(T)`. Without values, the stage itself.
+
+        Example: `Stage.completion("Hi").with_ctx(Tenant("acme"))`
+        """
+        if not values:
+            return self
+        return self._wrapped(provide.WithCtx(self.node, values))
 
     def traced(self, *, label: str | None = None) -> Stage:
         """Record a span for each run (named `label`, else the stage's name)."""
@@ -375,27 +510,40 @@ class Stage:
         return RequiresContextFutureResult(effect)
 
     async def attempt(
-        self, state: StageState | None = None, *, env: Env | None = None
+        self,
+        state: StageState | None = None,
+        *,
+        env: Env | None = None,
+        memory: StageMemory | ModelContext | None = None,
     ) -> Result[StageState, StageException]:
         """Run on `state` (default: empty) in `env` (default: the ambient one, else
         the default Env) and give the `Result`: `Success(state)` or
-        `Failure(StageException)`. Only cancellation escapes."""
-        initial = StageState.empty if state is None else state
-        return await _as_result(self.node, initial, resolved(env))
+        `Failure(StageException)`. Only cancellation escapes.
+
+        `memory`: a context to start from (it replaces the state's), or a
+        `StageMemory`: its recalled context comes first, and the final state
+        is remembered after a success."""
+        return await _as_result(self.node, state, resolved(env), memory)
 
     async def execute(
-        self, state: StageState | None = None, *, env: Env | None = None
+        self,
+        state: StageState | None = None,
+        *,
+        env: Env | None = None,
+        memory: StageMemory | ModelContext | None = None,
     ) -> StageState:
         """Like `attempt`, but return the final state or raise the `StageException`.
 
         Example: `state = await pipeline.execute(env=Env.of(ScriptedModel("hi")))`
         """
-        initial = StageState.empty if state is None else state
-        outcome = await interpret(self.node, initial, resolved(env))
+        if memory is None:
+            initial = StageState.empty if state is None else state
+            outcome = await interpret(self.node, initial, resolved(env))
+        else:
+            outcome = await _with_memory(self.node, state, resolved(env), memory)
         if isinstance(outcome, StageException):
             raise outcome
         return outcome
-
 
     # Many inputs --------------------------------------------------------------
 
@@ -440,6 +588,7 @@ class Stage:
             self, inputs, concurrency=concurrency, env=resolved(env), progress=progress
         )
 
+
 Stage.noop = Stage(flow.Noop())
 
 
@@ -455,11 +604,50 @@ def _flat(stages: tuple[Stage, ...]) -> flow.Sequence:
     return flow.Sequence(tuple(parts))
 
 
-async def _as_result(node: Node, state: StageState, env: Env) -> Result[StageState, StageException]:
-    outcome = await interpret(node, state, env)
+async def _as_result(
+    node: Node,
+    state: StageState | None,
+    env: Env,
+    memory: StageMemory | ModelContext | None = None,
+) -> Result[StageState, StageException]:
+    if memory is None:
+        outcome = await interpret(node, StageState.empty if state is None else state, env)
+    else:
+        outcome = await _with_memory(node, state, env, memory)
     if isinstance(outcome, StageException):
         return Failure(outcome)
     return Success(outcome)
+
+
+async def _with_memory(
+    node: Node, state: StageState | None, env: Env, memory: StageMemory | ModelContext
+) -> StageState | StageException:
+    """Run `node` from `memory`: a context replaces the state's; a memory's
+    recalled context goes before the state's, and the final state is remembered."""
+    initial = StageState.empty if state is None else state
+    if isinstance(memory, tuple | list):
+        return await interpret(node, initial.updated(context=memory), env)
+    try:
+        recalled: object = await memory.recall()
+        if not isinstance(recalled, StageState):
+            raise TypeError(f"memory recall must give a StageState, got {type(recalled).__name__}")
+    except Exception as error:
+        return StageExecutionError.wrap(error, initial)
+    initial = initial.updated(context=(*recalled.context, *initial.context))
+    outcome = await interpret(node, initial, env)
+    if isinstance(outcome, StageException):
+        return outcome
+    try:
+        await memory.remember(outcome)
+    except Exception as error:
+        return StageExecutionError.wrap(error, outcome)
+    return outcome
+
+
+def _flag(value: object, what: str) -> bool:
+    if value is not True and value is not False:
+        raise TypeError(f"{what} must be a bool, got {value!r}")
+    return value
 
 
 def _require_stages(stages: tuple[object, ...], what: str) -> None:
@@ -471,18 +659,27 @@ def _require_stages(stages: tuple[object, ...], what: str) -> None:
 
 
 @overload
-def stage(function: leaves.StageFunction, /) -> Stage: ...
+def stage(function: leaves.StageFunction, /, *, meta: MetaInput = None) -> Stage: ...
 
 
 @overload
-def stage(function: leaves.StageFunctionWithEnv, /) -> Stage: ...
+def stage(function: leaves.StageFunctionWithEnv, /, *, meta: MetaInput = None) -> Stage: ...
 
 
-def stage(function: leaves.StageFunction | leaves.StageFunctionWithEnv, /) -> Stage:
+@overload
+def stage(*, meta: MetaInput = None) -> Callable[[leaves.AnyStageFunction], Stage]: ...
+
+
+def stage(
+    function: leaves.StageFunction | leaves.StageFunctionWithEnv | None = None,
+    /,
+    *,
+    meta: MetaInput = None,
+) -> Stage | Callable[[leaves.AnyStageFunction], Stage]:
     """Turn `async def f(*, state: StageState[, env: Env]) -> StageState` into a
     Stage. `f` may also return a `Result`/`FutureResult`; what it raises becomes
     a `StageExecutionError` carrying the input state. A sync function is refused
-    with `TypeError`.
+    with `TypeError`. `@stage(meta=...)` also names, describes or tags it.
 
     Example:
         ```python
@@ -491,4 +688,10 @@ def stage(function: leaves.StageFunction | leaves.StageFunctionWithEnv, /) -> St
             return state.updated(result=f"[{state.result.as_string()}]")
         ```
     """
-    return Stage(leaves.Custom.of(function))
+    if function is None:
+
+        def decorate(decorated: leaves.AnyStageFunction) -> Stage:
+            return _made(leaves.Custom.of(decorated), meta)
+
+        return decorate
+    return _made(leaves.Custom.of(function), meta)

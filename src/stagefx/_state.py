@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar, TypeVar, final, overload
+from typing import ClassVar, Literal, TypeVar, final, overload
 
 import attrs
 
@@ -58,18 +58,49 @@ class StageState:
 
     empty: ClassVar[StageState]
 
+    @classmethod
+    def of(
+        cls,
+        *values: object,
+        context: Iterable[ModelInput | ModelOutput] = (),
+        result: ContentElement | None = None,
+    ) -> StageState:
+        """draive's spelling: `StageState.of(*values, context=..., result=...)`."""
+        return cls(
+            context=context,
+            result=MultimodalContent.empty if result is None else result,
+            values=values,
+        )
+
     @overload
     def get(self, kind: type[T]) -> T | None: ...
 
     @overload
     def get(self, kind: type[T], default: T) -> T: ...
 
-    def get(self, kind: type[T], default: object = _MISSING) -> T | None:
-        """The stored value of exactly type `kind`, else `default` (or None)."""
+    @overload
+    def get(self, kind: type[T], *, required: Literal[True]) -> T: ...
+
+    def get(self, kind: type[T], default: object = _MISSING, *, required: bool = False) -> T | None:
+        """The stored value of exactly type `kind`, else `default` (or None);
+        with `required=True` a missing value raises `LookupError`."""
         for item in self.values:
             if type(item) is kind:
                 return item
-        return None if default is _MISSING else default  # type: ignore[return-value]  # default: T by overload
+        if default is not _MISSING:
+            return default  # type: ignore[return-value]  # default: T by overload
+        if required:
+            raise LookupError(f"{kind.__qualname__} is not in the stage state")
+        return None
+
+    def merged(self, other: StageState, /) -> StageState:
+        """This state followed by `other`: contexts concatenated, results joined,
+        values of both (`other`'s win where both hold a type)."""
+        return StageState(
+            context=(*self.context, *other.context),
+            result=MultimodalContent.of(self.result, other.result),
+            values=(*self.values, *other.values),
+        )
 
     def updated(
         self,

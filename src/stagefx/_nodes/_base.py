@@ -9,7 +9,9 @@ A leaf node (`leaf = True`) does its work in `run`. A composite node answers
 - `(node, state, frame)`: evaluate that child, then hand its outcome to
   `frame.resume`, which answers with a `Next` again;
 - an awaitable of a `Next`, for nodes that must wait (a condition, a clock,
-  a cache store) before they know.
+  a cache store) before they know;
+- `Within(node, state, env)`: evaluate that child in another Env (`with_ctx`);
+  the interpreter returns to the current Env once the child has its outcome.
 
 Frames live on the interpreter's explicit stack, never on Python's, so any
 depth of nesting runs. `Frame.abort` is told when an exception (cancellation,
@@ -29,13 +31,26 @@ from stagefx._tracing import AttributeValue, close_span, close_span_raised, open
 if TYPE_CHECKING:
     from stagefx._env import Env
 
-__all__ = ["Detail", "Frame", "Next", "Node", "Outcome", "SpanSpec", "run_leaf"]
+__all__ = ["Detail", "Frame", "Next", "Node", "Outcome", "SpanSpec", "Within", "run_leaf"]
 
 Outcome: TypeAlias = StageState | StageException
 SpanSpec: TypeAlias = tuple[str, Mapping[str, AttributeValue] | None]
 Next: TypeAlias = (
-    "Outcome | tuple[Node, StageState] | tuple[Node, StageState, Frame] | Awaitable[Next]"
+    "Outcome | tuple[Node, StageState] | tuple[Node, StageState, Frame] | Within | Awaitable[Next]"
 )
+
+
+class Within:
+    """A `Next`: evaluate `node` on `state` in `env`, then come back to the Env
+    the interpreter was in. Frames keep the Env they started in, so only the
+    interpreter's own Env switches; any depth of nesting stays stack-safe."""
+
+    __slots__ = ("env", "node", "state")
+
+    def __init__(self, node: Node, state: StageState, env: Env) -> None:
+        self.node = node
+        self.state = state
+        self.env = env
 
 
 class Node:

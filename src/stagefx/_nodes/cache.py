@@ -442,7 +442,8 @@ class Cached(Node):
 
     @own.default
     def _own(self) -> MemoryCacheStore:
-        return MemoryCacheStore(self.limit)
+        # As in draive, `limit=None` holds one entry (haiway's cache default).
+        return MemoryCacheStore(1 if self.limit is None else self.limit)
 
     def children(self) -> tuple[Node, ...]:
         return (self.child,)

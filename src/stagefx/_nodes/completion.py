@@ -210,8 +210,9 @@ class ResultCompletion(_Completion):
 @attrs.frozen(slots=True, eq=False, repr=False)
 class LoopbackCompletion(_Completion):
     """`Stage.loopback_completion()`: the last output given back as the input,
-    replacing the last exchange. Skipped, with a warning, when the context
-    does not end with a model output."""
+    replacing the last exchange (from the last input before it on, as draive
+    does). Skipped, with a warning, when the context does not end with a model
+    output or has no input before it."""
 
     kind: ClassVar[str] = "loopback_completion"
 
@@ -225,6 +226,17 @@ class LoopbackCompletion(_Completion):
         if not context or not isinstance(context[-1], ModelOutput):
             ctx.log_warning("loopback_completion skipped: the context does not end with an output")
             return state
-        kept = context[:-2] if len(context) >= 2 else ()
+        last_input = next(
+            (
+                index
+                for index in range(len(context) - 2, -1, -1)
+                if isinstance(context[index], ModelInput)
+            ),
+            None,
+        )
+        if last_input is None:
+            ctx.log_warning("loopback_completion skipped: no input precedes the last output")
+            return state
+        kept = context[:last_input]
         looped = state.updated(context=(*kept, ModelInput(context[-1].content)))
         return await self.converse(looped, looped.context, env)

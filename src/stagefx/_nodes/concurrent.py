@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import ClassVar, TypeAlias, final
+from typing import ClassVar, Protocol, TypeAlias, final
 
 import anyio
 import attrs
@@ -18,13 +19,35 @@ from stagefx._state import StageState
 from stagefx._tracing import close_span, close_span_raised, open_span
 from stagefx._usage import with_all_spent
 
-__all__ = ["Concurrent", "Merge"]
+__all__ = ["DEFAULT_CONCURRENT_TASKS", "Concurrent", "Merge", "MergeBranches"]
 
-Merge: TypeAlias = Callable[
-    [Sequence[Outcome]],
-    StageState | Awaitable[StageState],
-]
-"""Receives each branch's `StageState | StageException`, in branch order."""
+DEFAULT_CONCURRENT_TASKS = 2
+"""draive's default: at most two branches run at once."""
+
+
+class MergeBranches(Protocol):
+    """draive's merge: `merge(*, branches)`, sync or async."""
+
+    def __call__(self, *, branches: Sequence[Outcome]) -> StageState | Awaitable[StageState]: ...
+
+
+Merge: TypeAlias = MergeBranches | Callable[[Sequence[Outcome]], StageState | Awaitable[StageState]]
+"""Receives each branch's `StageState | StageException`, in branch order: as
+`branches=` (draive's way) when it has a parameter of that name, else
+positionally."""
+
+
+def _by_keyword(merge: object) -> bool:
+    """Whether `merge` takes `branches=` (draive calls it so)."""
+    try:
+        parameters = inspect.signature(merge).parameters  # type: ignore[arg-type]  # any callable
+    except (TypeError, ValueError):  # no signature to read: call it positionally
+        return False
+    found = parameters.get("branches")
+    return found is not None and found.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 @final
@@ -42,6 +65,11 @@ class Concurrent(Node):
     branches: tuple[Node, ...] = attrs.field()
     merge: Merge = attrs.field()
     limit: int | None = attrs.field()
+    keyword: bool = attrs.field(init=False)
+
+    @keyword.default
+    def _keyword(self) -> bool:
+        return _by_keyword(self.merge)
 
     @branches.validator
     def _check_branches(self, _: object, value: tuple[Node, ...]) -> None:
@@ -109,7 +137,9 @@ class Concurrent(Node):
 
     async def _merged(self, state: StageState, outcomes: list[Outcome]) -> Outcome:
         try:
-            value: object = await resolve(self.merge(outcomes))
+            merge: Callable[..., object] = self.merge  # how to call it: `keyword`, checked once
+            called = merge(branches=outcomes) if self.keyword else merge(outcomes)
+            value: object = await resolve(called)
         except StageException as error:  # a branch's failure, passed on: all usage kept
             passed = copy.copy(error)
             passed.state = with_all_spent(state, outcomes, error.state)

@@ -26,45 +26,49 @@ __all__ = [
 ]
 
 
-def _without_orphans(context: ModelContext) -> ModelContext:
-    """Drop leading tool responses whose requests were trimmed away: no
-    provider accepts an answer to a call it never made."""
-    start = 0
-    while start < len(context):
-        turn = context[start]
-        if not (isinstance(turn, ModelInput) and turn.tool_responses):
-            break
-        start += 1
-    return context[start:]
+def _check_limit(_: object, __: object, value: int | slice | None) -> None:
+    if value is None or isinstance(value, slice):
+        return
+    require_count(value, "trim_context(limit=...)", 0)
 
 
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class TrimContext(Node):
-    """Keep at most the last `limit` turns, less any orphaned tool responses."""
+    """As draive does: keep the first `limit` turns (an int), the turns a
+    `slice` selects, or none (`None` clears the context)."""
 
     kind: ClassVar[str] = "trim_context"
     leaf: ClassVar[bool] = True
 
-    limit: int = attrs.field()
-
-    @limit.validator
-    def _check(self, _: object, value: object) -> None:
-        require_count(value, "trim_context(limit=...)", 0)
+    limit: int | slice | None = attrs.field(validator=_check_limit)
 
     def details(self) -> Mapping[str, Detail]:
-        return {"limit": self.limit}
+        limit = self.limit
+        if limit is None:
+            return {"limit": "none"}
+        if isinstance(limit, slice):
+            return {"limit": f"[{_bound(limit.start)}:{_bound(limit.stop)}:{_bound(limit.step)}]"}
+        return {"limit": limit}
 
     async def run(self, state: StageState, env: Env) -> Outcome:
         limit = self.limit
-        if len(state.context) <= limit:
+        if limit is None:
+            return state.updated(context=()) if state.context else state
+        kept = state.context[:limit] if isinstance(limit, int) else state.context[limit]
+        if len(kept) == len(state.context):
             return state
-        kept = state.context[len(state.context) - limit :] if limit else ()
-        return state.updated(context=_without_orphans(kept))
+        return state.updated(context=kept)
+
+
+def _bound(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 def without_tools(context: ModelContext) -> ModelContext:
-    """The context with every tool request and response removed (empty turns dropped)."""
+    """The context with every tool request and response removed; a turn that
+    held only tool traffic stays, emptied, so the context keeps its length (as
+    draive's `without_tools()` does). Providers skip turns with nothing to send."""
     kept: list[ModelInput | ModelOutput] = []
     for turn in context:
         if isinstance(turn, ModelOutput):
@@ -72,8 +76,7 @@ def without_tools(context: ModelContext) -> ModelContext:
                 turn = ModelOutput(turn.content, (), turn.usage, turn.finish_reason)
         elif turn.tool_responses:
             turn = ModelInput(turn.content)
-        if not turn.content.is_empty:
-            kept.append(turn)
+        kept.append(turn)
     return tuple(kept)
 
 
@@ -138,7 +141,8 @@ class VolatileContext(_After):
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class VolatileToolsContext(_After):
-    """Keep the child's context changes except the tool turns it added."""
+    """Keep the child's context changes, with the tool requests and responses
+    it added removed (turns that held only those stay, emptied)."""
 
     kind: ClassVar[str] = "volatile_tools_context"
     child: Node

@@ -14,7 +14,12 @@ from anyio.abc import TaskGroup
 
 from stagefx._clock import SystemClock
 from stagefx._env import Env
-from stagefx._errors import ModelRateLimitError, StageException, StageTimeoutError
+from stagefx._errors import (
+    ModelRateLimitError,
+    StageException,
+    StageExecutionError,
+    StageTimeoutError,
+)
 from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, SpanSpec
 from stagefx._nodes._calls import failure, require_count, resolve_bool
 from stagefx._state import StageState
@@ -37,6 +42,7 @@ __all__ = [
     "Timeout",
     "When",
     "matcher",
+    "original",
 ]
 
 
@@ -47,10 +53,16 @@ class StateCondition(Protocol):
 
 
 Catching: TypeAlias = (
-    type[Exception] | tuple[type[Exception], ...] | Callable[[StageException], bool]
+    type[Exception]
+    | tuple[type[Exception], ...]
+    | set[type[Exception]]
+    | frozenset[type[Exception]]
+    | Callable[[Exception], bool]
 )
-"""Which failures to handle: exception types (matched against the failure and
-the user exception it wraps), or a predicate on the failure."""
+"""Which failures to handle: exception types (a type, a tuple or a set, matched
+against the failure and the exception it wraps), or a predicate. The predicate
+sees what draive's would: the original exception when user code (a callback, a
+custom stage, a model that raised) failed, else the `StageException`."""
 
 Delay: TypeAlias = float | Callable[[int, StageException], float] | None
 """Seconds before a retry, or `(attempt, failure) -> seconds` (attempt from 0)."""
@@ -60,19 +72,36 @@ def matcher(catching: Catching) -> Callable[[StageException], bool]:
     """`catching` as a predicate on failures; refuses anything else at construction."""
     if isinstance(catching, type) and issubclass(catching, BaseException):
         types: tuple[type[BaseException], ...] = (catching,)
-    elif isinstance(catching, tuple) and all(
+    elif isinstance(catching, tuple | set | frozenset) and all(
         isinstance(kind, type) and issubclass(kind, BaseException) for kind in catching
     ):
-        types = catching
+        types = tuple(catching)
     elif callable(catching) and not isinstance(catching, type):
-        return catching
+        predicate = catching
+
+        def asks(error: StageException) -> bool:
+            return bool(predicate(original(error)))
+
+        return asks
     else:
-        raise TypeError(f"catching must be exception types or a predicate, got {catching!r}")
+        raise TypeError(
+            f"catching must be exception types (a type, tuple or set) or a predicate, "
+            f"got {catching!r}"
+        )
 
     def matches(error: StageException) -> bool:
         return isinstance(error, types) or isinstance(error.__cause__, types)
 
     return matches
+
+
+def original(error: StageException) -> Exception:
+    """What a predicate is shown: the exception user code raised, when the
+    failure only wraps it (`StageExecutionError`), else the failure itself."""
+    cause = error.__cause__
+    if type(error) is StageExecutionError and isinstance(cause, Exception):
+        return cause
+    return error
 
 
 def _is_seconds(value: object) -> bool:

@@ -22,6 +22,7 @@ from stagefx._nodes._calls import failure, require_callable, resolve
 from stagefx._state import StageState
 
 __all__ = [
+    "AnyStageFunction",
     "ContextTransform",
     "Custom",
     "PredefinedElement",
@@ -59,16 +60,22 @@ class StageFunctionWithEnv(Protocol):
     def __call__(self, *, state: StageState, env: Env) -> Awaitable[StageReturn]: ...
 
 
+AnyStageFunction: TypeAlias = StageFunction | StageFunctionWithEnv
+
+
 def _turns(elements: tuple[PredefinedElement, ...]) -> tuple[ModelInput | ModelOutput, ...]:
+    """draive's rule: plain content is an input first, then the opposite of the
+    turn before it (so it alternates, and follows explicit turns)."""
     if not elements:
         raise ValueError("Stage.predefined needs at least one element")
     turns: list[ModelInput | ModelOutput] = []
-    for index, element in enumerate(elements):
+    for element in elements:
         if isinstance(element, ModelInput | ModelOutput):
             turns.append(element)
         elif isinstance(element, str | MultimodalContent | ContentPart):
             content = MultimodalContent.of(element)
-            turns.append(ModelInput(content) if index % 2 == 0 else ModelOutput(content))
+            after_input = bool(turns) and isinstance(turns[-1], ModelInput)
+            turns.append(ModelOutput(content) if after_input else ModelInput(content))
         else:
             raise TypeError(
                 "Stage.predefined takes content, ModelInput or ModelOutput, "
@@ -77,20 +84,12 @@ def _turns(elements: tuple[PredefinedElement, ...]) -> tuple[ModelInput | ModelO
     return tuple(turns)
 
 
-def _fixed_result(
-    turns: tuple[ModelInput | ModelOutput, ...], result: ContentElement | None
-) -> MultimodalContent | None:
-    if result is not None:
-        return MultimodalContent.of(result)
-    outputs = [turn.content for turn in turns if isinstance(turn, ModelOutput)]
-    return outputs[-1] if outputs else None
-
-
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Predefined(Node):
-    """Append fixed turns. Plain content alternates input, output, input, ...;
-    the result becomes `result`, else the last output's content, else stays."""
+    """Append fixed turns. Plain content alternates input, output, input, ...
+    (after an explicit turn, the opposite of it); the result becomes `result`
+    if given, else stays as it was (as in draive)."""
 
     kind: ClassVar[str] = "predefined"
     leaf: ClassVar[bool] = True
@@ -100,8 +99,7 @@ class Predefined(Node):
 
     @classmethod
     def of(cls, elements: tuple[PredefinedElement, ...], result: ContentElement | None) -> Node:
-        turns = _turns(elements)
-        return cls(turns, _fixed_result(turns, result))
+        return cls(_turns(elements), None if result is None else MultimodalContent.of(result))
 
     async def run(self, state: StageState, env: Env) -> Outcome:
         return state.updated(context=(*state.context, *self.turns), result=self.result)

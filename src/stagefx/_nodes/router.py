@@ -10,6 +10,7 @@ import attrs
 from stagefx._conversation import ModelInput
 from stagefx._env import Env
 from stagefx._errors import RoutingError, StageException
+from stagefx._meta import StageMeta
 from stagefx._model import ModelRequest, OutputSpec
 from stagefx._model_call import call_model
 from stagefx._nodes._base import Detail, Next, Node, SpanSpec
@@ -21,20 +22,27 @@ __all__ = ["Route", "Router", "Routing"]
 
 
 class Routing(Protocol):
-    """`(*, state, routes) -> name`: `routes` maps each route's name to its description."""
+    """`(*, state, options) -> name`, as draive calls it: `options` maps each
+    route's name to its `StageMeta` (name, description, tags, values)."""
 
-    def __call__(self, *, state: StageState, routes: Mapping[str, str]) -> str | Awaitable[str]: ...
+    def __call__(
+        self, *, state: StageState, options: Mapping[str, StageMeta]
+    ) -> str | Awaitable[str]: ...
 
 
-Route = tuple[str, str | None, Node]
-"""A route: its name, its description, and its node."""
+Route = tuple[StageMeta, Node]
+"""A route: its meta (name and description) and its node."""
 
 
-def _routes(routes: tuple[Route, ...]) -> dict[str, tuple[str, Node]]:
+def _routes(routes: tuple[Route, ...]) -> dict[str, tuple[StageMeta, Node]]:
     if not routes:
         raise ValueError("Stage.router needs at least one stage")
-    checked: dict[str, tuple[str, Node]] = {}
-    for position, (name, description, node) in enumerate(routes):
+    if len(routes) == 1:  # draive: nothing to choose, so no name needed
+        meta, node = routes[0]
+        return {meta.name or "": (meta, node)}
+    checked: dict[str, tuple[StageMeta, Node]] = {}
+    for position, (meta, node) in enumerate(routes):
+        name, description = meta.name, meta.description
         if not name:
             raise ValueError(
                 f"Stage.router: route {position} has no name; give it .with_meta(name=...)"
@@ -46,7 +54,7 @@ def _routes(routes: tuple[Route, ...]) -> dict[str, tuple[str, Node]]:
             )
         if name in checked:
             raise ValueError(f"Stage.router: two routes are named {name!r}")
-        checked[name] = (description, node)
+        checked[name] = (meta, node)
     return checked
 
 
@@ -54,11 +62,12 @@ def _routes(routes: tuple[Route, ...]) -> dict[str, tuple[str, Node]]:
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Router(Node):
     """Ask `routing` (default: the Env's model, through the one model-call path)
-    for a route name and run that route; an unknown name is a `RoutingError`."""
+    for a route name and run that route; an unknown name is a `RoutingError`.
+    A router of one route runs it without asking (as draive does)."""
 
     kind: ClassVar[str] = "router"
 
-    routes: dict[str, tuple[str, Node]] = attrs.field(converter=_routes)
+    routes: dict[str, tuple[StageMeta, Node]] = attrs.field(converter=_routes)
     routing: Routing | None = attrs.field()
 
     @routing.validator
@@ -76,22 +85,27 @@ class Router(Node):
         return ("router", None)
 
     def start(self, state: StageState, env: Env) -> Next:
+        if len(self.routes) == 1:
+            (name, (_, only)), *_ = self.routes.items()
+            annotate("route", name)
+            return (only, state)
         return self._routed(state, env)
 
     async def _routed(self, state: StageState, env: Env) -> Next:
-        descriptions = {name: description for name, (description, _) in self.routes.items()}
         chosen: object
         if self.routing is None:
+            descriptions = {name: meta.description or "" for name, (meta, _) in self.routes.items()}
             asked = await _ask_model(state, env, descriptions)
             if not isinstance(asked, tuple):
                 return asked
             chosen, state = asked
         else:
+            options = {name: meta for name, (meta, _) in self.routes.items()}
             try:
-                chosen = await resolve(self.routing(state=state, routes=descriptions))
+                chosen = await resolve(self.routing(state=state, options=options))
             except Exception as error:
                 return failure(error, state)
-        route = self.routes.get(chosen) if isinstance(chosen, str) else None
+        route = self._route(chosen)
         if route is None:
             annotate("route", repr(chosen))
             return RoutingError(
@@ -100,6 +114,20 @@ class Router(Node):
             )
         annotate("route", str(chosen))
         return (route[1], state)
+
+    def _route(self, chosen: object) -> tuple[StageMeta, Node] | None:
+        """The route named `chosen`: exactly, else ignoring case and spaces
+        around it (draive matches lowercased names)."""
+        if not isinstance(chosen, str):
+            return None
+        route = self.routes.get(chosen)
+        if route is not None:
+            return route
+        wanted = chosen.strip().lower()
+        for name, found in self.routes.items():
+            if name.lower() == wanted:
+                return found
+        return None
 
 
 async def _ask_model(

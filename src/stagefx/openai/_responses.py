@@ -151,7 +151,10 @@ def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
     calls: list[ModelToolRequest] = []
     for index, raw in enumerate(items(response.get("output"), "output")):
         item = mapping(raw, f"output[{index}]")
-        if item.get("type") == "function_call":
+        kind = item.get("type")
+        if not isinstance(kind, str):  # every output item names its type (OutputItem)
+            raise MalformedBody(f"output[{index}] has no type")
+        if kind == "function_call":
             calls.append(
                 ModelToolRequest(
                     text(item.get("call_id"), "call_id"),
@@ -159,7 +162,7 @@ def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
                     arguments_of(item.get("arguments")),
                 )
             )
-        elif item.get("type") == "message":
+        elif kind == "message":
             for part_index, raw_part in enumerate(items(item.get("content"), "content")):
                 part = mapping(raw_part, f"output[{index}].content[{part_index}]")
                 if part.get("type") == "refusal":

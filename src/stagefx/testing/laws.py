@@ -191,7 +191,7 @@ class _Unmatched(Exception):
     """Raised by no stage: a `catching` that matches nothing."""
 
 
-def _never_matching(error: StageException) -> bool:
+def _never_matching(error: Exception) -> bool:
     return False
 
 

@@ -1,0 +1,112 @@
+"""`cached_externally`: memoise a node in a store the user reads and writes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import ClassVar, Generic, Protocol, TypeVar, final
+
+import attrs
+
+from stagefx._env import Env
+from stagefx._errors import StageException
+from stagefx._nodes._base import Frame, Next, Node, Outcome, SpanSpec
+from stagefx._nodes._calls import failure, require_callable, resolve
+from stagefx._state import StageState
+from stagefx._tracing import annotate
+from stagefx._usage import UsageTotals, with_usage
+
+__all__ = ["CacheKeyMaking", "CacheReading", "CacheWriting", "CachedExternally"]
+
+Key = TypeVar("Key")
+Key_co = TypeVar("Key_co", covariant=True)
+Key_contra = TypeVar("Key_contra", contravariant=True)
+
+
+class CacheKeyMaking(Protocol[Key_co]):
+    """`make_key(*, state) -> key`, sync or async (draive's `StageCacheKeyMaking`)."""
+
+    def __call__(self, *, state: StageState) -> Key_co | Awaitable[Key_co]: ...
+
+
+CacheReading = Callable[[Key], Awaitable[StageState | None] | StageState | None]
+"""`read(key) -> StageState | None`, sync or async: a kept state, or None."""
+
+CacheWriting = Callable[[Key, StageState], Awaitable[None] | None]
+"""`write(key, state)`, sync or async: keep a state."""
+
+
+@final
+@attrs.frozen(slots=True, eq=False, repr=False)
+class CachedExternally(Node, Generic[Key]):
+    """Before running `child`, `read(make_key(state=...))`: a state found is
+    the outcome (the run spends nothing); else run `child` and `write` its
+    successful state under the key before going on. Failures are not written;
+    a failing `make_key` or `read` fails the stage, a failing `write` is noted
+    on the span and the result kept."""
+
+    kind: ClassVar[str] = "cached_externally"
+
+    child: Node
+    make_key: CacheKeyMaking[Key] = attrs.field()
+    read: CacheReading[Key] = attrs.field()
+    write: CacheWriting[Key] = attrs.field()
+
+    @make_key.validator
+    def _check_make_key(self, _: object, value: object) -> None:
+        require_callable(value, "cached_externally(make_key=...)")
+
+    @read.validator
+    def _check_read(self, _: object, value: object) -> None:
+        require_callable(value, "cached_externally(read=...)")
+
+    @write.validator
+    def _check_write(self, _: object, value: object) -> None:
+        require_callable(value, "cached_externally(write=...)")
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.child,)
+
+    def span(self) -> SpanSpec:
+        return ("cached_externally", None)
+
+    def start(self, state: StageState, env: Env) -> Next:
+        return self._looked_up(state)
+
+    async def _looked_up(self, state: StageState) -> Next:
+        try:
+            key = await resolve(self.make_key(state=state))
+            kept: object = await resolve(self.read(key))
+        except Exception as error:
+            return failure(error, state)
+        if kept is not None:
+            if not isinstance(kept, StageState):
+                wrong = TypeError(
+                    f"cached_externally read must give a StageState or None, "
+                    f"got {type(kept).__name__}"
+                )
+                return failure(wrong, state)
+            annotate("cache", "hit")
+            return with_usage(kept, state.get(UsageTotals, UsageTotals()))  # a hit spends nothing
+        annotate("cache", "miss")
+        return (self.child, state, _WriteFrame(self.write, key))
+
+
+@final
+class _WriteFrame(Frame, Generic[Key]):
+    __slots__ = ("key", "write")
+
+    def __init__(self, write: CacheWriting[Key], key: Key) -> None:
+        self.write = write
+        self.key = key
+
+    def resume(self, outcome: Outcome) -> Next:
+        if isinstance(outcome, StageException):
+            return outcome
+        return self._written(outcome)
+
+    async def _written(self, outcome: StageState) -> Next:
+        try:
+            await resolve(self.write(self.key, outcome))
+        except Exception as error:  # the result is good; only keeping it failed
+            annotate("cache_write_error", type(error).__name__)
+        return outcome

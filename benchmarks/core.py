@@ -84,7 +84,7 @@ async def concurrent_rows(plan: Plan) -> list[Row]:
     sizes = (plan.size(1_000), plan.size(10_000))
     measured: list[tuple[int, float, float]] = []
     for size in sizes:
-        fan = Stage.concurrent(*([leaf] * size), merge=first)
+        fan = Stage.concurrent(*([leaf] * size), merge=first, concurrent_tasks=None)
 
         async def floor(size: int = size) -> None:
             async with anyio.create_task_group() as group:

@@ -29,7 +29,7 @@ async def _compare(
     async with OpenAI(api_key=KEY, base_url=server.base_url) as provider:
         env = Env.of(provider, OpenAIResponsesConfig(model=MODEL))
         completion = Stage.completion("Say hello.")
-        fan = Stage.concurrent(*([completion] * calls), merge=first)
+        fan = Stage.concurrent(*([completion] * calls), merge=first, concurrent_tasks=None)
 
         async def raw_call() -> None:
             await raw.responses.create(

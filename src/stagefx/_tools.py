@@ -24,6 +24,7 @@ __all__ = [
     "MAX_RESULT_VALUES",
     "Tool",
     "ToolOptions",
+    "ToolLayer",
     "Toolbox",
     "tool",
 ]
@@ -216,6 +217,16 @@ def _unshowable(name: str, failure: Exception) -> str:
     return f"{name} returned a result that cannot be shown: {why}"
 
 
+class ToolLayer:
+    """A role every tool call under an Env passes through (a durable run makes
+    each call a recorded step). `call` gives the tool's result for the model's
+    request, or raises as the tool would."""
+
+    async def call(self, tool: Tool[..., object], request: ModelToolRequest, env: Env) -> object:
+        """Run `tool` on the request's arguments (or give its recorded result)."""
+        return await tool.call(request.arguments)
+
+
 @final
 class Toolbox:
     """The tools one completion may use, by name."""
@@ -259,7 +270,12 @@ class Toolbox:
                 text, error = f"unknown tool {request.tool!r}; available tools: {available}", True
             else:
                 try:
-                    text_or_value = await found.call(request.arguments)
+                    layer = env.get(ToolLayer)
+                    text_or_value = await (
+                        found.call(request.arguments)
+                        if layer is None
+                        else layer.call(found, request, env)
+                    )
                 except ValidationFailure as failure:
                     text, error = f"invalid arguments for {found.name}: {failure}", True
                     if found.stop_on_error:

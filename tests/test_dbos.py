@@ -1,0 +1,206 @@
+"""Durable runs on DBOS, for real: processes that die and resume, on SQLite and PostgreSQL.
+
+Every run happens in a process of its own (`tests/dbos_pipeline.py`); a
+throwaway PostgreSQL 15 is started on a free port under /tmp and stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("dbos", reason='DBOS is not installed (pip install "stagefx[dbos]")')
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+Run = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL 15 of our own on 127.0.0.1; its base URL (no database)."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL 15 is not installed at {PG_BIN}")
+    base = Path(tmp_path_factory.mktemp("pg", numbered=True))
+    data, sockets = base / "data", base / "sock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        shutil.chown(sockets, "postgres", "postgres")
+        base.chmod(0o755)
+        for parent in base.parents:  # the postgres user must reach the directory
+            if str(parent).startswith("/tmp/") and parent.stat().st_mode & 0o005 != 0o005:
+                parent.chmod(parent.stat().st_mode | 0o005)
+    port = _free_port()
+    init = subprocess.run(
+        _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
+        capture_output=True,
+        text=True,
+    )
+    if init.returncode != 0:
+        pytest.skip(f"PostgreSQL cannot be initialised here: {init.stderr.strip()[-300:]}")
+    options = f"-k {sockets} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
+    pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log")]
+    start = subprocess.run(
+        _as_postgres([*pg_ctl, "-w", "start"]),
+        capture_output=True,
+        text=True,
+    )
+    if start.returncode != 0:
+        pytest.skip(f"PostgreSQL cannot start here: {start.stderr.strip()[-300:]}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh DBOS system database URL on each backend."""
+    if request.param == "sqlite":
+        if sys.version_info >= (3, 12) and sqlite3.sqlite_version_info < (3, 42):
+            pytest.skip(
+                f"DBOS on SQLite needs SQLite >= 3.42 on Python 3.12+ "
+                f"(this one has {sqlite3.sqlite_version}): tested on PostgreSQL"
+            )
+        return f"sqlite:///{tmp_path / 'dbos.sqlite'}"
+    base: str = request.getfixturevalue("postgres")
+    return f"{base}/t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def run(database: str, tmp_path: Path) -> Run:
+    """Run tests/dbos_pipeline.py in a new process against `database`."""
+
+    def go(
+        workflow_id: str,
+        workdir: Path,
+        *,
+        executor: str = "worker-1",
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        workdir.mkdir(exist_ok=True)
+        out = workdir / "out.json"
+        out.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "tests.dbos_pipeline", database, executor, workflow_id]
+        return subprocess.run(
+            [*command, str(workdir), str(out)],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    return go
+
+
+def _out(workdir: Path) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads((workdir / "out.json").read_text())
+    return loaded
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_crashed_run_resumes_without_repeating_a_completed_call(run: Run, tmp_path: Path) -> None:
+    crashed, whole = tmp_path / "crashed", tmp_path / "whole"
+    first = run("ticket-42", crashed, env={"STAGEFX_CRASH_AT": "3"})
+    assert first.returncode == 17, first.stderr  # died as the third model call started
+    assert len(_lines(crashed / "calls")) == 2
+    assert _lines(crashed / "effects") == ["printer on fire"]  # the tool ran, after call 2
+
+    second = run("ticket-42", crashed)  # the same executor id: DBOS recovers the run
+    assert second.returncode == 0, second.stderr
+    calls = [json.loads(line) for line in _lines(crashed / "calls")]
+    assert [call["n"] for call in calls] == [1, 2, 3, 4, 5]  # each call once, none repeated
+    assert _lines(crashed / "effects") == ["printer on fire"]  # the side effect happened once
+
+    uninterrupted = run("ticket-43", whole)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert _out(crashed) == _out(whole)  # the same final state, usage included
+    usage = _out(crashed)["usage"]
+    assert usage == [{"model": "counting", "input_tokens": 60, "output_tokens": 25}]
+
+
+def test_a_finished_workflow_id_returns_its_recorded_state_without_any_call(
+    run: Run, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "run"
+    assert run("ticket-7", workdir).returncode == 0
+    recorded = _out(workdir)
+    again = run("ticket-7", workdir, env={"STAGEFX_CRASH_AT": "1"})  # any model call dies
+    assert again.returncode == 0, again.stderr
+    assert _out(workdir) == recorded
+    assert len(_lines(workdir / "calls")) == 5
+    assert len(_lines(workdir / "effects")) == 1
+
+
+def test_a_pipeline_that_changed_shape_is_not_resumed(run: Run, tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    assert run("ticket-9", workdir, env={"STAGEFX_CRASH_AT": "2"}).returncode == 17
+    resumed = run("ticket-9", workdir, env={"STAGEFX_SHAPE": "alt"})
+    assert resumed.returncode == 0, resumed.stderr
+    failure = _out(workdir)
+    assert failure["failure"] == "PipelineShapeError"
+    assert "changed shape" in str(failure["message"])
+    assert len(_lines(workdir / "calls")) == 1  # nothing replayed or called after the change
+
+
+def test_steps_are_stored_as_codec_json(database: str, run: Run, tmp_path: Path) -> None:
+    if not database.startswith("sqlite"):
+        pytest.skip("read back through sqlite3; the format does not depend on the backend")
+    assert run("ticket-11", tmp_path / "run").returncode == 0
+    with sqlite3.connect(database.removeprefix("sqlite:///")) as connection:
+        rows = connection.execute(
+            "select function_name, serialization, output from operation_outputs "
+            "order by function_id"
+        ).fetchall()
+    names = [name for name, _, _ in rows]
+    assert (
+        names
+        == ["stagefx.shape", *["stagefx.model"] * 2, "stagefx.tool:file_ticket"]
+        + ["stagefx.model"] * 3
+    )
+    for _, serialization, output in rows:
+        assert serialization == "portable_json"
+        assert json.loads(output)["codec"] == 1
+
+
+def test_without_dbos_the_import_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['dbos'] = None\n"
+        "try:\n    import stagefx.dbos\n"
+        "except ImportError as error:\n    print(error)\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert 'pip install "stagefx[dbos]"' in shown.stdout, shown.stderr

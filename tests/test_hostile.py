@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import anyio
@@ -171,3 +172,49 @@ def test_nothing_but_cancellation_escapes_attempt(
 
     outcome = anyio.run(attempt, backend=backend)
     assert isinstance(outcome, Success | Failure)
+
+
+def test_a_context_transform_returning_a_tuple_of_bad_turns_fails_there() -> None:
+    bad = Stage.transform_context(lambda context: ("not a turn", 42))  # type: ignore[arg-type, return-value]  # hostile on purpose
+    outcome = anyio.run(bad.attempt)
+    failed = outcome.failure()
+    assert isinstance(failed, StageException)
+    assert "ModelInput and ModelOutput" in str(failed)
+
+
+EXCEPTION_TYPES = sorted(
+    (
+        kind
+        for kind in vars(builtins).values()
+        if isinstance(kind, type)
+        and issubclass(kind, Exception)
+        and kind.__init__ is not UnicodeError.__init__  # Unicode*Error need five arguments
+        and not issubclass(kind, UnicodeError)
+    ),
+    key=lambda kind: kind.__name__,
+)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(EXCEPTION_TYPES), site=st.sampled_from(SITE_NAMES))
+def test_every_builtin_exception_with_a_broken_str_becomes_a_failure(
+    backend: str, kind: type[Exception], site: str
+) -> None:
+    broken = type(f"Broken{kind.__name__}", (kind,), {"__str__": UnprintableError.__str__})
+    try:
+        error = broken()
+    except Exception:  # a few need arguments
+        try:
+            error = broken("x")
+        except Exception:  # exception groups: a message and a list of exceptions
+            error = broken("x", [ValueError("inner")])
+    pipeline, env = sites(error)[site]
+
+    async def attempt() -> object:
+        outcome = await pipeline.attempt(StageState(result=MultimodalContent.of("in")), env=env)
+        if isinstance(outcome, Failure):
+            str(outcome.failure())
+        return outcome
+
+    assert isinstance(anyio.run(attempt, backend=backend), Success | Failure)

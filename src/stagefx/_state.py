@@ -10,7 +10,7 @@ import attrs
 from stagefx._content import ContentElement, MultimodalContent
 from stagefx._conversation import ModelContext, ModelInput, ModelOutput
 
-__all__ = ["StageState"]
+__all__ = ["StageState", "checked_context"]
 
 T = TypeVar("T")
 _MISSING = object()
@@ -19,6 +19,13 @@ _MISSING = object()
 def _context(value: Iterable[ModelInput | ModelOutput]) -> ModelContext:
     if type(value) is tuple:
         return value  # already a typed tuple: checking each element is mypy's job
+    return checked_context(value)
+
+
+def checked_context(value: object) -> ModelContext:
+    """`value` as a context, every turn checked: for what user code hands back."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"a context is turns (ModelInput, ModelOutput), not {type(value).__name__}")
     context = tuple(value)
     for element in context:
         if not isinstance(element, ModelInput | ModelOutput):

@@ -19,7 +19,7 @@ from stagefx._env import Env
 from stagefx._errors import StageException, StageExecutionError
 from stagefx._nodes._base import Node, Outcome
 from stagefx._nodes._calls import failure, require_callable, resolve
-from stagefx._state import StageState
+from stagefx._state import StageState, checked_context
 
 __all__ = [
     "AnyStageFunction",
@@ -150,7 +150,7 @@ class TransformContext(Node):
     async def run(self, state: StageState, env: Env) -> Outcome:
         try:
             value = await resolve(self.transformation(state.context))
-            context = StageState(context=value).context
+            context = checked_context(value)  # a tuple of bad turns is refused too
         except Exception as error:
             return failure(error, state)
         return state.updated(context=context)

@@ -214,3 +214,39 @@ async def test_bad_arguments_are_refused_clearly() -> None:
         await Stage.noop.batch(["a"], concurrency=0, env=Env.of())
     with pytest.raises(TypeError, match="progress"):
         await Stage.noop.batch(["a"], env=Env.of(), progress="yes")  # type: ignore[arg-type]  # a wrong type on purpose
+
+
+async def test_the_server_never_sees_more_requests_in_flight_than_the_concurrency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from stagefx import ctx
+    from stagefx.openai import OpenAI, OpenAIChatConfig
+    from stagefx.testing import FakeOpenAIServer
+
+    seen = {"now": 0, "most": 0}
+
+    async def answer(request: ModelRequest) -> str:
+        seen["now"] += 1  # the server's own loop: no lock needed
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            await asyncio.sleep(0.002)  # the server's latency, so requests overlap
+            return f"<{said(request)}>"
+        finally:
+            seen["now"] -= 1
+
+    with FakeOpenAIServer(answer) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-batch-in-flight")
+        async with ctx.scope(
+            "batch",
+            OpenAIChatConfig(model="gpt-4o"),
+            disposables=(OpenAI(base_url=server.base_url),),
+        ):
+            inputs = [f"item {n}" for n in range(30)]
+            outcomes = await Stage.result_completion().batch(inputs, concurrency=4)
+        assert len(server.requests) == 30
+    assert seen["most"] == 4
+    assert [outcome.unwrap().result.as_string() for outcome in outcomes] == [
+        f"<{text}>" for text in inputs
+    ]

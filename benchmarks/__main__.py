@@ -7,7 +7,7 @@ import sys
 
 import anyio
 
-from benchmarks import batch, core, provider, replay
+from benchmarks import batch, core, durable, provider, replay
 from benchmarks.harness import Plan, render
 
 
@@ -18,6 +18,7 @@ async def main(quick: bool) -> None:
         *await provider.run(plan),
         *await replay.run(plan),
         *await batch.run(plan),
+        *await durable.run(plan),
     ]
     print(f"Python {platform.python_version()} on {platform.machine()}, anyio asyncio backend\n")
     print(render(rows))

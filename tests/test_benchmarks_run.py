@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from benchmarks import batch, core, load, provider, replay
+from benchmarks import batch, core, durable, load, provider, replay
 from benchmarks.harness import Plan, render
 
 pytestmark = pytest.mark.anyio
@@ -51,3 +51,10 @@ async def test_the_batch_benchmarks_run_against_their_floors() -> None:
     assert [row.unit for row in rows] == ["item", "call", "MiB"]
     assert all(row.floor > 0 for row in rows)
     assert rows[2].ours < 50  # MiB of peak RSS growth for the streamed inputs
+
+
+async def test_the_durable_benchmark_runs_on_sqlite_in_a_process_of_its_own() -> None:
+    pytest.importorskip("dbos", reason='DBOS is not installed (pip install "stagefx[dbos]")')
+    rows = await durable.run(Plan(quick=True))
+    assert [row.unit for row in rows] == ["run", "step"]
+    assert all(row.ours > row.floor > 0 for row in rows)

@@ -13,6 +13,8 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,20 +42,26 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres() -> Iterator[str]:
     """A PostgreSQL 15 of our own on 127.0.0.1; its base URL (no database)."""
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL 15 is not installed at {PG_BIN}")
-    base = Path(tmp_path_factory.mktemp("pg", numbered=True))
+    # Not under pytest's basetemp: a pytest starting elsewhere resets its root to 0700,
+    # which the postgres user then cannot cross.
+    base = Path(tempfile.mkdtemp(prefix="stagefx-pg-"))
+    try:
+        yield from _postgres(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _postgres(base: Path) -> Iterator[str]:
     data, sockets = base / "data", base / "sock"
     sockets.mkdir()
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
         shutil.chown(sockets, "postgres", "postgres")
         base.chmod(0o755)
-        for parent in base.parents:  # the postgres user must reach the directory
-            if str(parent).startswith("/tmp/") and parent.stat().st_mode & 0o005 != 0o005:
-                parent.chmod(parent.stat().st_mode | 0o005)
     port = _free_port()
     init = subprocess.run(
         _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
@@ -204,3 +212,92 @@ def test_without_dbos_the_import_names_the_extra() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert 'pip install "stagefx[dbos]"' in shown.stdout, shown.stderr
+
+
+def _queue_worker(
+    role: str, url: str, executor: str, workdir: Path, *args: str, **env: str
+) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "tests.dbos_queue_worker", role, url, executor, str(workdir)]
+    return subprocess.Popen(
+        [*command, *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _in_flight(events: list[tuple[float, int]]) -> int:
+    """The most intervals open at once; at equal times an end comes before a start."""
+    most = now = 0
+    for _, step in sorted(events):
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_three_workers_share_a_queue_while_one_is_killed(postgres: str, tmp_path: Path) -> None:
+    from tests.dbos_queue_worker import GLOBAL_CONCURRENCY, WORKER_CONCURRENCY
+
+    runs = 300
+    url = f"{postgres}/q_{uuid.uuid4().hex[:12]}"
+    producer = _queue_worker("produce", url, "producer", tmp_path, str(runs))
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("enqueued")):  # the database and the queue exist
+            assert producer.poll() is None, producer.communicate()[1]
+            assert time.monotonic() < deadline, "the producer did not enqueue in time"
+            time.sleep(0.05)
+        doomed = _queue_worker("work", url, "worker-a", tmp_path, STAGEFX_CRASH_AT="50")
+        workers += [doomed, *(_queue_worker("work", url, f"worker-{n}", tmp_path) for n in "bc")]
+        assert doomed.wait(timeout=60) == 17, doomed.communicate()[1]  # killed halfway
+        # A process launched with the dead worker's executor id recovers its runs.
+        workers.append(_queue_worker("work", url, "worker-a", tmp_path))
+        assert producer.wait(timeout=90) == 0, producer.communicate()[1]
+    finally:
+        for process in [producer, *workers]:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(results) == sorted(f"run-{n}" for n in range(runs))
+    for n in range(runs):
+        assert f"done: item {n}" in json.dumps(results[f"run-{n}"])
+
+    ended: dict[str, int] = {}
+    ended_in: dict[str, str] = {}
+    events: list[tuple[float, int]] = []
+    per_process: list[int] = []
+    interrupted: list[tuple[str, str]] = []
+    for log in tmp_path.glob("calls-*"):
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        open_calls: dict[str, float] = {}
+        mine: list[tuple[float, int]] = []
+        for line in lines:
+            if line["event"] == "start":
+                open_calls[line["input"]] = line["t"]
+                mine.append((line["t"], 1))
+            elif line["event"] == "end":
+                del open_calls[line["input"]]
+                ended[line["input"]] = ended.get(line["input"], 0) + 1
+                ended_in[line["input"]] = log.name
+                mine.append((line["t"], -1))
+            else:  # killed: every call still open dies with the process
+                for said in open_calls:
+                    interrupted.append((said, log.name))
+                    mine.append((line["t"], -1))
+                open_calls.clear()
+        assert not open_calls, f"{log.name}: calls neither ended nor killed"
+        per_process.append(_in_flight(mine))
+        events += mine
+
+    assert sorted(ended) == sorted(f"item {n}" for n in range(runs))
+    assert set(ended.values()) == {1}, "a completed call was made again"
+    assert interrupted  # the killed worker died with a run in flight: another process ran it
+    assert all(ended_in[said] != dead for said, dead in interrupted)
+    assert max(per_process) <= WORKER_CONCURRENCY
+    assert _in_flight(events) <= GLOBAL_CONCURRENCY
+    assert _in_flight(events) > WORKER_CONCURRENCY  # the limit was reached, across workers

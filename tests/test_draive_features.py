@@ -376,7 +376,7 @@ async def test_tool_call_records_the_exchange_and_leaves_the_result() -> None:
 
 
 async def test_tool_call_errors_are_responses_unless_the_tool_stops() -> None:
-    bad = await Stage.tool_call(weather, place="Oslo").execute()  # type: ignore[call-arg]  # the mistake under test
+    bad = await Stage.tool_call(weather, place="Oslo").execute()  # type: ignore[call-overload]  # the mistake under test
     turn = bad.context[-1]
     assert isinstance(turn, ModelInput)
     assert turn.tool_responses[0].error
@@ -386,7 +386,7 @@ async def test_tool_call_errors_are_responses_unless_the_tool_stops() -> None:
     with pytest.raises(TypeError, match="keyword"):
         Stage.tool_call(weather, "Oslo")
     with pytest.raises(TypeError, match="@tool"):
-        Stage.tool_call(len)  # type: ignore[arg-type]  # the mistake under test
+        Stage.tool_call(len)  # type: ignore[call-overload]  # the mistake under test
 
 
 # cached_externally -------------------------------------------------------------

@@ -22,6 +22,7 @@ from stagefx._conversation import (
     ModelOutput,
     ModelToolRequest,
     ModelToolResponse,
+    RateLimitHint,
     TokenUsage,
 )
 from stagefx._env import Env, ctx
@@ -51,7 +52,7 @@ from stagefx._rate_limits import RateLimits
 from stagefx._stage import Stage, StageMeta, stage
 from stagefx._state import StageState
 from stagefx._structure import StageNode
-from stagefx._tools import Tool, tool
+from stagefx._tools import Tool, ToolContext, tool
 from stagefx._trace_view import format_trace, trace_tree
 from stagefx._tracing import NoopTracer, RecordingTracer, SpanRecord, Tracer
 from stagefx._usage import UsageTotals
@@ -91,6 +92,7 @@ __all__ = [
     "NoopTracer",
     "OutputSpec",
     "OutputValidationError",
+    "RateLimitHint",
     "RateLimits",
     "RecordingTracer",
     "ResourceContent",
@@ -108,6 +110,7 @@ __all__ = [
     "TextContent",
     "TokenUsage",
     "Tool",
+    "ToolContext",
     "ToolError",
     "ToolRoundsExceededError",
     "ToolSpec",

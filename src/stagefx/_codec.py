@@ -45,10 +45,11 @@ another version. It goes up whenever a shape changes incompatibly.
 
 Equality: `decode_x(encode_x(v)) == v` for every content, request, answer
 and state, and `ModelOutput.usage` and `.finish_reason` (left out of
-`ModelOutput` equality) come back too. JSON-like mappings (tool arguments,
-tool parameters, output schemas, `extra`) come back as dicts and lists, which
-equal what the constructors were given when that was JSON-like dicts and
-lists (a tuple comes back as a list). The one lossy part is an
+`ModelOutput` equality) come back too; `ModelOutput.limits` (a provider's
+rate-limit hint, also outside equality) is not encoded and decodes as None.
+JSON-like mappings (tool arguments, tool parameters, output schemas, `extra`)
+come back as dicts and lists, which equal what the constructors were given
+when that was JSON-like dicts and lists (a tuple comes back as a list). The one lossy part is an
 `ArtifactContent` whose value is not plain JSON: see `encode_content`.
 """
 

@@ -15,6 +15,7 @@ __all__ = [
     "ModelOutput",
     "ModelToolRequest",
     "ModelToolResponse",
+    "RateLimitHint",
     "TokenUsage",
 ]
 
@@ -74,17 +75,41 @@ class TokenUsage:
 
 @final
 @attrs.frozen(slots=True)
+class RateLimitHint:
+    """What the provider said is left of its rate limits when it answered.
+
+    `remaining_requests` / `remaining_tokens`: what may still be sent (None:
+    not said); `reset_requests` / `reset_tokens`: seconds from the answer until
+    that limit is back to full (None: not said). The OpenAI provider reads
+    them from the `x-ratelimit-*` headers; a `RateLimits` uses them to hold
+    calls when the provider has less left than its own budget would send.
+
+    Example: `RateLimitHint(remaining_tokens=0, reset_tokens=6.0)`
+    """
+
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests: float | None = None
+    reset_tokens: float | None = None
+
+
+@final
+@attrs.frozen(slots=True)
 class ModelOutput:
     """A turn produced by the model: content, and the tool calls it asks for.
 
-    `usage` and `finish_reason` describe the call that produced it; they do not
-    take part in equality, so contexts compare by what was said.
+    `usage`, `finish_reason` and `limits` (the provider's rate-limit hint, see
+    `RateLimitHint`) describe the call that produced it; they do not take part
+    in equality, so contexts compare by what was said. `limits` is not kept
+    by the codec (cassettes, step records): it only matters the moment the
+    answer arrives.
     """
 
     content: MultimodalContent = MultimodalContent.empty
     tool_requests: tuple[ModelToolRequest, ...] = ()
     usage: TokenUsage | None = attrs.field(default=None, eq=False)
     finish_reason: str | None = attrs.field(default=None, eq=False)
+    limits: RateLimitHint | None = attrs.field(default=None, eq=False)
 
     @classmethod
     def of(

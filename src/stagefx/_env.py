@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from contextvars import ContextVar
 from typing import TypeVar, final
 
@@ -20,7 +25,7 @@ import attrs
 from stagefx._clock import Clock, SystemClock
 from stagefx._tracing import NoopTracer, Tracer, current_span, is_tracing
 
-__all__ = ["Env", "ctx", "redact", "resolved", "scrub"]
+__all__ = ["Env", "ambient", "ctx", "redact", "resolved", "scrub"]
 
 T = TypeVar("T")
 
@@ -208,6 +213,16 @@ class _Context:
 
 
 _DEFAULT = Env()
+
+
+@contextmanager
+def ambient(env: Env) -> Iterator[None]:
+    """Make `env` the ambient Env (what `ctx.current()` gives) for the block only."""
+    token = _ambient.set(env)
+    try:
+        yield
+    finally:
+        _ambient.reset(token)
 
 
 def resolved(env: Env | None) -> Env:

@@ -45,10 +45,14 @@ class CallLayer:
 
 
 async def call_model(
-    request: ModelRequest, state: StageState, env: Env
+    request: ModelRequest,
+    state: StageState,
+    env: Env,
+    attributes: Mapping[str, str | int | bool] | None = None,
 ) -> tuple[ModelOutput, StageState] | StageException:
     """Ask the Env's model; the answer and `state` with its usage added, or a
-    failure carrying `state` (and so the usage spent before this call)."""
+    failure carrying `state` (and so the usage spent before this call).
+    `attributes` are added to the call's span (an output retry's number)."""
     model = env.get(GenerativeModel)
     layer = env.get(CallLayer)
     if model is None and layer is None:
@@ -60,6 +64,8 @@ async def call_model(
             return _failed(error, state)
         return _settled(answer, state)
     span = open_span(env.tracer, env.clock.now, "generate")
+    if attributes:
+        span.attributes.update(attributes)
     try:
         answer = await _ask(request, env, model, layer)
     except Exception as error:

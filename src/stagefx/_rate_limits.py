@@ -23,6 +23,15 @@ caller from the front of the line that fits: a later caller never overtakes
 an earlier one. A caller cancelled while waiting has taken nothing and gives
 nothing back; one admitted but cancelled before it resumed gives back exactly
 the charges taken for it.
+
+Provider hints (`ModelOutput.limits`, a `RateLimitHint`) only tighten: a hint
+that says fewer requests (or tokens) remain than the budget would let through
+before the hint's reset (its per-second share times the reset, at least one
+second) becomes a cap: until the reset (at most `max_pause` from the answer),
+the calls admitted may take no more than what remained. A call that does not
+fit waits for the reset. What a cap gave out is never given back (not on a
+cancel, nor by reported usage): the provider may have counted it. The ledger
+still applies as well, so a hint never lets more through than the budget would.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ import anyio
 from anyio.lowlevel import RunVar
 
 from stagefx._clock import Clock, SystemClock
-from stagefx._conversation import ModelInput, ModelOutput
+from stagefx._conversation import ModelInput, ModelOutput, RateLimitHint
 from stagefx._env import Env
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, missing_model
 from stagefx._model_call import CallLayer
@@ -241,6 +250,51 @@ class _Ledger:
                 self.used -= charge.amount
 
 
+@final
+class _Cap:
+    """A provider's hint for one budget: until `until`, at most `left` more."""
+
+    __slots__ = ("left", "until")
+
+    def __init__(self, left: int, until: float) -> None:
+        self.left = left
+        self.until = until
+
+    def wait(self, amount: int, now: float) -> float:
+        """Seconds until `amount` fits under the cap (0: it fits now)."""
+        if now >= self.until or amount <= self.left:
+            return 0.0
+        return self.until - now
+
+    def take(self, amount: int, now: float) -> None:
+        if now < self.until:
+            self.left -= amount
+
+
+def _tightened(
+    cap: _Cap | None,
+    ledger: _Ledger | None,
+    remaining: int | None,
+    reset: float | None,
+    now: float,
+    max_pause: float,
+) -> _Cap | None:
+    """`cap` after a hint that `remaining` are left for `reset` seconds: the
+    hint counts only if it is tighter than `ledger`'s share over that span
+    (any hint is, without a budget), and never loosens a cap still in force."""
+    active = cap if cap is not None and now < cap.until else None
+    if remaining is None or reset is None or reset <= 0 or max_pause <= 0:
+        return active
+    if ledger is not None and remaining >= ledger.share * max(reset, WINDOW):
+        return active
+    until = now + min(reset, max_pause)
+    if active is None:
+        return _Cap(remaining, until)
+    active.left = min(active.left, remaining)
+    active.until = max(active.until, until)
+    return active
+
+
 def _count(value: object, what: str) -> int | None:
     if value is None:
         return None
@@ -272,6 +326,16 @@ class RateLimits(CallLayer):
     - A 429 (`ModelFailure` "rate_limited") pauses every caller for its
       `retry_after` (at most `max_pause` seconds; one second when it gives
       none). The failure still goes to its caller: retrying is `with_retry`'s job.
+    - A provider's hint on an answer (`ModelOutput.limits`, which the OpenAI
+      provider reads from the `x-ratelimit-remaining-*` and
+      `x-ratelimit-reset-*` headers) tightens, never loosens: when it says
+      fewer requests or tokens remain than the budget would let through
+      before its reset (the per-second share times the reset, at least one
+      second; with no such budget, always), then until that reset (at most
+      `max_pause` seconds after the answer) every caller sharing the limits
+      may take only what remains, and a call that does not fit waits for the
+      reset. A hint without a reset is ignored, and a later hint before the
+      reset never raises what is left.
     - Callers wait in FIFO order (no overtaking), on the Env's clock; one
       cancelled while waiting has taken nothing and gives nothing back. A
       call cancelled after it went to the model keeps its charge (the
@@ -321,6 +385,8 @@ class RateLimits(CallLayer):
         self._requests = None if requests is None else _Ledger(requests)
         self._tokens = None if tokens is None else _Ledger(tokens)
         self._paused_until = -math.inf
+        self._request_cap: _Cap | None = None  # from providers' hints
+        self._token_cap: _Cap | None = None
         self._clock: Clock | None = None
         self._mutex = threading.Lock()  # the ledgers, across threads; never held over an await
         self._queues: RunVar[_Queue] = RunVar(f"stagefx.RateLimits.{id(self):x}")
@@ -349,7 +415,8 @@ class RateLimits(CallLayer):
             raise missing_model(StageState.empty)
         clock = env.clock
         self._check_clock(clock)
-        tokens = 0 if self._tokens is None else self.estimate(request)
+        counted = self._tokens is not None or self._token_cap is not None
+        tokens = self.estimate(request) if counted else 0
         charge = await self._admit(tokens, clock)
         answer = await model.generate(request, env)
         if self._settle(charge, answer, clock):
@@ -392,11 +459,14 @@ class RateLimits(CallLayer):
             wait = self._paused_until - now
             if wait > 0:
                 return wait
+            requests_cap, tokens_cap = self._request_cap, self._token_cap
             while line:
                 waiter = line[0]
                 wait = max(
                     0.0 if self._requests is None else self._requests.wait(1, now),
                     0.0 if self._tokens is None else self._tokens.wait(waiter.wanted, now),
+                    0.0 if requests_cap is None else requests_cap.wait(1, now),
+                    0.0 if tokens_cap is None else tokens_cap.wait(waiter.wanted, now),
                 )
                 if wait > 0:
                     break
@@ -404,6 +474,10 @@ class RateLimits(CallLayer):
                     waiter.requests = self._requests.charge(1, now)
                 if self._tokens is not None:
                     waiter.tokens = self._tokens.charge(waiter.wanted, now)
+                if requests_cap is not None:
+                    requests_cap.take(1, now)
+                if tokens_cap is not None:
+                    tokens_cap.take(waiter.wanted, now)
                 waiter.admitted = admitted = True
                 line.popleft()
                 waiter.wake.set()
@@ -435,11 +509,13 @@ class RateLimits(CallLayer):
             head.cancel()
 
     def _settle(self, charge: _Charge | None, answer: object, clock: Clock) -> bool:
-        """Reconcile the token charge with the usage `answer` reports, or pause
-        everyone after a 429. Whether tokens were given back."""
+        """Reconcile the token charge with the usage `answer` reports and take
+        in its hint, or pause everyone after a 429. Whether tokens were given back."""
         with self._mutex:
             now = clock.now()
             if isinstance(answer, ModelOutput):
+                if isinstance(answer.limits, RateLimitHint):
+                    self._tighten(answer.limits, now)
                 usage = answer.usage
                 if charge is not None and self._tokens is not None and usage is not None:
                     actual = max(usage.input_tokens, 0) + max(usage.output_tokens, 0)
@@ -447,6 +523,25 @@ class RateLimits(CallLayer):
             elif isinstance(answer, ModelFailure) and answer.kind == "rate_limited":
                 self._pause(answer.retry_after, now)
             return False
+
+    def _tighten(self, hint: RateLimitHint, now: float) -> None:
+        """Cap each budget the hint says has less left than the ledger would send."""
+        self._request_cap = _tightened(
+            self._request_cap,
+            self._requests,
+            _hinted_count(hint.remaining_requests),
+            _hinted_seconds(hint.reset_requests),
+            now,
+            self.max_pause,
+        )
+        self._token_cap = _tightened(
+            self._token_cap,
+            self._tokens,
+            _hinted_count(hint.remaining_tokens),
+            _hinted_seconds(hint.reset_tokens),
+            now,
+            self.max_pause,
+        )
 
     def _pause(self, retry_after: float | None, now: float) -> None:
         if retry_after is None or math.isnan(retry_after):
@@ -475,3 +570,17 @@ class RateLimits(CallLayer):
                 "one RateLimits was used under Envs with different clocks, whose times "
                 "cannot be compared: share one clock, or give each clock its own RateLimits"
             )
+
+
+def _hinted_count(value: object) -> int | None:
+    """A hint's count if it is an int >= 0 (a hand-made hint may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _hinted_seconds(value: object) -> float | None:
+    """A hint's reset if it is finite seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)

@@ -86,8 +86,12 @@ def _attrs_shape(kind: type[T]) -> Shape[T]:
     return Shape(model.model_json_schema(), validate, _name(kind))
 
 
-def parameters_shape(function: Callable[..., object], name: str) -> Shape[dict[str, object]]:
-    """The shape of a function's keyword arguments, from its signature."""
+def parameters_shape(
+    function: Callable[..., object], name: str, *, context: type | None = None
+) -> tuple[Shape[dict[str, object]], bool]:
+    """The shape of a function's keyword arguments, from its signature, and
+    whether its first parameter is annotated `context` (that parameter is not
+    the model's to fill: it is left out of the shape)."""
     try:
         hints = get_type_hints(function)
     except NameError as error:
@@ -95,8 +99,20 @@ def parameters_shape(function: Callable[..., object], name: str) -> Shape[dict[s
             f"tool {name!r}: cannot resolve a parameter annotation ({error}); "
             "define the types it uses at module level"
         ) from error
+    parameters = list(inspect.signature(function).parameters.values())
+    takes_context = (
+        context is not None
+        and bool(parameters)
+        and hints.get(parameters[0].name) is context
+        and parameters[0].kind
+        in (parameters[0].POSITIONAL_ONLY, parameters[0].POSITIONAL_OR_KEYWORD)
+    )
+    if takes_context:
+        parameters = parameters[1:]
     fields: dict[str, object] = {}
-    for parameter in inspect.signature(function).parameters.values():
+    for parameter in parameters:
+        if context is not None and hints.get(parameter.name) is context:
+            raise SchemaError(f"tool {name!r}: a {_name(context)} parameter must be the first one")
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise SchemaError(f"tool {name!r}: *args and **kwargs cannot be described to a model")
         if parameter.name not in hints:
@@ -116,7 +132,7 @@ def parameters_shape(function: Callable[..., object], name: str) -> Shape[dict[s
 
     schema = dict(model.model_json_schema())
     schema.pop("title", None)
-    return Shape(schema, validate, name)
+    return Shape(schema, validate, name), takes_context
 
 
 def _model(name: str, fields: Mapping[str, object]) -> type[pydantic.BaseModel]:

@@ -10,7 +10,7 @@ three hand the tree to the one interpreter.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
-from typing import ClassVar, Literal, ParamSpec, TypeVar, final, overload
+from typing import ClassVar, Concatenate, Literal, ParamSpec, TypeVar, final, overload
 
 import attrs
 from returns.context import RequiresContextFutureResult
@@ -39,7 +39,7 @@ from stagefx._nodes.completion import DEFAULT_TOOL_ROUNDS
 from stagefx._output import OutputSelection
 from stagefx._state import StageState
 from stagefx._structure import StageNode, describe
-from stagefx._tools import Tool
+from stagefx._tools import Tool, ToolContext
 from stagefx._tracing import AttributeValue
 
 __all__ = ["Stage", "StageMeta", "stage"]
@@ -185,12 +185,23 @@ class Stage:
         """Like `result_evaluation`, scoring the context with `evaluator(context)`."""
         return _made(evaluations.ContextEvaluation(evaluator, _flag(raises, "raises")), meta)
 
+    @overload
     @classmethod
-    def tool_call(cls, tool: Tool[P, object], /, *args: P.args, **kwargs: P.kwargs) -> Stage:
+    def tool_call(
+        cls, tool: Tool[Concatenate[ToolContext, P], object], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Stage: ...
+
+    @overload
+    @classmethod
+    def tool_call(cls, tool: Tool[P, object], /, *args: P.args, **kwargs: P.kwargs) -> Stage: ...
+
+    @classmethod
+    def tool_call(cls, tool: Tool[..., object], /, *args: object, **kwargs: object) -> Stage:
         """Call `tool` with keyword arguments and add the exchange to the
         context (a tool request, then its response), as if the model had asked;
-        the result is untouched. Models expect tool turns between an input and
-        an output: arrange the context around it.
+        the result is untouched (a tool taking a `ToolContext` gets the stage's).
+        Models expect tool turns between an input and an output: arrange the
+        context around it.
 
         Example: `Stage.tool_call(get_weather, location="New York")`
         """
@@ -280,12 +291,16 @@ class Stage:
         tools: Iterable[Tool[..., object]] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        output_retries: int = 0,
         meta: MetaInput = None,
         **extra: object,
     ) -> Stage:
         """Add `input` to the context and ask the Env's model; tool calls are run
         (up to `tool_rounds` rounds) and the final output becomes the result.
         `output` asks for text, JSON, YAML or a type; `extra` goes to the provider.
+        With `output_retries=n`, output that does not validate is sent back to
+        the model with the validation errors as a new input, and it is asked
+        again, up to n times (each retry's usage counts and is traced).
 
         Fails with `MissingEnvironmentError` (no model in the Env), a
         `ModelError` subclass (the provider failed), `OutputValidationError`
@@ -299,6 +314,7 @@ class Stage:
             output=output,
             tool_rounds=tool_rounds,
             extra=extra,
+            output_retries=output_retries,
         )
         return _made(completions.Completion.of(input, settings), meta)
 
@@ -312,6 +328,7 @@ class Stage:
         tools: Iterable[Tool[..., object]] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        output_retries: int = 0,
         meta: MetaInput = None,
         **extra: object,
     ) -> Stage:
@@ -322,6 +339,7 @@ class Stage:
             output=output,
             tool_rounds=tool_rounds,
             extra=extra,
+            output_retries=output_retries,
         )
         return _made(completions.PromptingCompletion(settings, input), meta)
 
@@ -333,6 +351,7 @@ class Stage:
         tools: Iterable[Tool[..., object]] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        output_retries: int = 0,
         meta: MetaInput = None,
         **extra: object,
     ) -> Stage:
@@ -344,6 +363,7 @@ class Stage:
             output=output,
             tool_rounds=tool_rounds,
             extra=extra,
+            output_retries=output_retries,
         )
         return _made(completions.LoopbackCompletion(settings), meta)
 
@@ -355,6 +375,7 @@ class Stage:
         tools: Iterable[Tool[..., object]] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
+        output_retries: int = 0,
         meta: MetaInput = None,
         **extra: object,
     ) -> Stage:
@@ -365,6 +386,7 @@ class Stage:
             output=output,
             tool_rounds=tool_rounds,
             extra=extra,
+            output_retries=output_retries,
         )
         return _made(completions.ResultCompletion(settings), meta)
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Generic, ParamSpec, TypeVar, cast, final, overload
 
 import anyio
+import attrs
 
 from stagefx._content import ArtifactContent, MultimodalContent, TextContent, _jsonable
 from stagefx._conversation import ModelToolRequest, ModelToolResponse
-from stagefx._env import Env
+from stagefx._env import Env, ambient
 from stagefx._errors import describe
 from stagefx._model import ToolSpec
 from stagefx._schema import ValidationFailure, parameters_shape
+from stagefx._state import StageState
 from stagefx._tracing import close_span, close_span_raised, is_tracing, open_span
 
 __all__ = [
@@ -23,6 +27,7 @@ __all__ = [
     "MAX_RESULT_DIGITS",
     "MAX_RESULT_VALUES",
     "Tool",
+    "ToolContext",
     "ToolOptions",
     "ToolLayer",
     "Toolbox",
@@ -37,6 +42,46 @@ MAX_RESULT_DIGITS = 4_300
 """The most digits an integer in a tool's result may have (CPython's default limit)."""
 MAX_RESULT_CHARS = 10_000_000
 """The longest rendering of a tool's (non-text) result shown to the model."""
+
+
+@final
+@attrs.frozen(slots=True)
+class ToolContext:
+    """What a tool may know about the stage that called it: annotate a tool's
+    first parameter `ToolContext` to receive it (as pydantic-ai's `RunContext`).
+    That parameter is not shown to the model and not part of its arguments.
+
+    `env`: the Env the stage runs in (`context.env.get(T)` finds a provider,
+    a `with_ctx` value included). `state`: the stage's state when the model
+    asked for the tool (its context holds the conversation so far).
+
+    Example:
+        ```python
+        @tool
+        async def tenant_name(context: ToolContext) -> str:
+            tenant = context.env.get(Tenant)
+            return tenant.name if tenant else "nobody"
+        ```
+    """
+
+    env: Env
+    state: StageState
+
+
+_calling: ContextVar[ToolContext | None] = ContextVar("stagefx_tool_context", default=None)
+"""The context of the tool call under way, set by `Toolbox.respond` around it."""
+
+
+@contextmanager
+def _running(context: ToolContext) -> Iterator[None]:
+    """During one tool call: its context, and its Env as the ambient one."""
+    token = _calling.set(context)
+    try:
+        with ambient(context.env):
+            yield
+    finally:
+        _calling.reset(token)
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,15 +110,29 @@ class Tool(Generic[P, R_co]):
         self.description = description or inspect.getdoc(function) or ""
         self.stop_on_error = stop_on_error
         self._function: Callable[..., object] = function
-        self._arguments = parameters_shape(function, self.name)
+        self._arguments, self.takes_context = parameters_shape(
+            function, self.name, context=ToolContext
+        )
+        """Whether the first parameter is a `ToolContext` (stagefx's to give, not the model's)."""
         self.spec = ToolSpec(self.name, self.description, self._arguments.schema)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
         return cast(R_co, await self._run(*args, **kwargs))
 
-    async def call(self, arguments: Mapping[str, object]) -> object:
-        """Validate model-given `arguments` against the schema, then call."""
-        return await self._run(**self._arguments.validate(dict(arguments)))
+    async def call(
+        self, arguments: Mapping[str, object], context: ToolContext | None = None
+    ) -> object:
+        """Validate model-given `arguments` against the schema, then call. A tool
+        that takes a `ToolContext` gets `context`, else the one of the call a
+        stage is making (so a `ToolLayer` calling `tool.call(arguments)` passes
+        it on); with neither it fails with `TypeError`."""
+        validated = self._arguments.validate(dict(arguments))
+        if not self.takes_context:
+            return await self._run(**validated)
+        given = _calling.get() if context is None else context
+        if given is None:
+            raise TypeError(f"tool {self.name!r} needs a ToolContext: call it from a stage")
+        return await self._run(given, **validated)
 
     async def _run(self, *args: object, **kwargs: object) -> object:
         produced = self._function(*args, **kwargs)
@@ -242,11 +301,14 @@ class Toolbox:
         self.specs = tuple(item.spec for item in self.tools.values())
 
     async def respond(
-        self, requests: tuple[ModelToolRequest, ...], env: Env
+        self, requests: tuple[ModelToolRequest, ...], env: Env, state: StageState
     ) -> tuple[tuple[ModelToolResponse, ...], tuple[tuple[str, Exception], ...]]:
         """Run every requested call concurrently. Returns the responses in request
-        order, and the errors of tools that must stop the pipeline."""
+        order, and the errors of tools that must stop the pipeline. During each
+        call `env` is ambient (`ctx.current()`), and a tool taking a
+        `ToolContext` gets `env` and `state`."""
         responses: list[ModelToolResponse | None] = [None] * len(requests)
+        context = ToolContext(env, state)
         fatal: list[tuple[str, Exception]] = []
 
         async def answer(index: int, request: ModelToolRequest) -> None:
@@ -271,11 +333,12 @@ class Toolbox:
             else:
                 try:
                     layer = env.get(ToolLayer)
-                    text_or_value = await (
-                        found.call(request.arguments)
-                        if layer is None
-                        else layer.call(found, request, env)
-                    )
+                    with _running(context):
+                        text_or_value = await (
+                            found.call(request.arguments, context)
+                            if layer is None
+                            else layer.call(found, request, env)
+                        )
                 except ValidationFailure as failure:
                     text, error = f"invalid arguments for {found.name}: {failure}", True
                     if found.stop_on_error:

@@ -56,6 +56,7 @@ class Settings:
     extra: Mapping[str, object]
     output: OutputSpec
     parse: Parser | None
+    output_retries: int = 0
 
     @classmethod
     def of(
@@ -66,12 +67,16 @@ class Settings:
         output: OutputSelection,
         tool_rounds: int,
         extra: Mapping[str, object],
+        output_retries: int = 0,
     ) -> Settings:
         if not isinstance(instructions, str):
             raise TypeError(f"instructions must be a str, got {type(instructions).__name__}")
         require_count(tool_rounds, "tool_rounds", 0)
+        require_count(output_retries, "output_retries", 0)
         spec, parse = output_of(output)
-        return cls(instructions, Toolbox(tools), tool_rounds, dict(extra), spec, parse)
+        return cls(
+            instructions, Toolbox(tools), tool_rounds, dict(extra), spec, parse, output_retries
+        )
 
 
 class _Completion(Node):
@@ -89,6 +94,8 @@ class _Completion(Node):
             details["tools"] = ", ".join(settings.toolbox.tools)
         if settings.output.mode != "auto":
             details["output"] = settings.output.name or settings.output.mode
+        if settings.output_retries:
+            details["output_retries"] = settings.output_retries
         return details
 
     def span(self) -> SpanSpec:
@@ -107,10 +114,15 @@ class _Completion(Node):
         return await self.converse(state, context, env)
 
     async def converse(self, state: StageState, context: ModelContext, env: Env) -> Outcome:
-        """Ask, answer tool calls (a round's concurrently), until a final output."""
+        """Ask, answer tool calls (a round's concurrently), until a final output.
+        Output that does not validate is shown to the model with what is wrong,
+        and it is asked again, up to `output_retries` times."""
         settings = self.settings
         spent = state
-        for _ in range(settings.tool_rounds + 1):
+        asked = 0  # since the last plain input: tool rounds so far, plus one
+        retries = 0
+        while True:
+            asked += 1
             request = ModelRequest(
                 settings.instructions,
                 context,
@@ -118,24 +130,43 @@ class _Completion(Node):
                 settings.output,
                 settings.extra,
             )
-            answered = await call_model(request, spent, env)
+            answered = await call_model(
+                request, spent, env, {"output_retry": retries} if retries else None
+            )
             if not isinstance(answered, tuple):
                 return answered
             answer, spent = answered
             context = (*context, answer)
             if not answer.tool_requests:
-                return _finished(settings, spent, context, answer)
-            responses, fatal = await settings.toolbox.respond(answer.tool_requests, env)
+                finished = _finished(settings, spent, context, answer)
+                if not isinstance(finished, OutputValidationError):
+                    return finished
+                if retries == settings.output_retries:
+                    return finished
+                retries += 1
+                ctx.log_debug("output retry", attempt=retries, limit=settings.output_retries)
+                context = (*context, ModelInput.of(_retry_prompt(finished)))
+                asked = 0
+                continue
+            responses, fatal = await settings.toolbox.respond(
+                answer.tool_requests, env, spent.updated(context=context)
+            )
             if fatal:
                 name, cause = fatal[0]
                 stopped = ToolError(f"tool {name!r} failed: {describe(cause)}", state=spent)
                 stopped.__cause__ = cause
                 return stopped
             context = (*context, ModelInput(tool_responses=responses))
-        return ToolRoundsExceededError(
-            f"the model asked for tools more than {settings.tool_rounds} times in a row",
-            state=spent,
-        )
+            if asked > settings.tool_rounds:
+                return ToolRoundsExceededError(
+                    f"the model asked for tools more than {settings.tool_rounds} times in a row",
+                    state=spent,
+                )
+
+
+def _retry_prompt(invalid: OutputValidationError) -> str:
+    """The turn that tells the model why its output was refused."""
+    return f"{invalid.message}\nAnswer again, with output that fixes these errors."
 
 
 def _finished(

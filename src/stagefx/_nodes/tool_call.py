@@ -53,7 +53,7 @@ class ToolCall(Node):
         request = ModelToolRequest(
             f"{self.tool.name}-{len(state.context)}", self.tool.name, self.arguments
         )
-        responses, fatal = await self.toolbox.respond((request,), env)
+        responses, fatal = await self.toolbox.respond((request,), env, state)
         if fatal:
             name, cause = fatal[0]
             stopped = ToolError(f"tool {name!r} failed: {describe(cause)}", state=state)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self, final
 
+import attrs
 import httpx2
 import openai
 
@@ -19,6 +20,7 @@ from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
 from stagefx.openai._config import OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.openai._errors import Scrubber, failure_of, retry_after
+from stagefx.openai._limits import rate_limit_hint
 
 __all__ = ["OpenAI"]
 
@@ -43,6 +45,11 @@ class OpenAI(GenerativeModel):
     `{"(arguments are not a JSON object)": text}`, which its validation
     answers with an error the model can correct. No failure message holds the
     API key, whatever its shape, nor a `Bearer` token.
+
+    An answer's `x-ratelimit-remaining-requests` / `-tokens` and
+    `x-ratelimit-reset-requests` / `-tokens` headers, when present, come back
+    as `ModelOutput.limits` (a `RateLimitHint`; values that cannot be read
+    are left out), which a `RateLimits` in the Env uses to hold calls.
 
     One provider may be entered by several scopes at once (nested or
     overlapping): it stays open until the last of them exits.
@@ -148,8 +155,9 @@ class OpenAI(GenerativeModel):
         model: str,
         scrub: Scrubber,
     ) -> ModelOutput | ModelFailure:
-        """The body's output, or its failure with the message scrubbed and a
-        rate limit's wait read from the answer's headers (capped)."""
+        """The body's output with the rate-limit hint of the answer's headers,
+        or its failure with the message scrubbed and a rate limit's wait read
+        from the answer's headers (capped)."""
         try:
             decoded = decode(answer.json(), model)
         except Exception as error:  # not JSON, not UTF-8, too deep, too long, not the shape
@@ -157,7 +165,8 @@ class OpenAI(GenerativeModel):
                 "unavailable", f"malformed response from OpenAI: {scrub.clip(describe(error))}"
             )
         if isinstance(decoded, ModelOutput):
-            return decoded
+            hint = rate_limit_hint(answer.headers)
+            return decoded if hint is None else attrs.evolve(decoded, limits=hint)
         message = f"OpenAI: {scrub.clip(decoded.message)}"
         if decoded.kind != "rate_limited":
             return ModelFailure(decoded.kind, message)

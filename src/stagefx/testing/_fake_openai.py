@@ -42,6 +42,7 @@ del openai  # imported above only to check it is installed
 __all__ = ["Fault", "FakeOpenAIServer", "RecordedRequest"]
 
 Callback = Callable[[ModelRequest], Answer | Awaitable[Answer]]
+Headers = Mapping[str, str] | Callable[[ModelRequest], Mapping[str, str]]
 
 
 @final
@@ -143,7 +144,10 @@ class FakeOpenAIServer:
     answers like a `FunctionModel`: text, content, a `ModelOutput` (with tool
     requests) or a `ModelFailure` (sent as the matching HTTP error).
     `latency` delays every answer (for benchmarks); `inject` queues faults;
-    `record=False` keeps no requests (for long load runs).
+    `record=False` keeps no requests (for long load runs). `headers` are
+    added to every answer the callback gives (not to errors or faults): a
+    mapping, or a function of the `ModelRequest` returning one, e.g.
+    `{"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6s"}`.
     """
 
     def __init__(
@@ -153,8 +157,10 @@ class FakeOpenAIServer:
         model: str = "fake-model",
         latency: float = 0.0,
         record: bool = True,
+        headers: Headers | None = None,
     ) -> None:
         self._answer = answer
+        self._headers = headers
         self._model = model
         self._latency = latency
         self._record = record
@@ -312,12 +318,18 @@ class FakeOpenAIServer:
             if output.kind == "refused":
                 encode_refusal = chat.encode_refusal if chat_api else responses.encode_refusal
                 refusal = encode_refusal(output.message, model=self._model, response_id=response_id)
-                return web.json_response(refusal)
+                return web.json_response(refusal, headers=self._extra_headers(decoded))
             return _failure(output)
         if output.usage is None:
             output = attrs.evolve(output, usage=_usage(decoded, output, self._model))
         encoded = encode_response(output, model=self._model, response_id=f"{next(self._ids):06d}")
-        return web.json_response(encoded)
+        return web.json_response(encoded, headers=self._extra_headers(decoded))
+
+    def _extra_headers(self, request: ModelRequest) -> dict[str, str] | None:
+        headers = self._headers
+        if headers is None:
+            return None
+        return dict(headers(request) if callable(headers) else headers)
 
 
 def _error(

@@ -19,13 +19,13 @@ from stagefx.openai._wire import (
     arguments_of,
     arguments_text,
     image_url,
-    is_strict_schema,
     items,
     mapping,
     number,
     part_text,
     plain_text,
     schema_name,
+    strictly,
     text,
 )
 
@@ -50,8 +50,7 @@ def _response_format(output: OutputSpec) -> JSON | None:
             "type": "json_schema",
             "json_schema": {
                 "name": schema_name(output),
-                "schema": dict(output.schema),
-                "strict": is_strict_schema(output.schema),
+                **strictly("schema", output.schema),
             },
         }
     if output.mode == "json":
@@ -101,8 +100,7 @@ def encode_request(request: ModelRequest, model: str, options: Mapping[str, obje
                 "function": {
                     "name": spec.name,
                     "description": spec.description,
-                    "parameters": dict(spec.parameters),
-                    "strict": is_strict_schema(spec.parameters),
+                    **strictly("parameters", spec.parameters),
                 },
             }
             for spec in request.tools

@@ -140,9 +140,12 @@ class OpenAI(GenerativeModel):
             answer = await client.post(path, cast_to=httpx2.Response, body=body)
         except openai.APIError as error:
             return failure_of(error, scrub, self._max_retry_after)
-        except (httpx2.HTTPError, RecursionError) as error:
-            # The connection broke, or (defensively) the client's own reading
-            # of an error body ran out of stack.
+        except Exception as error:
+            # The connection broke (whichever layer of the HTTP stack noticed),
+            # or (defensively) the client's own reading of an error body ran out
+            # of stack. Anything else is a bug, raised as such.
+            if not _is_transport(error):
+                raise
             return ModelFailure(
                 "unavailable", f"could not read OpenAI's answer: {type(error).__name__}"
             )
@@ -191,6 +194,16 @@ class OpenAI(GenerativeModel):
         config = _config(env)
         api = "responses" if isinstance(config, OpenAIResponsesConfig) else "chat"
         return {"provider": "openai", "api": api, "model": config.model, **config.options()}
+
+
+_TRANSPORT_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio"})
+
+
+def _is_transport(error: Exception) -> bool:
+    """Whether `error` says the connection failed, not that our code did."""
+    if isinstance(error, httpx2.HTTPError | OSError | RecursionError):
+        return True
+    return type(error).__module__.partition(".")[0] in _TRANSPORT_PACKAGES
 
 
 def _config(env: Env) -> OpenAIResponsesConfig | OpenAIChatConfig:

@@ -18,13 +18,13 @@ from stagefx.openai._wire import (
     arguments_of,
     arguments_text,
     image_url,
-    is_strict_schema,
     items,
     mapping,
     number,
     part_text,
     plain_text,
     schema_name,
+    strictly,
     text,
 )
 
@@ -46,8 +46,7 @@ def _format(output: OutputSpec) -> JSON | None:
         return {
             "type": "json_schema",
             "name": schema_name(output),
-            "schema": dict(output.schema),
-            "strict": is_strict_schema(output.schema),
+            **strictly("schema", output.schema),
         }
     if output.mode == "json":
         return {"type": "json_object"}
@@ -65,8 +64,7 @@ def encode_request(request: ModelRequest, model: str, options: Mapping[str, obje
                 "type": "function",
                 "name": spec.name,
                 "description": spec.description,
-                "parameters": dict(spec.parameters),
-                "strict": is_strict_schema(spec.parameters),
+                **strictly("parameters", spec.parameters),
             }
             for spec in request.tools
         ]

@@ -17,6 +17,7 @@ from stagefx._content import (
     ResourceContent,
     TextContent,
 )
+from stagefx._env import ctx
 from stagefx._model import OutputSpec
 
 JSON = dict[str, object]
@@ -41,23 +42,77 @@ def plain_text(content: MultimodalContent) -> str:
     return "".join(part_text(part) for part in content.parts if not isinstance(part, ImageContent))
 
 
-def is_strict_schema(schema: object) -> bool:
-    """Whether OpenAI's strict mode accepts `schema`: every object closed and
-    every property required (strict is used only then)."""
-    if isinstance(schema, Mapping):
-        if schema.get("type") == "object":
-            properties = schema.get("properties", {})
-            required = schema.get("required", [])
-            if schema.get("additionalProperties") is not False:
-                return False
-            if not isinstance(properties, Mapping) or not isinstance(required, list):
-                return False
-            if set(properties) != set(required):
-                return False
-        return all(is_strict_schema(value) for value in schema.values())
-    if isinstance(schema, list):
-        return all(is_strict_schema(value) for value in schema)
-    return True
+class _NotStrict(Exception):
+    """Why a schema cannot be made strict."""
+
+
+def strict_form(schema: Mapping[str, object]) -> tuple[dict[str, object], str | None]:
+    """`schema` as OpenAI's strict mode takes it, and None; or `schema` as it
+    is, and why it cannot be strict (the request then says strict: false).
+
+    Made strict, losslessly for what stagefx validates: an object with no
+    `additionalProperties` is closed (our validation ignores extra fields
+    anyway), and an optional property with a default becomes required with its
+    default dropped (the model then states the value). An optional property
+    without a default, or an open mapping (`additionalProperties` a schema or
+    true), cannot be strict.
+    """
+    try:
+        made = _strict(schema, "$")
+    except _NotStrict as why:
+        return dict(schema), str(why)
+    return made if isinstance(made, dict) else dict(schema), None
+
+
+_SCHEMA_MAPS = ("properties", "$defs", "definitions")
+_SCHEMA_ONE = ("items", "not", "contains")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def _strict(schema: object, where: str) -> object:
+    if not isinstance(schema, Mapping):
+        return schema
+    made: dict[str, object] = dict(schema)
+    for key in _SCHEMA_MAPS:
+        inner = made.get(key)
+        if isinstance(inner, Mapping):
+            made[key] = {name: _strict(value, f"{where}.{name}") for name, value in inner.items()}
+    for key in _SCHEMA_ONE:
+        if isinstance(made.get(key), Mapping):
+            made[key] = _strict(made[key], f"{where}.{key}")
+    for key in _SCHEMA_LISTS:
+        inner = made.get(key)
+        if isinstance(inner, list):
+            made[key] = [_strict(value, f"{where}.{key}") for value in inner]
+    if made.get("type") != "object" and "properties" not in made:
+        return made
+    extra = made.get("additionalProperties")
+    if extra is not None and extra is not False:
+        raise _NotStrict(f"{where} is a mapping of arbitrary keys")
+    properties = made.get("properties", {})
+    required = made.get("required", [])
+    if not isinstance(properties, dict) or not isinstance(required, list):
+        raise _NotStrict(f"{where} is not a plain object schema")
+    for name, value in list(properties.items()):
+        if name in required:
+            continue
+        if isinstance(value, dict) and "default" in value:
+            properties[name] = {key: item for key, item in value.items() if key != "default"}
+            continue
+        raise _NotStrict(f"{where}.{name} is optional and has no default")
+    made["properties"] = properties
+    made["required"] = list(properties)
+    made["additionalProperties"] = False
+    return made
+
+
+def strictly(key: str, schema: Mapping[str, object]) -> dict[str, object]:
+    """`{key: schema, "strict": ...}` for a request: strict wherever the schema
+    can be made so; otherwise as given, with the reason in a debug log line."""
+    made, why = strict_form(schema)
+    if why is not None:
+        ctx.log_debug("schema sent with strict: false", reason=why)
+    return {key: made, "strict": why is None}
 
 
 def schema_name(output: OutputSpec) -> str:

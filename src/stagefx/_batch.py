@@ -19,7 +19,7 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import TYPE_CHECKING, TypeAlias, final
+from typing import TypeAlias, final
 
 import anyio
 import attrs
@@ -30,12 +30,9 @@ from stagefx._content import ContentElement, ContentPart, MultimodalContent
 from stagefx._env import Env
 from stagefx._errors import StageException, StageExecutionError
 from stagefx._interpreter import interpret
-from stagefx._nodes._base import run_leaf
+from stagefx._nodes._base import Node, run_leaf
 from stagefx._state import StageState
 from stagefx._usage import UsageTotals
-
-if TYPE_CHECKING:
-    from stagefx._stage import Stage
 
 __all__ = ["BatchInput", "BatchProgress", "BatchResults", "Outcome", "batch", "map_over"]
 
@@ -161,20 +158,19 @@ class _Tally:
 
 
 async def _run(
-    stage: Stage,
+    node: Node,
     inputs: Iterable[object] | AsyncIterable[object],
     concurrency: int,
     env: Env,
     tally: _Tally,
     emit: Callable[[int, Outcome], Awaitable[None]],
 ) -> None:
-    """Run every input through `stage`, at most `concurrency` at once, reading
+    """Run every input through `node`, at most `concurrency` at once, reading
     the next input only when a slot frees; `emit` each outcome as it finishes.
     An error from the inputs themselves stops reading: the items in flight
     finish, then it is raised."""
     slots = anyio.Semaphore(concurrency)
     broken: list[BaseException] = []
-    node = stage.node
 
     async def one(index: int, item: object) -> None:
         try:
@@ -238,7 +234,7 @@ def _check_concurrency(concurrency: object) -> int:
 
 
 async def batch(
-    stage: Stage,
+    node: Node,
     inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
     *,
     concurrency: int,
@@ -255,7 +251,7 @@ async def batch(
         found[index] = outcome
 
     try:
-        await _run(stage, inputs, limit, env, tally, keep)
+        await _run(node, inputs, limit, env, tally, keep)
     finally:
         if bar is not None:
             bar.close()
@@ -263,7 +259,7 @@ async def batch(
 
 
 async def map_over(
-    stage: Stage,
+    node: Node,
     inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
     *,
     concurrency: int,
@@ -288,7 +284,7 @@ async def map_over(
                 await stream.send((index, outcome))
 
             try:
-                await _run(stage, inputs, limit, env, tally, emit)
+                await _run(node, inputs, limit, env, tally, emit)
             except Exception as error:  # the inputs failed: raised once the rest is out
                 broken.append(error)
 

@@ -25,7 +25,7 @@ import attrs
 from stagefx._clock import Clock, SystemClock
 from stagefx._tracing import NoopTracer, Tracer, current_span, is_tracing
 
-__all__ = ["Env", "ambient", "ctx", "redact", "resolved", "scrub"]
+__all__ = ["Env", "HoldsSecrets", "ambient", "ctx", "redact", "resolved", "scrub"]
 
 T = TypeVar("T")
 
@@ -61,6 +61,15 @@ def redact(attributes: Mapping[str, object], secrets: Iterable[str] = ()) -> dic
         else:
             safe[key] = value
     return safe
+
+
+class HoldsSecrets:
+    """A provider holding strings that must never be written anywhere (an API
+    key); `GenerativeModel` is one. Logs and cassettes scrub what it names."""
+
+    def secrets(self) -> tuple[str, ...]:
+        """The strings to scrub (none by default)."""
+        return ()
 
 
 @final
@@ -114,11 +123,9 @@ class Env:
 
     def secrets(self) -> tuple[str, ...]:
         """Every string a provider in this Env says must never be written (API keys)."""
-        from stagefx._model import GenerativeModel  # the model role builds on the Env
-
         found: list[str] = []
         for provider in self.providers:
-            if isinstance(provider, GenerativeModel):  # nominal, never by shape
+            if isinstance(provider, HoldsSecrets):  # nominal, never by shape
                 found.extend(secret for secret in provider.secrets() if secret)
         return tuple(found)
 

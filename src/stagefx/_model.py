@@ -8,7 +8,7 @@ from typing import Literal, TypeAlias, final
 import attrs
 
 from stagefx._conversation import ModelContext, ModelOutput
-from stagefx._env import Env
+from stagefx._env import Env, HoldsSecrets
 from stagefx._errors import (
     MissingEnvironmentError,
     ModelAuthenticationError,
@@ -87,7 +87,7 @@ class ModelRequest:
     extra: Mapping[str, object] = attrs.field(factory=dict)
 
 
-class GenerativeModel:
+class GenerativeModel(HoldsSecrets):
     """A provider: answers a request with a `ModelOutput` or a `ModelFailure`.
 
     Expected failures (rate limits, outages, refusals) are returned; anything

@@ -34,11 +34,11 @@ from stagefx._nodes import external_cache as external
 from stagefx._nodes import memory as memory_nodes
 from stagefx._nodes import router as _routing
 from stagefx._nodes import tool_call as tool_calls
-from stagefx._nodes._base import Node
+from stagefx._nodes._base import Node, describe
 from stagefx._nodes.completion import DEFAULT_TOOL_ROUNDS
 from stagefx._output import OutputSelection
 from stagefx._state import StageState
-from stagefx._structure import StageNode, describe
+from stagefx._structure import StageNode
 from stagefx._tools import Tool, ToolContext
 from stagefx._tracing import AttributeValue
 
@@ -590,7 +590,7 @@ class Stage:
         Example: `outcomes = await pipeline.batch(tickets, concurrency=32, env=env)`
         """
         return await _batch.batch(
-            self, inputs, concurrency=concurrency, env=resolved(env), progress=progress
+            self.node, inputs, concurrency=concurrency, env=resolved(env), progress=progress
         )
 
     def map(
@@ -607,7 +607,7 @@ class Stage:
         the items still in flight are then cancelled at once.
         """
         return _batch.map_over(
-            self, inputs, concurrency=concurrency, env=resolved(env), progress=progress
+            self.node, inputs, concurrency=concurrency, env=resolved(env), progress=progress
         )
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, TypeAlias, final
+from typing import TypeAlias, final
 
 import attrs
 
-if TYPE_CHECKING:
-    from stagefx._nodes._base import Node
-
-__all__ = ["Detail", "StageNode", "describe"]
+__all__ = ["Detail", "StageNode"]
 
 Detail: TypeAlias = str | int | float | bool
 
@@ -66,30 +63,6 @@ class StageNode:
                 lines.append(f"    {own} {edge} {child_id}")
             pending.extend(reversed(children))
         return "\n".join(lines)
-
-
-def describe(root: Node) -> StageNode:
-    """The `StageNode` view of a node tree, built bottom-up without recursion.
-
-    A `Named` node shows as its child under its name, not as a node of its own.
-    """
-    built: list[StageNode] = []
-    pending: list[tuple[Node, bool]] = [(root, False)]
-    while pending:
-        node, expanded = pending.pop()
-        children = node.children()
-        if not expanded:
-            pending.append((node, True))
-            pending.extend((child, False) for child in reversed(children))
-            continue
-        first = len(built) - len(children)
-        shown = tuple(built[first:])
-        del built[first:]
-        if node.kind == "named":
-            built.append(attrs.evolve(shown[0], name=node.name))
-        else:
-            built.append(StageNode(node.kind, node.name, dict(node.details()), shown))
-    return built[0]
 
 
 def _escape(text: str) -> str:

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, final
+from typing import final
 
 import attrs
 
 from stagefx._conversation import TokenUsage
 from stagefx._state import StageState
 
-if TYPE_CHECKING:
-    from stagefx._errors import StageException
-
 __all__ = [
     "Ledger",
     "UsageTotals",
-    "carrying",
     "close_ledger",
     "open_ledger",
     "record_spend",
-    "spent",
-    "with_all_spent",
     "with_usage",
     "without_usage",
 ]
@@ -92,38 +86,6 @@ class UsageTotals:
 
 
 _NONE = UsageTotals()
-
-
-def spent(outcome: StageState | StageException) -> UsageTotals:
-    """The usage an outcome reports: a state's totals, or a failure's state's."""
-    state = outcome if isinstance(outcome, StageState) else outcome.state
-    return state.get(UsageTotals, _NONE)
-
-
-def carrying(state: StageState, failure: StageException) -> StageState:
-    """`state` plus what `failure` spent beyond it: to run again or fall back from."""
-    start = state.get(UsageTotals, _NONE)
-    extra = spent(failure).beyond(start)
-    if not extra.models:
-        return state
-    return state.updated(start.combined(extra))
-
-
-def with_all_spent(
-    base: StageState, outcomes: list[StageState | StageException], kept: StageState
-) -> StageState:
-    """`kept` with `base`'s usage plus what every outcome spent beyond it,
-    whichever outcomes it was made from (failed ones included)."""
-    start = base.get(UsageTotals, _NONE)
-    total = start
-    for outcome in outcomes:
-        state = outcome if isinstance(outcome, StageState) else outcome.state
-        if state.values is base.values:
-            continue  # the hot path: a branch that changed no values spent nothing
-        extra = state.get(UsageTotals, _NONE).beyond(start)
-        if extra.models:
-            total = total.combined(extra)
-    return with_usage(kept, total)
 
 
 def with_usage(state: StageState, usage: UsageTotals) -> StageState:

@@ -23,15 +23,27 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
+import attrs
+
 from stagefx._errors import StageException
 from stagefx._state import StageState
-from stagefx._structure import Detail
+from stagefx._structure import Detail, StageNode
 from stagefx._tracing import AttributeValue, close_span, close_span_raised, open_span
 
 if TYPE_CHECKING:
     from stagefx._env import Env
 
-__all__ = ["Detail", "Frame", "Next", "Node", "Outcome", "SpanSpec", "Within", "run_leaf"]
+__all__ = [
+    "Detail",
+    "Frame",
+    "Next",
+    "Node",
+    "Outcome",
+    "SpanSpec",
+    "Within",
+    "describe",
+    "run_leaf",
+]
 
 Outcome: TypeAlias = StageState | StageException
 SpanSpec: TypeAlias = tuple[str, Mapping[str, AttributeValue] | None]
@@ -131,3 +143,27 @@ async def run_leaf(node: Node, state: StageState, env: Env) -> Outcome:
         raise
     close_span(handle, outcome)
     return outcome
+
+
+def describe(root: Node) -> StageNode:
+    """The `StageNode` view of a node tree, built bottom-up without recursion.
+
+    A `Named` node shows as its child under its name, not as a node of its own.
+    """
+    built: list[StageNode] = []
+    pending: list[tuple[Node, bool]] = [(root, False)]
+    while pending:
+        node, expanded = pending.pop()
+        children = node.children()
+        if not expanded:
+            pending.append((node, True))
+            pending.extend((child, False) for child in reversed(children))
+            continue
+        first = len(built) - len(children)
+        shown = tuple(built[first:])
+        del built[first:]
+        if node.kind == "named":
+            built.append(attrs.evolve(shown[0], name=node.name))
+        else:
+            built.append(StageNode(node.kind, node.name, dict(node.details()), shown))
+    return built[0]

@@ -10,6 +10,7 @@ from typing import ClassVar, Protocol, TypeAlias, final
 import anyio
 import attrs
 
+from stagefx._accounting import with_all_spent
 from stagefx._env import Env
 from stagefx._errors import StageException
 from stagefx._interpreter import interpret
@@ -17,7 +18,6 @@ from stagefx._nodes._base import Detail, Node, Outcome, SpanSpec, run_leaf
 from stagefx._nodes._calls import failure, require_count, resolve
 from stagefx._state import StageState
 from stagefx._tracing import close_span, close_span_raised, open_span
-from stagefx._usage import with_all_spent
 
 __all__ = ["DEFAULT_CONCURRENT_TASKS", "Concurrent", "Merge", "MergeBranches"]
 

@@ -12,6 +12,7 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
+from stagefx._accounting import carrying
 from stagefx._clock import SystemClock
 from stagefx._env import Env
 from stagefx._errors import (
@@ -27,7 +28,6 @@ from stagefx._tracing import annotate
 from stagefx._usage import (
     Ledger,
     UsageTotals,
-    carrying,
     close_ledger,
     open_ledger,
     with_usage,

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from returns.result import Failure, Success
 
 from stagefx import (
+    ArtifactContent,
     CacheStore,
     Env,
     GenerativeModel,
     ModelFailure,
+    ModelInput,
     ModelOutput,
     ModelRequest,
     ModelToolRequest,
@@ -218,3 +220,33 @@ def test_every_builtin_exception_with_a_broken_str_becomes_a_failure(
         return outcome
 
     assert isinstance(anyio.run(attempt, backend=backend), Success | Failure)
+
+
+class Incomparable:
+    """An artifact value whose equality raises: combinators that compare turns meet it."""
+
+    def __eq__(self, other: object) -> bool:
+        raise UnprintableError
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable on purpose, as its __eq__ is hostile
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_value_whose_eq_raises_inside_a_combinator_becomes_a_failure(backend: str) -> None:
+    def hostile() -> ModelInput:  # a new value each time: equality is asked, not identity
+        return ModelInput(MultimodalContent.of(ArtifactContent(Incomparable(), "x")))
+
+    @stage
+    async def adds_a_turn(*, state: StageState) -> StageState:
+        return state.updated(context=(hostile(), *state.context))
+
+    start = StageState(context=(hostile(),))
+    pipeline = adds_a_turn.with_volatile_tools_context().with_retry(limit=1)
+
+    async def attempt() -> object:
+        return await pipeline.attempt(start, env=Env.of())
+
+    outcome = anyio.run(attempt, backend=backend)
+    assert isinstance(outcome, Failure)
+    assert isinstance(outcome.failure(), StageException)
+    assert "UnprintableError" in str(outcome.failure())

@@ -17,6 +17,7 @@ from typing import cast
 from stagefx._env import Env
 from stagefx._errors import StageException
 from stagefx._nodes._base import Frame, Next, Node, Outcome, Within, run_leaf
+from stagefx._nodes._calls import failure
 from stagefx._state import StageState
 from stagefx._tracing import (
     SpanHandle,
@@ -68,12 +69,14 @@ class _Restore:
 
 
 async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
-    """Run `root` on `state` in `env`; the outcome, never a raised failure."""
+    """Run `root` on `state` in `env`; the outcome, never a raised failure: only
+    cancellation (and other BaseExceptions that are not Exceptions) leaves."""
     stack: list[Frame] = []
     push = stack.append
     pop = stack.pop
     tracing = env.tracer_active
     step: Next = (root, state)
+    last = state  # the last good state, for a failure raised where no node caught it
     while True:
         try:
             while True:
@@ -81,8 +84,9 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
                     if len(step) == 3:
                         push(step[2])
                     node: Node = step[0]
+                    last = step[1]
                     if node.leaf:
-                        step = await run_leaf(node, step[1], env)
+                        step = await run_leaf(node, last, env)
                         continue
                     if tracing:
                         spanned = node.span()
@@ -92,6 +96,8 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
                 elif type(step) is StageState or isinstance(step, StageException):
                     if not stack:
                         return step
+                    if type(step) is StageState:
+                        last = step
                     step = pop().resume(step)
                 elif type(step) is Within:
                     push(_EnvFrame(env))
@@ -104,7 +110,12 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
                     step = step.outcome
                 else:
                     step = await cast("Awaitable[Next]", step)
-        except BaseException as error:
+        except Exception as error:
+            # Nodes catch user code themselves; this is the net under them all
+            # (a hostile value's __eq__ in a combine, a frame's own bug): the
+            # failure goes on up as a value, so retries, fallbacks and spans see it.
+            step = failure(error, last)
+        except BaseException as error:  # cancellation: unwind, LIFO, unless a frame absorbs it
             step, restored = await _unwind(stack, error)
             if restored is not None:
                 env = restored

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeAlias
 import attrs
 
 from stagefx._errors import StageException
+from stagefx._nodes._calls import failure
 from stagefx._state import StageState
 from stagefx._structure import Detail, StageNode
 from stagefx._tracing import AttributeValue, close_span, close_span_raised, open_span
@@ -125,19 +126,25 @@ class Frame:
 
 
 async def run_leaf(node: Node, state: StageState, env: Env) -> Outcome:
-    """A leaf's `run`, inside the span it declares when the Env is tracing.
+    """A leaf's `run` as a value, inside the span it declares when the Env is
+    tracing; what a leaf raises (never by design) becomes its failure.
 
-    Leaves need no frame: the interpreter, sequences, loops and concurrent
-    branches all run them through here.
+    Leaves need no frame: the interpreter, traced sequences and loops,
+    concurrent branches and batch items run them through here.
     """
-    if not env.tracer_active:
-        return await node.run(state, env)
-    spanned = node.span()
-    if spanned is None:
-        return await node.run(state, env)
+    try:
+        if not env.tracer_active:
+            return await node.run(state, env)
+        spanned = node.span()
+        if spanned is None:
+            return await node.run(state, env)
+    except Exception as error:
+        return failure(error, state)
     handle = open_span(env.tracer, env.clock.now, *spanned)
     try:
         outcome = await node.run(state, env)
+    except Exception as error:
+        outcome = failure(error, state)
     except BaseException as error:
         close_span_raised(handle, error)
         raise

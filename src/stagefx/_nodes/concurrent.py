@@ -105,7 +105,7 @@ class Concurrent(Node):
             node = branches[index]
             if not traced:
                 outcomes[index] = await (
-                    node.run(state, env) if node.leaf else interpret(node, state, env)
+                    run_leaf(node, state, env) if node.leaf else interpret(node, state, env)
                 )
                 return
             span = open_span(env.tracer, env.clock.now, f"branch {index}")

@@ -57,12 +57,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal, NoReturn, TypeAlias, get_args
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, NoReturn, TypeAlias, final, get_args
 
+import msgspec
 import pydantic
 
 from stagefx._content import (
@@ -88,6 +88,8 @@ __all__ = [
     "CODEC_VERSION",
     "JSON",
     "CodecError",
+    "RequestEncoder",
+    "canonical",
     "decode_answer",
     "decode_content",
     "decode_request",
@@ -96,6 +98,7 @@ __all__ = [
     "encode_content",
     "encode_request",
     "encode_state",
+    "pretty",
 ]
 
 CODEC_VERSION: int = 1
@@ -105,9 +108,17 @@ JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | 
 """Plain JSON data, as `json.loads` returns it."""
 
 
+_Path: TypeAlias = "str | tuple[_Path, str | int]"
+"""Where a value sits, built as a chain of (parent, key) pairs and rendered
+as text (`request.context[1]`) only when a message needs it."""
+
+
 class CodecError(ValueError):
     """Data that does not decode, or a value that does not encode; the message says where."""
 
+
+_SORTED = msgspec.json.Encoder(order="sorted")
+_KNOWN_LIMIT = 4096
 
 _MAX_DEPTH = 256
 """How deeply JSON-like values may nest (deeper, or cyclic, values are refused)."""
@@ -133,8 +144,10 @@ def encode_content(content: MultimodalContent) -> JSON:
     list, str, int, float, bool or None all the way down, with string keys
     and finite floats); `"type"` is informative and never read back.
     """
-    with _guard("content"):
+    try:
         return _encode_content(content, "content")
+    except RecursionError as error:
+        raise _too_deep("content") from error
 
 
 def decode_content(data: JSON) -> MultimodalContent:
@@ -148,33 +161,82 @@ def decode_content(data: JSON) -> MultimodalContent:
     model answers hold no artifacts (parsing happens after the call) and a
     request only needs its text and a canonical value to compare by.
     """
-    with _guard("content"):
+    try:
         return _decode_content(data, "content")
+    except RecursionError as error:
+        raise _too_deep("content") from error
 
 
 def encode_request(request: ModelRequest) -> dict[str, JSON]:
     """`request` as `{"instructions", "context", "tools", "output", "extra"}`."""
-    with _guard("request"):
+    try:
         return _encode_request(request, "request")
+    except RecursionError as error:
+        raise _too_deep("request") from error
+
+
+@final
+class RequestEncoder:
+    """`encode_request` for a stream of calls: each turn and tool spec is
+    encoded once and its encoding reused while the same object comes back.
+
+    A conversation re-sends all its earlier turns, and a stage its tools,
+    with every call; both are immutable values, so a Recorder keying every
+    call pays for what is new in it. It remembers up to 4,096 objects, then
+    starts afresh. The encodings it returns share those parts: read them,
+    do not change them.
+    """
+
+    def __init__(self) -> None:
+        self._known: _Known = {}
+
+    def __call__(self, request: ModelRequest) -> dict[str, JSON]:
+        try:
+            return _encode_request(request, "request", self._known)
+        except RecursionError as error:
+            raise _too_deep("request") from error
+
+
+def canonical(data: JSON) -> bytes:
+    """`data` as compact UTF-8 JSON with sorted keys: equal data, equal bytes
+    (keys to match by and to hash). A string UTF-8 cannot hold (a lone
+    surrogate) raises `CodecError`; NaN and infinities, which the codec never
+    produces, would be written as null."""
+    try:
+        return _SORTED.encode(data)
+    except UnicodeEncodeError as error:
+        raise CodecError(f"a string UTF-8 cannot hold: {error.reason}") from error
+
+
+def pretty(data: JSON) -> str:
+    """`data` as JSON text with sorted keys, indented by two spaces: files
+    that are the same bytes for the same data and diff line by line."""
+    return msgspec.json.format(canonical(data), indent=2).decode("utf-8")
 
 
 def decode_request(data: JSON) -> ModelRequest:
     """The request `data` encodes; `CodecError` (saying where) if it is not one."""
-    with _guard("request"):
+    try:
         return _decode_request(data, "request")
+    except RecursionError as error:
+        raise _too_deep("request") from error
 
 
 def encode_answer(answer: ModelOutput | ModelFailure) -> dict[str, JSON]:
     """`{"output": {...}}` for a `ModelOutput` (usage and finish reason
     included), `{"failure": {"kind", "message", "retry_after"}}` for a `ModelFailure`."""
-    with _guard("answer"):
+    try:
         return _encode_answer(answer, "answer")
+    except RecursionError as error:
+        raise _too_deep("answer") from error
 
 
 def decode_answer(data: JSON) -> ModelOutput | ModelFailure:
     """The answer `data` encodes, with its usage and finish reason; `CodecError` if none."""
-    with _guard("answer"):
+    try:
         return _decode_answer(data, "answer")
+    except RecursionError as error:
+        raise _too_deep("answer") from error
 
 
 def encode_state(state: StageState, *, types: Sequence[type[object]] = ()) -> dict[str, JSON]:
@@ -187,8 +249,10 @@ def encode_state(state: StageState, *, types: Sequence[type[object]] = ()) -> di
     dataclass, a pydantic model, a TypedDict...). A value of any other type
     raises `CodecError` naming the type.
     """
-    with _guard("state"):
+    try:
         return _encode_state(state, _named_types(types, "state"), "state")
+    except RecursionError as error:
+        raise _too_deep("state") from error
 
 
 def decode_state(data: JSON, *, types: Sequence[type[object]] = ()) -> StageState:
@@ -196,24 +260,22 @@ def decode_state(data: JSON, *, types: Sequence[type[object]] = ()) -> StageStat
     validation as the `types` of the same qualified names, and a value of a
     type not listed raises `CodecError`. Decoding runs no code but stagefx's
     and pydantic's validation of the listed types."""
-    with _guard("state"):
-        return _decode_state(data, _named_types(types, "state"), "state")
-
-
-@contextlib.contextmanager
-def _guard(what: str) -> Iterator[None]:
-    """Turn running out of stack (data nested absurdly deep) into a `CodecError`."""
     try:
-        yield
+        return _decode_state(data, _named_types(types, "state"), "state")
     except RecursionError as error:
-        raise CodecError(f"{what}: nested too deeply") from error
+        raise _too_deep("state") from error
+
+
+def _too_deep(what: str) -> CodecError:
+    """Running out of stack (data nested absurdly deep) as a `CodecError`."""
+    return CodecError(f"{what}: nested too deeply")
 
 
 # --- errors and paths -----------------------------------------------------------
 
 
-def _fail(path: str, problem: str) -> NoReturn:
-    raise CodecError(f"{path}: {problem}")
+def _fail(path: _Path, problem: str) -> NoReturn:
+    raise CodecError(f"{_render(path)}: {problem}")
 
 
 def _kind(data: object) -> str:
@@ -241,14 +303,21 @@ def _show(key: object) -> str:
     return _kind(key)
 
 
-def _at(path: str, key: str) -> str:
-    if key.isidentifier():
-        return f"{path}.{key}"
-    return f"{path}[{_show(key)}]"
-
-
-def _item(path: str, index: int) -> str:
-    return f"{path}[{index}]"
+def _render(path: _Path) -> str:
+    """`path` as text: `request.context[1].output.usage`."""
+    steps: list[str | int] = []
+    while isinstance(path, tuple):
+        path, step = path
+        steps.append(step)
+    text = path
+    for step in reversed(steps):
+        if isinstance(step, int):
+            text = f"{text}[{step}]"
+        elif step.isidentifier():
+            text = f"{text}.{step}"
+        else:
+            text = f"{text}[{_show(step)}]"
+    return text
 
 
 def _type_name(kind: type[object]) -> str:
@@ -260,7 +329,7 @@ def _type_name(kind: type[object]) -> str:
 # --- JSON values ------------------------------------------------------------------
 
 
-def _json(value: object, path: str, depth: int = 0) -> JSON:
+def _json(value: object, path: _Path, depth: int = 0) -> JSON:
     """`value` as fresh plain JSON: any mapping becomes a dict, a tuple a list,
     subclasses of str, int, float and bool their base type."""
     if value is None:
@@ -280,20 +349,20 @@ def _json(value: object, path: str, depth: int = 0) -> JSON:
     if isinstance(value, Mapping):
         return _json_mapping(value, path, depth)
     if isinstance(value, list | tuple):
-        return [_json(item, _item(path, index), depth + 1) for index, item in enumerate(value)]
+        return [_json(item, (path, index), depth + 1) for index, item in enumerate(value)]
     _fail(path, f"{_kind(value)} is not JSON")
 
 
-def _json_mapping(value: Mapping[object, object], path: str, depth: int = 0) -> dict[str, JSON]:
+def _json_mapping(value: Mapping[object, object], path: _Path, depth: int = 0) -> dict[str, JSON]:
     result: dict[str, JSON] = {}
     for key, item in value.items():
         if not isinstance(key, str):
             _fail(path, f"keys must be strings, not {_kind(key)}")
-        result[str.__str__(key)] = _json(item, _at(path, key), depth + 1)
+        result[str.__str__(key)] = _json(item, (path, key), depth + 1)
     return result
 
 
-def _json_object(data: object, path: str) -> dict[str, JSON]:
+def _json_object(data: object, path: _Path) -> dict[str, JSON]:
     if not isinstance(data, Mapping):
         _fail(path, f"expected an object, got {_kind(data)}")
     return _json_mapping(data, path)
@@ -339,35 +408,35 @@ def _parsed(text: str) -> object:
 # --- scalars ------------------------------------------------------------------------
 
 
-def _string(data: object, path: str) -> str:
+def _string(data: object, path: _Path) -> str:
     if not isinstance(data, str):
         _fail(path, f"expected a string, got {_kind(data)}")
     return str.__str__(data)
 
 
-def _optional_string(data: object, path: str) -> str | None:
+def _optional_string(data: object, path: _Path) -> str | None:
     return None if data is None else _string(data, path)
 
 
-def _integer(data: object, path: str) -> int:
+def _integer(data: object, path: _Path) -> int:
     if isinstance(data, bool) or not isinstance(data, int):
         _fail(path, f"expected an integer, got {_kind(data)}")
     return _checked_int(data, path)
 
 
-def _checked_int(value: int, path: str) -> int:
+def _checked_int(value: int, path: _Path) -> int:
     if value.bit_length() > _MAX_INT_BITS:
         _fail(path, f"integer too large for JSON ({value.bit_length()} bits)")
     return int.__int__(value)
 
 
-def _boolean(data: object, path: str) -> bool:
+def _boolean(data: object, path: _Path) -> bool:
     if not isinstance(data, bool):
         _fail(path, f"expected a boolean, got {_kind(data)}")
     return data is True
 
 
-def _optional_number(data: object, path: str) -> float | None:
+def _optional_number(data: object, path: _Path) -> float | None:
     if data is None:
         return None
     if isinstance(data, bool) or not isinstance(data, int | float):
@@ -381,29 +450,29 @@ def _optional_number(data: object, path: str) -> float | None:
     return number
 
 
-def _list(data: object, path: str) -> list[object]:
+def _list(data: object, path: _Path) -> list[object]:
     if not isinstance(data, list):
         _fail(path, f"expected a list, got {_kind(data)}")
     return data
 
 
 def _fields(
-    data: object, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
+    data: object, path: _Path, required: tuple[str, ...], optional: tuple[str, ...] = ()
 ) -> dict[str, object]:
     """`data` as an object with all `required` keys and no keys but those and `optional`."""
     if not isinstance(data, dict):
         _fail(path, f"expected an object, got {_kind(data)}")
-    known = (*required, *optional)
     for key in data:
-        if not isinstance(key, str) or key not in known:
-            _fail(path, f"unexpected key {_show(key)} (expected {', '.join(known)})")
+        if key not in optional and key not in required:
+            known = ", ".join((*required, *optional))
+            _fail(path, f"unexpected key {_show(key)} (expected {known})")
     for key in required:
         if key not in data:
             _fail(path, f"missing key {key!r}")
     return data
 
 
-def _tagged(data: object, path: str, tags: tuple[str, ...]) -> tuple[str, object]:
+def _tagged(data: object, path: _Path, tags: tuple[str, ...]) -> tuple[str, object]:
     """The one key of `data` (one of `tags`) and its value."""
     if not isinstance(data, dict) or len(data) != 1:
         _fail(path, f"expected an object with one key, one of {', '.join(tags)}; got {_kind(data)}")
@@ -416,80 +485,82 @@ def _tagged(data: object, path: str, tags: tuple[str, ...]) -> tuple[str, object
 # --- content -------------------------------------------------------------------------
 
 
-def _encode_content(content: object, path: str) -> list[JSON]:
+def _encode_content(content: object, path: _Path) -> list[JSON]:
     if not isinstance(content, MultimodalContent):
         _fail(path, f"expected MultimodalContent, got {_kind(content)}")
-    return [_encode_part(part, _item(path, index)) for index, part in enumerate(content.parts)]
+    return [_encode_part(part, (path, index)) for index, part in enumerate(content.parts)]
 
 
-def _encode_part(part: object, path: str) -> JSON:
+def _encode_part(part: object, path: _Path) -> JSON:
     if isinstance(part, TextContent):
         return _string(part.text, path)
     if isinstance(part, ImageContent):
         image: dict[str, JSON] = {}
         if part.data is not None:
             if not isinstance(part.data, bytes | bytearray):
-                _fail(_at(path, "data"), f"expected bytes, got {_kind(part.data)}")
+                _fail((path, "data"), f"expected bytes, got {_kind(part.data)}")
             image["data_base64"] = base64.b64encode(part.data).decode("ascii")
         else:
-            image["url"] = _string(part.url, _at(path, "url"))
-        image["mime_type"] = _optional_string(part.mime_type, _at(path, "mime_type"))
+            image["url"] = _string(part.url, (path, "url"))
+        image["mime_type"] = _optional_string(part.mime_type, (path, "mime_type"))
         return {"image": image}
     if isinstance(part, ResourceContent):
         return {
             "resource": {
-                "uri": _string(part.uri, _at(path, "uri")),
-                "mime_type": _optional_string(part.mime_type, _at(path, "mime_type")),
+                "uri": _string(part.uri, (path, "uri")),
+                "mime_type": _optional_string(part.mime_type, (path, "mime_type")),
             }
         }
     if isinstance(part, ArtifactContent):
         artifact: dict[str, JSON] = {
-            "text": _string(part.text, _at(path, "text")),
+            "text": _string(part.text, (path, "text")),
             "type": _type_name(type(part.value)),
         }
         if _is_plain(part.value):
-            artifact["value"] = _json(part.value, _at(path, "value"))
+            artifact["value"] = _json(part.value, (path, "value"))
         return {"artifact": artifact}
     _fail(path, f"expected a content part, got {_kind(part)}")
 
 
-def _decode_content(data: object, path: str) -> MultimodalContent:
-    items = _list(data, path)
-    return MultimodalContent(
-        tuple(_decode_part(item, _item(path, index)) for index, item in enumerate(items))
-    )
+def _decode_content(data: object, path: _Path) -> MultimodalContent:
+    if type(data) is not list:
+        _fail(path, f"expected a list, got {_kind(data)}")
+    parts: list[ContentPart] = []
+    for index, item in enumerate(data):
+        parts.append(TextContent(item) if type(item) is str else _decode_part(item, (path, index)))
+    return MultimodalContent(tuple(parts))
 
 
-def _decode_part(data: object, path: str) -> ContentPart:
+def _decode_part(data: object, path: _Path) -> ContentPart:
     if isinstance(data, str):
         return TextContent(str.__str__(data))
     tag, body = _tagged(data, path, ("image", "resource", "artifact"))
-    path = _at(path, tag)
+    path = (path, tag)
     if tag == "image":
         return _decode_image(body, path)
     if tag == "resource":
         fields = _fields(body, path, ("uri",), ("mime_type",))
         return ResourceContent(
-            _string(fields["uri"], _at(path, "uri")),
-            _optional_string(fields.get("mime_type"), _at(path, "mime_type")),
+            _string(fields["uri"], (path, "uri")),
+            _optional_string(fields.get("mime_type"), (path, "mime_type")),
         )
     fields = _fields(body, path, ("text",), ("type", "value"))
-    text = _string(fields["text"], _at(path, "text"))
+    text = _string(fields["text"], (path, "text"))
     if "type" in fields:
-        _string(fields["type"], _at(path, "type"))  # informative only
+        _string(fields["type"], (path, "type"))  # informative only
     if "value" in fields:
-        return ArtifactContent(_json(fields["value"], _at(path, "value")), text)
+        return ArtifactContent(_json(fields["value"], (path, "value")), text)
     return ArtifactContent(_parsed(text), text)
 
 
-def _decode_image(body: object, path: str) -> ImageContent:
+def _decode_image(body: object, path: _Path) -> ImageContent:
     fields = _fields(body, path, (), ("url", "data_base64", "mime_type"))
-    mime_type = _optional_string(fields.get("mime_type"), _at(path, "mime_type"))
+    mime_type = _optional_string(fields.get("mime_type"), (path, "mime_type"))
     if ("url" in fields) == ("data_base64" in fields):
         _fail(path, "an image needs exactly one of 'url' and 'data_base64'")
     if "url" in fields:
-        return ImageContent(url=_string(fields["url"], _at(path, "url")), mime_type=mime_type)
-    where = _at(path, "data_base64")
+        return ImageContent(url=_string(fields["url"], (path, "url")), mime_type=mime_type)
+    where = (path, "data_base64")
     encoded = _string(fields["data_base64"], where)
     try:
         data = base64.b64decode(encoded, validate=True)
@@ -503,246 +574,292 @@ def _decode_image(body: object, path: str) -> ImageContent:
 # --- conversation -----------------------------------------------------------------------
 
 
-def _encode_turn(turn: object, path: str) -> JSON:
+def _encode_turn(turn: object, path: _Path) -> JSON:
     if isinstance(turn, ModelInput):
-        return {"input": _encode_input(turn, _at(path, "input"))}
+        return {"input": _encode_input(turn, (path, "input"))}
     if isinstance(turn, ModelOutput):
-        return {"output": _encode_output(turn, _at(path, "output"))}
+        return {"output": _encode_output(turn, (path, "output"))}
     _fail(path, f"expected a ModelInput or ModelOutput, got {_kind(turn)}")
 
 
-def _encode_context(context: object, path: str) -> list[JSON]:
+def _encode_context(context: object, path: _Path) -> list[JSON]:
     if not isinstance(context, tuple | list):
         _fail(path, f"expected a tuple of turns, got {_kind(context)}")
-    return [_encode_turn(turn, _item(path, index)) for index, turn in enumerate(context)]
+    return [_encode_turn(turn, (path, index)) for index, turn in enumerate(context)]
 
 
-def _encode_input(turn: ModelInput, path: str) -> dict[str, JSON]:
+def _encode_input(turn: ModelInput, path: _Path) -> dict[str, JSON]:
     responses: list[JSON] = []
     for index, response in enumerate(turn.tool_responses):
-        where = _item(_at(path, "tool_responses"), index)
+        where = ((path, "tool_responses"), index)
         if not isinstance(response, ModelToolResponse):
             _fail(where, f"expected a ModelToolResponse, got {_kind(response)}")
         responses.append(
             {
-                "identifier": _string(response.identifier, _at(where, "identifier")),
-                "tool": _string(response.tool, _at(where, "tool")),
-                "content": _encode_content(response.content, _at(where, "content")),
-                "error": _boolean(response.error, _at(where, "error")),
+                "identifier": _string(response.identifier, (where, "identifier")),
+                "tool": _string(response.tool, (where, "tool")),
+                "content": _encode_content(response.content, (where, "content")),
+                "error": _boolean(response.error, (where, "error")),
             }
         )
     return {
-        "content": _encode_content(turn.content, _at(path, "content")),
+        "content": _encode_content(turn.content, (path, "content")),
         "tool_responses": responses,
     }
 
 
-def _encode_output(turn: ModelOutput, path: str) -> dict[str, JSON]:
+def _encode_output(turn: ModelOutput, path: _Path) -> dict[str, JSON]:
     requests: list[JSON] = []
     for index, request in enumerate(turn.tool_requests):
-        where = _item(_at(path, "tool_requests"), index)
+        where = ((path, "tool_requests"), index)
         if not isinstance(request, ModelToolRequest):
             _fail(where, f"expected a ModelToolRequest, got {_kind(request)}")
         requests.append(
             {
-                "identifier": _string(request.identifier, _at(where, "identifier")),
-                "tool": _string(request.tool, _at(where, "tool")),
-                "arguments": _json_object(request.arguments, _at(where, "arguments")),
+                "identifier": _string(request.identifier, (where, "identifier")),
+                "tool": _string(request.tool, (where, "tool")),
+                "arguments": _json_object(request.arguments, (where, "arguments")),
             }
         )
     usage: JSON = None
     if turn.usage is not None:
-        usage = _encode_usage(turn.usage, _at(path, "usage"))
+        usage = _encode_usage(turn.usage, (path, "usage"))
     return {
-        "content": _encode_content(turn.content, _at(path, "content")),
+        "content": _encode_content(turn.content, (path, "content")),
         "tool_requests": requests,
         "usage": usage,
-        "finish_reason": _optional_string(turn.finish_reason, _at(path, "finish_reason")),
+        "finish_reason": _optional_string(turn.finish_reason, (path, "finish_reason")),
     }
 
 
-def _encode_usage(usage: object, path: str) -> dict[str, JSON]:
+def _encode_usage(usage: object, path: _Path) -> dict[str, JSON]:
     if not isinstance(usage, TokenUsage):
         _fail(path, f"expected a TokenUsage, got {_kind(usage)}")
     return {
-        "model": _string(usage.model, _at(path, "model")),
-        "input_tokens": _integer(usage.input_tokens, _at(path, "input_tokens")),
-        "output_tokens": _integer(usage.output_tokens, _at(path, "output_tokens")),
+        "model": _string(usage.model, (path, "model")),
+        "input_tokens": _integer(usage.input_tokens, (path, "input_tokens")),
+        "output_tokens": _integer(usage.output_tokens, (path, "output_tokens")),
     }
 
 
-def _decode_context(data: object, path: str) -> tuple[ModelInput | ModelOutput, ...]:
-    return tuple(
-        _decode_turn(item, _item(path, index)) for index, item in enumerate(_list(data, path))
-    )
+def _decode_context(data: object, path: _Path) -> tuple[ModelInput | ModelOutput, ...]:
+    return tuple(_decode_turn(item, (path, index)) for index, item in enumerate(_list(data, path)))
 
 
-def _decode_turn(data: object, path: str) -> ModelInput | ModelOutput:
+def _decode_turn(data: object, path: _Path) -> ModelInput | ModelOutput:
     tag, body = _tagged(data, path, ("input", "output"))
     if tag == "input":
-        return _decode_input(body, _at(path, tag))
-    return _decode_output(body, _at(path, tag))
+        return _decode_input(body, (path, tag))
+    return _decode_output(body, (path, tag))
 
 
-def _decode_input(data: object, path: str) -> ModelInput:
+def _decode_input(data: object, path: _Path) -> ModelInput:
     fields = _fields(data, path, (), ("content", "tool_responses"))
-    where = _at(path, "tool_responses")
+    where = (path, "tool_responses")
     responses = _list(fields.get("tool_responses", []), where)
     return ModelInput(
-        _decode_content(fields.get("content", []), _at(path, "content")),
-        tuple(_decode_response(item, _item(where, index)) for index, item in enumerate(responses)),
+        _decode_content(fields.get("content", []), (path, "content")),
+        tuple(_decode_response(item, (where, index)) for index, item in enumerate(responses)),
     )
 
 
-def _decode_response(data: object, path: str) -> ModelToolResponse:
+def _decode_response(data: object, path: _Path) -> ModelToolResponse:
     fields = _fields(data, path, ("identifier", "tool", "content"), ("error",))
     return ModelToolResponse(
-        _string(fields["identifier"], _at(path, "identifier")),
-        _string(fields["tool"], _at(path, "tool")),
-        _decode_content(fields["content"], _at(path, "content")),
-        _boolean(fields.get("error", False), _at(path, "error")),
+        _string(fields["identifier"], (path, "identifier")),
+        _string(fields["tool"], (path, "tool")),
+        _decode_content(fields["content"], (path, "content")),
+        _boolean(fields.get("error", False), (path, "error")),
     )
 
 
-def _decode_output(data: object, path: str) -> ModelOutput:
-    fields = _fields(data, path, (), ("content", "tool_requests", "usage", "finish_reason"))
-    where = _at(path, "tool_requests")
-    requests = _list(fields.get("tool_requests", []), where)
-    usage = fields.get("usage")
+def _decode_output(data: object, path: _Path) -> ModelOutput:
+    if type(data) is not dict or not data.keys() <= _OUTPUT_KEYS:
+        _fields(data, path, (), tuple(sorted(_OUTPUT_KEYS)))  # says what is wrong
+    assert isinstance(data, dict)  # checked just above
+    requests: tuple[ModelToolRequest, ...] = ()
+    listed = data.get("tool_requests")
+    if listed is not None or "tool_requests" in data:
+        where = (path, "tool_requests")
+        requests = tuple(
+            [
+                _decode_tool_request(item, (where, index))
+                for index, item in enumerate(_list(listed, where))
+            ]
+        )
+    usage = data.get("usage")
+    finish_reason = data.get("finish_reason")
     return ModelOutput(
-        _decode_content(fields.get("content", []), _at(path, "content")),
-        tuple(
-            _decode_tool_request(item, _item(where, index)) for index, item in enumerate(requests)
-        ),
-        usage=None if usage is None else _decode_usage(usage, _at(path, "usage")),
-        finish_reason=_optional_string(fields.get("finish_reason"), _at(path, "finish_reason")),
+        _decode_content(data.get("content", _NO_PARTS), (path, "content")),
+        requests,
+        None if usage is None else _decode_usage(usage, (path, "usage")),
+        None if finish_reason is None else _string(finish_reason, (path, "finish_reason")),
     )
 
 
-def _decode_tool_request(data: object, path: str) -> ModelToolRequest:
+_OUTPUT_KEYS = frozenset(("content", "tool_requests", "usage", "finish_reason"))
+_NO_PARTS: list[JSON] = []
+
+
+def _decode_tool_request(data: object, path: _Path) -> ModelToolRequest:
     fields = _fields(data, path, ("identifier", "tool"), ("arguments",))
     return ModelToolRequest(
-        _string(fields["identifier"], _at(path, "identifier")),
-        _string(fields["tool"], _at(path, "tool")),
-        _json_object(fields.get("arguments", {}), _at(path, "arguments")),
+        _string(fields["identifier"], (path, "identifier")),
+        _string(fields["tool"], (path, "tool")),
+        _json_object(fields.get("arguments", {}), (path, "arguments")),
     )
 
 
-def _decode_usage(data: object, path: str) -> TokenUsage:
+def _decode_usage(data: object, path: _Path) -> TokenUsage:
     fields = _fields(data, path, (), ("model", "input_tokens", "output_tokens"))
     return TokenUsage(
-        _string(fields.get("model", ""), _at(path, "model")),
-        _integer(fields.get("input_tokens", 0), _at(path, "input_tokens")),
-        _integer(fields.get("output_tokens", 0), _at(path, "output_tokens")),
+        _string(fields.get("model", ""), (path, "model")),
+        _integer(fields.get("input_tokens", 0), (path, "input_tokens")),
+        _integer(fields.get("output_tokens", 0), (path, "output_tokens")),
     )
 
 
 # --- requests and answers ---------------------------------------------------------------
 
 
-def _encode_request(request: object, path: str) -> dict[str, JSON]:
+_Known: TypeAlias = dict[int, tuple[object, JSON]]
+"""Encodings of turns and tool specs by identity (each beside its object, which
+keeps the id from being reused): see `RequestEncoder`."""
+
+
+def _encode_request(request: object, path: _Path, known: _Known | None = None) -> dict[str, JSON]:
     if not isinstance(request, ModelRequest):
         _fail(path, f"expected a ModelRequest, got {_kind(request)}")
-    tools: list[JSON] = []
-    for index, tool in enumerate(request.tools):
-        where = _item(_at(path, "tools"), index)
-        if not isinstance(tool, ToolSpec):
-            _fail(where, f"expected a ToolSpec, got {_kind(tool)}")
-        tools.append(
-            {
-                "name": _string(tool.name, _at(where, "name")),
-                "description": _string(tool.description, _at(where, "description")),
-                "parameters": _json_object(tool.parameters, _at(where, "parameters")),
-            }
-        )
-    output = request.output
-    where = _at(path, "output")
-    if not isinstance(output, OutputSpec):
-        _fail(where, f"expected an OutputSpec, got {_kind(output)}")
-    schema = output.schema
+    turns, tools, extra = request.context, request.tools, request.extra
+    if not isinstance(turns, tuple | list):
+        _fail((path, "context"), f"expected a tuple of turns, got {_kind(turns)}")
+    context: _Path = (path, "context")
+    listed: _Path = (path, "tools")
     return {
-        "instructions": _string(request.instructions, _at(path, "instructions")),
-        "context": _encode_context(request.context, _at(path, "context")),
-        "tools": tools,
-        "output": {
-            "mode": _string(output.mode, _at(where, "mode")),
-            "schema": None if schema is None else _json_object(schema, _at(where, "schema")),
-            "name": _optional_string(output.name, _at(where, "name")),
-        },
-        "extra": _json_object(request.extra, _at(path, "extra")),
+        "instructions": _string(request.instructions, (path, "instructions")),
+        "context": [
+            _remembered(known, _encode_turn, turn, (context, index))
+            for index, turn in enumerate(turns)
+        ],
+        "tools": [
+            _remembered(known, _encode_tool, tool, (listed, index))
+            for index, tool in enumerate(tools)
+        ]
+        if tools
+        else [],
+        "output": _remembered(known, _encode_output_spec, request.output, (path, "output")),
+        "extra": {} if type(extra) is dict and not extra else _json_object(extra, (path, "extra")),
     }
 
 
-def _decode_request(data: object, path: str) -> ModelRequest:
+def _encode_output_spec(output: object, path: _Path) -> JSON:
+    if not isinstance(output, OutputSpec):
+        _fail(path, f"expected an OutputSpec, got {_kind(output)}")
+    schema = output.schema
+    return {
+        "mode": _string(output.mode, (path, "mode")),
+        "schema": None if schema is None else _json_object(schema, (path, "schema")),
+        "name": _optional_string(output.name, (path, "name")),
+    }
+
+
+def _remembered(
+    known: _Known | None, encode: Callable[[object, _Path], JSON], value: object, path: _Path
+) -> JSON:
+    if known is None:
+        return encode(value, path)
+    found = known.get(id(value))
+    if found is not None and found[0] is value:
+        return found[1]
+    encoded = encode(value, path)
+    if len(known) >= _KNOWN_LIMIT:
+        known.clear()
+    known[id(value)] = (value, encoded)
+    return encoded
+
+
+def _encode_tool(tool: object, path: _Path) -> JSON:
+    if not isinstance(tool, ToolSpec):
+        _fail(path, f"expected a ToolSpec, got {_kind(tool)}")
+    return {
+        "name": _string(tool.name, (path, "name")),
+        "description": _string(tool.description, (path, "description")),
+        "parameters": _json_object(tool.parameters, (path, "parameters")),
+    }
+
+
+def _decode_request(data: object, path: _Path) -> ModelRequest:
     fields = _fields(data, path, ("instructions", "context"), ("tools", "output", "extra"))
-    where = _at(path, "tools")
+    where = (path, "tools")
     tools = _list(fields.get("tools", []), where)
     return ModelRequest(
-        _string(fields["instructions"], _at(path, "instructions")),
-        _decode_context(fields["context"], _at(path, "context")),
-        tuple(_decode_tool(item, _item(where, index)) for index, item in enumerate(tools)),
-        _decode_output_spec(fields.get("output", {}), _at(path, "output")),
-        _json_object(fields.get("extra", {}), _at(path, "extra")),
+        _string(fields["instructions"], (path, "instructions")),
+        _decode_context(fields["context"], (path, "context")),
+        tuple(_decode_tool(item, (where, index)) for index, item in enumerate(tools)),
+        _decode_output_spec(fields.get("output", {}), (path, "output")),
+        _json_object(fields.get("extra", {}), (path, "extra")),
     )
 
 
-def _decode_tool(data: object, path: str) -> ToolSpec:
+def _decode_tool(data: object, path: _Path) -> ToolSpec:
     fields = _fields(data, path, ("name", "description", "parameters"))
     return ToolSpec(
-        _string(fields["name"], _at(path, "name")),
-        _string(fields["description"], _at(path, "description")),
-        _json_object(fields["parameters"], _at(path, "parameters")),
+        _string(fields["name"], (path, "name")),
+        _string(fields["description"], (path, "description")),
+        _json_object(fields["parameters"], (path, "parameters")),
     )
 
 
-def _decode_output_spec(data: object, path: str) -> OutputSpec:
+def _decode_output_spec(data: object, path: _Path) -> OutputSpec:
     fields = _fields(data, path, (), ("mode", "schema", "name"))
-    mode = _string(fields.get("mode", "auto"), _at(path, "mode"))
+    mode = _string(fields.get("mode", "auto"), (path, "mode"))
     if mode not in _MODES:
-        _fail(_at(path, "mode"), f"unknown mode {_show(mode)} (expected {', '.join(_MODES)})")
+        _fail((path, "mode"), f"unknown mode {_show(mode)} (expected {', '.join(_MODES)})")
     schema = fields.get("schema")
     return OutputSpec(
         _MODES[mode],
-        None if schema is None else _json_object(schema, _at(path, "schema")),
-        _optional_string(fields.get("name"), _at(path, "name")),
+        None if schema is None else _json_object(schema, (path, "schema")),
+        _optional_string(fields.get("name"), (path, "name")),
     )
 
 
-def _encode_answer(answer: object, path: str) -> dict[str, JSON]:
+def _encode_answer(answer: object, path: _Path) -> dict[str, JSON]:
     if isinstance(answer, ModelOutput):
-        return {"output": _encode_output(answer, _at(path, "output"))}
+        return {"output": _encode_output(answer, (path, "output"))}
     if isinstance(answer, ModelFailure):
-        where = _at(path, "failure")
+        where = (path, "failure")
         return {
             "failure": {
-                "kind": _string(answer.kind, _at(where, "kind")),
-                "message": _string(answer.message, _at(where, "message")),
-                "retry_after": _optional_number(answer.retry_after, _at(where, "retry_after")),
+                "kind": _string(answer.kind, (where, "kind")),
+                "message": _string(answer.message, (where, "message")),
+                "retry_after": _optional_number(answer.retry_after, (where, "retry_after")),
             }
         }
     _fail(path, f"expected a ModelOutput or ModelFailure, got {_kind(answer)}")
 
 
-def _decode_answer(data: object, path: str) -> ModelOutput | ModelFailure:
+def _decode_answer(data: object, path: _Path) -> ModelOutput | ModelFailure:
+    if type(data) is dict and len(data) == 1 and "output" in data:  # the usual answer, quickly
+        return _decode_output(data["output"], (path, "output"))
     tag, body = _tagged(data, path, ("output", "failure"))
-    path = _at(path, tag)
+    path = (path, tag)
     if tag == "output":
         return _decode_output(body, path)
     fields = _fields(body, path, ("kind", "message"), ("retry_after",))
-    kind = _string(fields["kind"], _at(path, "kind"))
+    kind = _string(fields["kind"], (path, "kind"))
     if kind not in _KINDS:
-        _fail(_at(path, "kind"), f"unknown kind {_show(kind)} (expected {', '.join(_KINDS)})")
+        _fail((path, "kind"), f"unknown kind {_show(kind)} (expected {', '.join(_KINDS)})")
     return ModelFailure(
         _KINDS[kind],
-        _string(fields["message"], _at(path, "message")),
-        _optional_number(fields.get("retry_after"), _at(path, "retry_after")),
+        _string(fields["message"], (path, "message")),
+        _optional_number(fields.get("retry_after"), (path, "retry_after")),
     )
 
 
 # --- states -------------------------------------------------------------------------------
 
 
-def _named_types(types: Sequence[type[object]], path: str) -> dict[str, type[object]]:
+def _named_types(types: Sequence[type[object]], path: _Path) -> dict[str, type[object]]:
     named: dict[str, type[object]] = {}
     for kind in types:
         if not isinstance(kind, type):
@@ -758,7 +875,7 @@ _ADAPTERS: dict[type[object], pydantic.TypeAdapter[object]] = {}
 """Adapters of the listed types, which are costly to build (cleared past 128 types)."""
 
 
-def _adapter(kind: type[object], path: str) -> pydantic.TypeAdapter[object]:
+def _adapter(kind: type[object], path: _Path) -> pydantic.TypeAdapter[object]:
     adapter = _ADAPTERS.get(kind)
     if adapter is not None:
         return adapter
@@ -766,7 +883,7 @@ def _adapter(kind: type[object], path: str) -> pydantic.TypeAdapter[object]:
         adapter = pydantic.TypeAdapter(kind)
     except (pydantic.PydanticUserError, pydantic.PydanticUndefinedAnnotation, TypeError) as error:
         raise CodecError(
-            f"{path}: pydantic cannot handle {_type_name(kind)} ({error}); "
+            f"{_render(path)}: pydantic cannot handle {_type_name(kind)} ({error}); "
             "make it a dataclass or a pydantic model"
         ) from error
     if len(_ADAPTERS) >= 128:
@@ -775,7 +892,7 @@ def _adapter(kind: type[object], path: str) -> pydantic.TypeAdapter[object]:
     return adapter
 
 
-def _encode_state(state: object, types: Mapping[str, type[object]], path: str) -> dict[str, JSON]:
+def _encode_state(state: object, types: Mapping[str, type[object]], path: _Path) -> dict[str, JSON]:
     if not isinstance(state, StageState):
         _fail(path, f"expected a StageState, got {_kind(state)}")
     usage: JSON = None
@@ -783,13 +900,11 @@ def _encode_state(state: object, types: Mapping[str, type[object]], path: str) -
     for value in state.values:
         kind = type(value)
         if isinstance(value, UsageTotals):
-            where = _at(path, "usage")
-            usage = [
-                _encode_usage(item, _item(where, index)) for index, item in enumerate(value.models)
-            ]
+            where: _Path = (path, "usage")
+            usage = [_encode_usage(item, (where, index)) for index, item in enumerate(value.models)]
             continue
         name = _type_name(kind)
-        where = f"{_at(path, 'values')}[{_show(name)}]"
+        where = f"{_render((path, 'values'))}[{_show(name)}]"
         if types.get(name) is not kind:
             _fail(where, f"no codec for a value of type {name}: pass the type in types=")
         try:
@@ -800,29 +915,28 @@ def _encode_state(state: object, types: Mapping[str, type[object]], path: str) -
             raise CodecError(f"{where}: pydantic cannot dump the {name}: {error}") from error
         values[name] = _json(dumped, where)
     return {
-        "context": _encode_context(state.context, _at(path, "context")),
-        "result": _encode_content(state.result, _at(path, "result")),
+        "context": _encode_context(state.context, (path, "context")),
+        "result": _encode_content(state.result, (path, "result")),
         "usage": usage,
         "values": values,
     }
 
 
-def _decode_state(data: object, types: Mapping[str, type[object]], path: str) -> StageState:
+def _decode_state(data: object, types: Mapping[str, type[object]], path: _Path) -> StageState:
     fields = _fields(data, path, (), ("context", "result", "usage", "values"))
     values: list[object] = []
     usage = fields.get("usage")
     if usage is not None:
-        where = _at(path, "usage")
+        where: _Path = (path, "usage")
         totals = tuple(
-            _decode_usage(item, _item(where, index))
-            for index, item in enumerate(_list(usage, where))
+            _decode_usage(item, (where, index)) for index, item in enumerate(_list(usage, where))
         )
         values.append(UsageTotals(totals))
     stored = fields.get("values", {})
     if not isinstance(stored, dict):
-        _fail(_at(path, "values"), f"expected an object, got {_kind(stored)}")
+        _fail((path, "values"), f"expected an object, got {_kind(stored)}")
     for name, dumped in stored.items():
-        where = f"{_at(path, 'values')}[{_show(name)}]"
+        where = f"{_render((path, 'values'))}[{_show(name)}]"
         kind = types.get(name) if isinstance(name, str) else None
         if kind is None or kind is UsageTotals:
             _fail(where, f"no codec for a value of type {_show(name)}: pass the type in types=")
@@ -836,7 +950,7 @@ def _decode_state(data: object, types: Mapping[str, type[object]], path: str) ->
             _fail(where, f"validation gave a {_type_name(type(value))}, not a {name}")
         values.append(value)
     return StageState(
-        context=_decode_context(fields.get("context", []), _at(path, "context")),
-        result=_decode_content(fields.get("result", []), _at(path, "result")),
+        context=_decode_context(fields.get("context", []), (path, "context")),
+        result=_decode_content(fields.get("result", []), (path, "result")),
         values=tuple(values),
     )

@@ -116,9 +116,15 @@ class _Through(GenerativeModel):
         return () if self.model is None else self.model.secrets()
 
 
-def _layers(env: Env) -> tuple[CallLayer, ...]:
+def _layers(env: Env) -> list[CallLayer]:
     found = [provider for provider in env.providers if isinstance(provider, CallLayer)]
-    return tuple(sorted(found, key=lambda layer: layer.depth))  # stable: Env order within a depth
+    if len(found) > 1:
+        found.sort(key=_depth)  # stable: Env order within a depth
+    return found
+
+
+def _depth(layer: CallLayer) -> int:
+    return layer.depth
 
 
 async def _ask(
@@ -127,7 +133,9 @@ async def _ask(
     if layer is None:
         assert model is not None  # checked by the caller
         return await model.generate(request, env)
-    return await _Through(_layers(env), model).generate(request, env)
+    outermost, *inside = _layers(env)
+    inner = _Through(tuple(inside), model) if inside and model is not None else model
+    return await outermost.call(request, env, inner)
 
 
 def _failed(error: Exception, state: StageState) -> StageException:

@@ -19,8 +19,19 @@ from pathlib import Path
 from typing import ClassVar, Literal, TypeAlias, final
 
 import attrs
+import msgspec
 
-from stagefx._codec import JSON, decode_answer, encode_answer, encode_request
+from stagefx._codec import (
+    JSON,
+    CodecError,
+    RequestEncoder,
+    canonical,
+    decode_answer,
+    decode_request,
+    encode_answer,
+    encode_request,
+    pretty,
+)
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import MissingEnvironmentError, StageException
@@ -40,6 +51,7 @@ _MODES = ("once", "replay", "record", "new")
 _KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9._~+/=\-]{8,})")
 _SECRET_NAMES = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 _DIFF_LINES = 80
+_WRITE = msgspec.json.Encoder(order="sorted")
 
 
 class ReplayMissError(StageException):
@@ -59,27 +71,47 @@ class ReplayMissError(StageException):
         self.nearest = nearest
 
 
-@attrs.define(slots=True)
+@attrs.define(slots=True, eq=False)
 class _Entry:
-    model: JSON
-    request: JSON
-    answer: JSON
-    key: str
+    """One recorded call, its parts kept as the compact JSON bytes they were
+    read or recorded as; `key` is the call's canonical form, what requests
+    match by."""
+
+    model: bytes
+    request: bytes
+    answer: bytes
     used: bool = False
+    canonical: bool = True  # False: read from the file, not yet checked to be canonical
+
+    @property
+    def key(self) -> tuple[bytes, bytes]:
+        return (self.model, self.request)
 
 
-def _canonical(model: JSON, request: JSON) -> str:
-    return json.dumps(
-        {"model": model, "request": request},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    )
+class _Call(msgspec.Struct):
+    """A call as the cassette holds it, each part left as raw JSON."""
+
+    model: msgspec.Raw
+    request: msgspec.Raw
+    answer: msgspec.Raw
 
 
-def _pretty(value: JSON) -> str:
-    return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+class _Cassette(msgspec.Struct):
+    version: int
+    calls: list[_Call]
+
+
+_READ = msgspec.json.Decoder(_Cassette)
+
+
+def _compact(raw: msgspec.Raw) -> bytes:
+    """`raw` without whitespace: canonical if the file's keys are sorted, as written."""
+    return msgspec.json.format(raw, indent=-1)
+
+
+def _parsed(raw: bytes) -> JSON:
+    value: JSON = msgspec.json.decode(raw)
+    return value
 
 
 @final
@@ -116,11 +148,13 @@ class Recorder(CallLayer):
         self._replays = mode in ("replay", "new") or (mode == "once" and exists)
         self._records = mode in ("record", "new") or (mode == "once" and not exists)
         self._entries: list[_Entry] = self._load() if exists and mode != "record" else []
-        self._waiting: dict[str, deque[_Entry]] = {}  # by canonical call, in recorded order
-        for entry in self._entries:
-            self._waiting.setdefault(entry.key, deque()).append(entry)
-        self._waiting_by_request: dict[str, deque[_Entry]] | None = None  # made when needed
-        self._fingerprints: dict[tuple[int, int], tuple[GenerativeModel, Env, JSON]] = {}
+        self._checked = False  # whether every entry read from the file is known canonical
+        self._broken: list[str] = []  # entries whose request does not decode, found when checked
+        self._waiting: dict[tuple[bytes, bytes], deque[_Entry]] = {}  # by key, recorded order
+        self._waiting_by_request: dict[bytes, deque[_Entry]] | None = None  # made when needed
+        self._index()
+        self._encode = RequestEncoder()
+        self._fingerprints: dict[tuple[int, int], tuple[GenerativeModel, Env, bytes]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -133,15 +167,14 @@ class Recorder(CallLayer):
     ) -> ModelOutput | ModelFailure:
         """Replay the recorded answer to `request`, or (where the mode allows)
         ask `model` and record its answer."""
-        encoded = encode_request(request)
-        fingerprint = self._fingerprint(model, env)
-        key = _canonical(fingerprint, encoded)
+        request_key = canonical(self._encode(request))
+        model_key = self._fingerprint(model, env)
         if self._replays:
-            entry = self._take(key if model is not None else _canonical(None, encoded), model)
+            entry = self._take(model_key, request_key, by_model=model is not None)
             if entry is not None:
-                return decode_answer(entry.answer)
+                return decode_answer(_parsed(entry.answer))
         if not self._records:
-            raise self._miss(fingerprint, encoded)
+            raise self._miss(model_key, request_key)
         if model is None:
             raise MissingEnvironmentError(
                 "the Recorder has no recording of this call and no GenerativeModel to "
@@ -150,7 +183,8 @@ class Recorder(CallLayer):
             )
         answer = await model.generate(request, env)
         if isinstance(answer, ModelOutput | ModelFailure):
-            self._record(_Entry(fingerprint, encoded, encode_answer(answer), key, used=True), model)
+            recorded = _Entry(model_key, request_key, canonical(encode_answer(answer)), used=True)
+            self._record(recorded, model)
         return answer
 
     # Cassette maintenance -----------------------------------------------------
@@ -159,11 +193,7 @@ class Recorder(CallLayer):
         """Recorded calls no run has replayed or recorded since this Recorder
         was made: candidates for `prune()`."""
         with self._lock:
-            return [
-                {"model": entry.model, "request": entry.request}
-                for entry in self._entries
-                if not entry.used
-            ]
+            return [_shown(entry) for entry in self._entries if not entry.used]
 
     def prune(self) -> int:
         """Drop the unused recordings and rewrite the cassette (in `record` or
@@ -180,38 +210,68 @@ class Recorder(CallLayer):
 
     # Internals ----------------------------------------------------------------
 
-    def _fingerprint(self, model: GenerativeModel | None, env: Env) -> JSON:
-        """The model's fingerprint in this Env, computed once per (model, Env)."""
+    def _fingerprint(self, model: GenerativeModel | None, env: Env) -> bytes:
+        """The model's fingerprint in this Env, canonical, computed once per (model, Env)."""
         if model is None:
-            return None
+            return b"null"
         known = self._fingerprints.get((id(model), id(env)))
         if known is not None and known[0] is model and known[1] is env:
             return known[2]
         # Through JSON and back: tuples become lists, and what is not JSON shows as text.
-        loaded: JSON = json.loads(json.dumps(model.fingerprint(env), sort_keys=True, default=str))
-        self._fingerprints[(id(model), id(env))] = (model, env, loaded)  # kept alive: ids stay
-        return loaded
+        loaded: JSON = json.loads(json.dumps(model.fingerprint(env), default=str))
+        key = canonical(loaded)
+        self._fingerprints[(id(model), id(env))] = (model, env, key)  # kept alive: ids stay
+        return key
 
-    def _take(self, key: str, model: GenerativeModel | None) -> _Entry | None:
+    def _take(self, model_key: bytes, request_key: bytes, *, by_model: bool) -> _Entry | None:
         """The first unreplayed recording of this call (by request alone when
         the Env has no model to fingerprint)."""
         with self._lock:
-            if model is not None:
-                waiting = self._waiting
-            else:
-                if self._waiting_by_request is None:
-                    self._waiting_by_request = {}
-                    for entry in self._entries:
-                        key_alone = _canonical(None, entry.request)
-                        self._waiting_by_request.setdefault(key_alone, deque()).append(entry)
-                waiting = self._waiting_by_request
-            queue = waiting.get(key)
-            while queue:
-                entry = queue.popleft()
-                if not entry.used:
-                    entry.used = True
-                    return entry
+            entry = self._first(model_key, request_key, by_model)
+            if entry is None and not self._checked:
+                self._check()  # a hand-edited entry may be this call written differently
+                entry = self._first(model_key, request_key, by_model)
+            return entry
+
+    def _first(self, model_key: bytes, request_key: bytes, by_model: bool) -> _Entry | None:
+        if by_model:
+            queue = self._waiting.get((model_key, request_key))
+        else:
+            if self._waiting_by_request is None:
+                self._waiting_by_request = {}
+                for entry in self._entries:
+                    self._waiting_by_request.setdefault(entry.request, deque()).append(entry)
+            queue = self._waiting_by_request.get(request_key)
+        while queue:
+            entry = queue.popleft()
+            if not entry.used:
+                entry.used = True
+                return entry
         return None
+
+    def _index(self) -> None:
+        self._waiting = {}
+        self._waiting_by_request = None
+        for entry in self._entries:
+            if not entry.used:
+                self._waiting.setdefault(entry.key, deque()).append(entry)
+
+    def _check(self) -> None:
+        """Bring every entry read from the file to its canonical form (keys
+        sorted, numbers and strings as the codec writes them, defaults filled
+        in) and index them again. A file this Recorder wrote is canonical
+        already; this is for cassettes edited by hand."""
+        self._checked = True
+        for position, entry in enumerate(self._entries):
+            if entry.canonical:
+                continue
+            entry.canonical = True
+            entry.model = canonical(_parsed(entry.model))
+            try:
+                entry.request = canonical(encode_request(decode_request(_parsed(entry.request))))
+            except CodecError as error:
+                self._broken.append(f"call {position} of the cassette does not decode: {error}")
+        self._index()
 
     def _record(self, entry: _Entry, model: GenerativeModel) -> None:
         with self._lock:
@@ -224,19 +284,20 @@ class Recorder(CallLayer):
 
     def _write(self, *secret_groups: Iterable[str]) -> None:
         calls = sorted(self._entries, key=lambda entry: entry.key)  # stable: equal keys keep order
-        text = (
-            _pretty(
+        document = {
+            "format": "stagefx cassette",
+            "version": CASSETTE_VERSION,
+            "calls": [
                 {
-                    "format": "stagefx cassette",
-                    "version": CASSETTE_VERSION,
-                    "calls": [
-                        {"model": entry.model, "request": entry.request, "answer": entry.answer}
-                        for entry in calls
-                    ],
+                    "model": msgspec.Raw(entry.model),
+                    "request": msgspec.Raw(entry.request),
+                    "answer": msgspec.Raw(entry.answer),
                 }
-            )
-            + "\n"
-        )
+                for entry in calls
+            ],
+        }
+        # Each part is JSON already: the encoder splices it in, then the whole is indented.
+        text = msgspec.json.format(_WRITE.encode(document), indent=2).decode("utf-8") + "\n"
         _refuse_secrets(text, (*self._secrets, *(s for group in secret_groups for s in group)))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -245,40 +306,40 @@ class Recorder(CallLayer):
 
     def _load(self) -> list[_Entry]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            cassette = _READ.decode(self.path.read_bytes())
+        except OSError as error:
             raise ValueError(f"cassette {self.path} cannot be read: {error}") from error
-        if not isinstance(data, dict) or data.get("version") != CASSETTE_VERSION:
+        except msgspec.DecodeError as error:  # its message says where: `$.calls[3]`
+            raise ValueError(f"cassette {self.path} is not a stagefx cassette: {error}") from error
+        if cassette.version != CASSETTE_VERSION:
             raise ValueError(
-                f"cassette {self.path} is not a stagefx cassette of version {CASSETTE_VERSION}"
+                f"cassette {self.path} is of version {cassette.version}; "
+                f"this stagefx reads version {CASSETTE_VERSION}"
             )
-        calls = data.get("calls")
-        if not isinstance(calls, list):
-            raise ValueError(f"cassette {self.path} has no list of calls")
-        entries: list[_Entry] = []
-        for position, call in enumerate(calls):
-            if not isinstance(call, dict) or not {"model", "request", "answer"} <= call.keys():
-                raise ValueError(f"cassette {self.path}: call {position} is malformed")
-            model, request = call["model"], call["request"]
-            entries.append(_Entry(model, request, call["answer"], _canonical(model, request)))
-        return entries
+        return [
+            _Entry(
+                _compact(call.model), _compact(call.request), bytes(call.answer), canonical=False
+            )
+            for call in cassette.calls
+        ]
 
-    def _miss(self, fingerprint: JSON, request: JSON) -> ReplayMissError:
-        wanted = {"model": fingerprint, "request": request}
+    def _miss(self, model_key: bytes, request_key: bytes) -> ReplayMissError:
+        wanted: dict[str, JSON] = {"model": _parsed(model_key), "request": _parsed(request_key)}
         with self._lock:
             candidates = [entry for entry in self._entries if not entry.used] or self._entries
-            nearest = _nearest(_pretty(wanted), candidates)
+            nearest = _nearest(pretty(wanted), candidates)
+            broken = "".join(f"\n(and {problem})" for problem in self._broken)
         if nearest is None:
             return ReplayMissError(
                 f"no recording in {self.path} (mode {self.mode!r}) and the cassette is empty: "
-                "record it first (mode 'once' or 'new')",
+                "record it first (mode 'once' or 'new')" + broken,
                 state=StageState.empty,
             )
-        recorded = {"model": nearest.model, "request": nearest.request}
+        recorded = _shown(nearest)
         diff = list(
             difflib.unified_diff(
-                _pretty(recorded).splitlines(),
-                _pretty(wanted).splitlines(),
+                pretty(recorded).splitlines(),
+                pretty(wanted).splitlines(),
                 "nearest recorded call",
                 "this call",
                 lineterm="",
@@ -288,10 +349,14 @@ class Recorder(CallLayer):
             diff = [*diff[:_DIFF_LINES], f"... {len(diff) - _DIFF_LINES} more lines"]
         return ReplayMissError(
             f"no recording in {self.path} matches this model call (mode {self.mode!r}); "
-            "the nearest recorded call differs:\n" + "\n".join(diff),
+            "the nearest recorded call differs:\n" + "\n".join(diff) + broken,
             state=StageState.empty,
             nearest=recorded,
         )
+
+
+def _shown(entry: _Entry) -> dict[str, JSON]:
+    return {"model": _parsed(entry.model), "request": _parsed(entry.request)}
 
 
 def _secrets_of(model: GenerativeModel) -> tuple[str, ...]:
@@ -318,9 +383,7 @@ def _nearest(wanted: str, entries: list[_Entry]) -> _Entry | None:
     best: _Entry | None = None
     score = -1.0
     for entry in entries:
-        matcher = difflib.SequenceMatcher(
-            None, _pretty({"model": entry.model, "request": entry.request}), wanted
-        )
+        matcher = difflib.SequenceMatcher(None, pretty(_shown(entry)), wanted)
         if matcher.real_quick_ratio() <= score or matcher.quick_ratio() <= score:
             continue
         ratio = matcher.ratio()

@@ -743,3 +743,46 @@ def test_damaged_encodings_raise_only_codec_errors(value: object, data: st.DataO
         damaged = replaced(damaged, path, change)
     for decode in DECODERS:
         decodes_or_refuses(decode, damaged)
+
+
+# --- canonical bytes and the remembering encoder ----------------------------------------------
+
+
+def _keys_reversed(value: JSON) -> JSON:
+    if isinstance(value, dict):
+        return {key: _keys_reversed(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [_keys_reversed(item) for item in value]
+    return value
+
+
+@SETTINGS
+@given(json_values)
+def test_canonical_bytes_depend_on_the_data_not_on_key_order(value: JSON) -> None:
+    assert codec.canonical(_keys_reversed(value)) == codec.canonical(value)
+    assert json.loads(codec.canonical(value)) == value
+    assert json.loads(codec.pretty(value)) == value
+
+
+def test_canonical_refuses_what_utf8_cannot_hold() -> None:
+    with pytest.raises(CodecError, match="UTF-8"):
+        codec.canonical({"text": "a\ud800b"})
+
+
+@SETTINGS
+@given(st.lists(requests, min_size=1, max_size=4))
+def test_a_request_encoder_encodes_a_growing_conversation_as_encode_request_does(
+    batch: list[ModelRequest],
+) -> None:
+    """Later requests re-send earlier turns and tools (the same objects), as a
+    conversation does: the remembered encodings are the ones encode_request gives."""
+    encoder = codec.RequestEncoder()
+    context: tuple[Turn, ...] = ()
+    grown: list[ModelRequest] = []
+    for request in batch:
+        context = (*context, *request.context)
+        tools = (*batch[0].tools, *request.tools)
+        grown.append(attrs.evolve(request, context=context, tools=tools, output=batch[0].output))
+    for request in [*grown, *grown]:
+        assert encoder(request) == encode_request(request)
+        assert codec.canonical(encoder(request)) == codec.canonical(encode_request(request))

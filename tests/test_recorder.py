@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stagefx import (
     Env,
     ModelFailure,
     ModelInput,
+    ModelOutput,
     ModelRateLimitError,
     ModelRequest,
     Stage,
@@ -33,6 +39,7 @@ from stagefx.testing import (
     demo_answer,
 )
 from tests.replay_pipeline import run
+from tests.test_codec import SETTINGS, Answer, answers, requests
 
 pytestmark = pytest.mark.anyio
 
@@ -302,3 +309,98 @@ def test_the_pytest_option_runs_recorders_in_replay_mode(pytester: pytest.Pytest
         "-p", "no:cacheprovider", "--stagefx-record-mode=replay"
     )
     replayed.assert_outcomes(passed=1)
+
+
+# --- through the Recorder itself ---------------------------------------------------------
+
+
+@SETTINGS
+@given(st.lists(st.tuples(requests, answers), min_size=1, max_size=4))
+def test_recorded_calls_replay_as_equal_answers(calls: list[tuple[ModelRequest, Answer]]) -> None:
+    """For generated requests and answers: what a Recorder records, a fresh
+    Recorder replays, equal (usage and finish reason included), in any order."""
+
+    async def record_then_replay(cassette: Path) -> list[Answer]:
+        model = ScriptedModel(*(answer for _, answer in calls))
+        recorder = Recorder(cassette, mode="record")
+        env = Env.of(model, recorder)
+        for request, _ in calls:
+            await recorder.call(request, env, model)
+        replay = Recorder(cassette, mode="replay")
+        replayed = [await replay.call(request, env, model) for request, _ in reversed(calls)]
+        assert replay.unused() == []
+        return list(reversed(replayed))
+
+    with tempfile.TemporaryDirectory() as folder:
+        replayed = anyio.run(record_then_replay, Path(folder) / "calls.json")
+    expected = [answer for _, answer in calls]
+    assert_answers_equal(replayed, expected)
+
+
+def assert_answers_equal(actual: Sequence[Answer], expected: Sequence[Answer]) -> None:
+    """Equal requests answer in recorded order, so compare as multisets per request."""
+    assert len(actual) == len(expected)
+    remaining = list(expected)
+    for answer in actual:
+        match = next(
+            index
+            for index, candidate in enumerate(remaining)
+            if candidate == answer
+            and (
+                not isinstance(answer, ModelOutput)
+                or (
+                    isinstance(candidate, ModelOutput)
+                    and (candidate.usage, candidate.finish_reason)
+                    == (answer.usage, answer.finish_reason)
+                )
+            )
+        )
+        remaining.pop(match)
+
+
+async def test_a_hand_edited_cassette_still_replays(tmp_path: Path) -> None:
+    """Keys in any order, other whitespace, defaults left out, numbers written
+    another way: an entry matches the call it describes."""
+    cassette = tmp_path / "edited.json"
+    cassette.write_text(
+        """{"version": 1, "format": "stagefx cassette", "calls": [
+          {"answer": {"output": {"content": ["Paris"]}},
+           "request": {"instructions": "", "extra": {"temperature": 1e-05},
+                       "context": [{"input": {"content": ["Capital of France?"]}}]},
+           "model": {"provider": "ScriptedModel"}}
+        ]}"""
+    )
+    ask = Stage.completion("Capital of France?", temperature=0.00001)
+    state = await ask.execute(env=Env.of(ScriptedModel(), Recorder(cassette, mode="replay")))
+    assert state.result.as_string() == "Paris"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("not json", "is not a stagefx cassette"),
+        ('{"version": 1, "calls": [{"model": {}, "request": {}}]}', "$.calls[0]"),
+        ('{"version": 2, "calls": []}', "is of version 2"),
+        ('{"calls": []}', "version"),
+    ],
+)
+def test_a_malformed_cassette_is_refused_saying_where(text: str, says: str, tmp_path: Path) -> None:
+    cassette = tmp_path / "bad.json"
+    cassette.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Recorder(cassette, mode="replay")
+
+
+async def test_a_miss_names_entries_that_do_not_decode(tmp_path: Path) -> None:
+    cassette = tmp_path / "broken.json"
+    cassette.write_text(
+        '{"version": 1, "calls": [{"model": null, "request": {"context": []},'
+        ' "answer": {"output": {}}}]}'
+    )
+    failed = (
+        await Stage.completion("hi").attempt(env=Env.of(Recorder(cassette, mode="replay")))
+    ).failure()
+    assert isinstance(failed, ReplayMissError)
+    assert "call 0 of the cassette does not decode: request: missing key 'instructions'" in str(
+        failed
+    )

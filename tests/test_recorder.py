@@ -401,6 +401,6 @@ async def test_a_miss_names_entries_that_do_not_decode(tmp_path: Path) -> None:
         await Stage.completion("hi").attempt(env=Env.of(Recorder(cassette, mode="replay")))
     ).failure()
     assert isinstance(failed, ReplayMissError)
-    assert "call 0 of the cassette does not decode: request: missing key 'instructions'" in str(
+    assert """the recorded request {"context":[]} does not decode: request: missing key""" in str(
         failed
     )

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import threading
-from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import ClassVar, Literal, TypeAlias, final
@@ -71,21 +70,27 @@ class ReplayMissError(StageException):
         self.nearest = nearest
 
 
-@attrs.define(slots=True, eq=False)
-class _Entry:
-    """One recorded call, its parts kept as the compact JSON bytes they were
-    read or recorded as; `key` is the call's canonical form, what requests
-    match by."""
+_Key: TypeAlias = tuple[bytes, bytes]
+"""A call: its model's fingerprint and its request, each as canonical JSON bytes."""
 
-    model: bytes
-    request: bytes
-    answer: bytes
-    used: bool = False
-    canonical: bool = True  # False: read from the file, not yet checked to be canonical
+
+@attrs.define(slots=True, eq=False)
+class _Answers:
+    """The answers recorded for one call (compact JSON), in recorded order;
+    the first `replayed` have been taken by runs since the Recorder was made."""
+
+    answers: list[bytes] = attrs.Factory(list)
+    replayed: int = 0
 
     @property
-    def key(self) -> tuple[bytes, bytes]:
-        return (self.model, self.request)
+    def left(self) -> int:
+        return len(self.answers) - self.replayed
+
+    def take(self) -> bytes | None:
+        if self.replayed == len(self.answers):
+            return None
+        self.replayed += 1
+        return self.answers[self.replayed - 1]
 
 
 class _Call(msgspec.Struct):
@@ -102,11 +107,6 @@ class _Cassette(msgspec.Struct):
 
 
 _READ = msgspec.json.Decoder(_Cassette)
-
-
-def _compact(raw: msgspec.Raw) -> bytes:
-    """`raw` without whitespace: canonical if the file's keys are sorted, as written."""
-    return msgspec.json.format(raw, indent=-1)
 
 
 def _parsed(raw: bytes) -> JSON:
@@ -147,12 +147,11 @@ class Recorder(CallLayer):
         exists = self.path.exists()
         self._replays = mode in ("replay", "new") or (mode == "once" and exists)
         self._records = mode in ("record", "new") or (mode == "once" and not exists)
-        self._entries: list[_Entry] = self._load() if exists and mode != "record" else []
-        self._checked = False  # whether every entry read from the file is known canonical
-        self._broken: list[str] = []  # entries whose request does not decode, found when checked
-        self._waiting: dict[tuple[bytes, bytes], deque[_Entry]] = {}  # by key, recorded order
-        self._waiting_by_request: dict[bytes, deque[_Entry]] | None = None  # made when needed
-        self._index()
+        # Calls as read (keys canonical if the file is as a Recorder writes it) until checked.
+        self._calls: dict[_Key, _Answers] = self._load() if exists and mode != "record" else {}
+        self._checked = not self._calls  # whether every key is known to be canonical
+        self._broken: list[str] = []  # calls whose request does not decode, found when checked
+        self._by_request: dict[bytes, list[_Key]] | None = None  # for an Env with no model
         self._encode = RequestEncoder()
         self._fingerprints: dict[tuple[int, int], tuple[GenerativeModel, Env, bytes]] = {}
         self._lock = threading.Lock()
@@ -167,14 +166,13 @@ class Recorder(CallLayer):
     ) -> ModelOutput | ModelFailure:
         """Replay the recorded answer to `request`, or (where the mode allows)
         ask `model` and record its answer."""
-        request_key = canonical(self._encode(request))
-        model_key = self._fingerprint(model, env)
+        key = (self._fingerprint(model, env), canonical(self._encode(request)))
         if self._replays:
-            entry = self._take(model_key, request_key, by_model=model is not None)
-            if entry is not None:
-                return decode_answer(_parsed(entry.answer))
+            replayed = self._take(key, by_model=model is not None)
+            if replayed is not None:
+                return decode_answer(_parsed(replayed))
         if not self._records:
-            raise self._miss(model_key, request_key)
+            raise self._miss(key)
         if model is None:
             raise MissingEnvironmentError(
                 "the Recorder has no recording of this call and no GenerativeModel to "
@@ -183,8 +181,7 @@ class Recorder(CallLayer):
             )
         answer = await model.generate(request, env)
         if isinstance(answer, ModelOutput | ModelFailure):
-            recorded = _Entry(model_key, request_key, canonical(encode_answer(answer)), used=True)
-            self._record(recorded, model)
+            self._record(key, canonical(encode_answer(answer)), model)
         return answer
 
     # Cassette maintenance -----------------------------------------------------
@@ -193,7 +190,9 @@ class Recorder(CallLayer):
         """Recorded calls no run has replayed or recorded since this Recorder
         was made: candidates for `prune()`."""
         with self._lock:
-            return [_shown(entry) for entry in self._entries if not entry.used]
+            return [
+                _shown(key) for key, recorded in self._calls.items() for _ in range(recorded.left)
+            ]
 
     def prune(self) -> int:
         """Drop the unused recordings and rewrite the cassette (in `record` or
@@ -201,10 +200,14 @@ class Recorder(CallLayer):
         if self.mode not in ("record", "new"):
             raise ValueError(f"prune() rewrites the cassette: not in {self.mode!r} mode")
         with self._lock:
-            kept = [entry for entry in self._entries if entry.used]
-            dropped = len(self._entries) - len(kept)
+            dropped = 0
+            for key, recorded in list(self._calls.items()):
+                dropped += len(recorded.answers) - recorded.replayed
+                del recorded.answers[recorded.replayed :]
+                if not recorded.answers:
+                    del self._calls[key]
+            self._by_request = None
             if dropped:
-                self._entries = kept
                 self._write((), ())
             return dropped
 
@@ -219,81 +222,81 @@ class Recorder(CallLayer):
             return known[2]
         # Through JSON and back: tuples become lists, and what is not JSON shows as text.
         loaded: JSON = json.loads(json.dumps(model.fingerprint(env), default=str))
-        key = canonical(loaded)
-        self._fingerprints[(id(model), id(env))] = (model, env, key)  # kept alive: ids stay
-        return key
+        fingerprint = canonical(loaded)
+        self._fingerprints[(id(model), id(env))] = (model, env, fingerprint)  # kept alive: ids stay
+        return fingerprint
 
-    def _take(self, model_key: bytes, request_key: bytes, *, by_model: bool) -> _Entry | None:
-        """The first unreplayed recording of this call (by request alone when
-        the Env has no model to fingerprint)."""
+    def _take(self, key: _Key, *, by_model: bool) -> bytes | None:
+        """The first answer to this call no run has taken yet (matched by
+        request alone when the Env has no model to fingerprint)."""
         with self._lock:
-            entry = self._first(model_key, request_key, by_model)
-            if entry is None and not self._checked:
+            answer = self._first(key, by_model)
+            if answer is None and not self._checked:
                 self._check()  # a hand-edited entry may be this call written differently
-                entry = self._first(model_key, request_key, by_model)
-            return entry
+                answer = self._first(key, by_model)
+            return answer
 
-    def _first(self, model_key: bytes, request_key: bytes, by_model: bool) -> _Entry | None:
+    def _first(self, key: _Key, by_model: bool) -> bytes | None:
         if by_model:
-            queue = self._waiting.get((model_key, request_key))
-        else:
-            if self._waiting_by_request is None:
-                self._waiting_by_request = {}
-                for entry in self._entries:
-                    self._waiting_by_request.setdefault(entry.request, deque()).append(entry)
-            queue = self._waiting_by_request.get(request_key)
-        while queue:
-            entry = queue.popleft()
-            if not entry.used:
-                entry.used = True
-                return entry
+            recorded = self._calls.get(key)
+            return None if recorded is None else recorded.take()
+        if self._by_request is None:
+            self._by_request = {}
+            for each in self._calls:
+                self._by_request.setdefault(each[1], []).append(each)
+        for each in self._by_request.get(key[1], ()):
+            answer = self._calls[each].take()
+            if answer is not None:
+                return answer
         return None
 
-    def _index(self) -> None:
-        self._waiting = {}
-        self._waiting_by_request = None
-        for entry in self._entries:
-            if not entry.used:
-                self._waiting.setdefault(entry.key, deque()).append(entry)
-
     def _check(self) -> None:
-        """Bring every entry read from the file to its canonical form (keys
+        """Bring every call read from the file to its canonical form (keys
         sorted, numbers and strings as the codec writes them, defaults filled
-        in) and index them again. A file this Recorder wrote is canonical
-        already; this is for cassettes edited by hand."""
+        in). A file as a Recorder writes it is canonical already: this is for
+        cassettes edited by hand."""
         self._checked = True
-        for position, entry in enumerate(self._entries):
-            if entry.canonical:
-                continue
-            entry.canonical = True
-            entry.model = canonical(_parsed(entry.model))
+        checked: dict[_Key, _Answers] = {}
+        for (model, request), recorded in self._calls.items():
             try:
-                entry.request = canonical(encode_request(decode_request(_parsed(entry.request))))
+                request = canonical(encode_request(decode_request(_parsed(request))))
             except CodecError as error:
-                self._broken.append(f"call {position} of the cassette does not decode: {error}")
-        self._index()
+                shown = request.decode("utf-8", "replace")
+                shown = shown if len(shown) <= 120 else shown[:117] + "..."
+                self._broken.append(f"the recorded request {shown} does not decode: {error}")
+            same = checked.setdefault((canonical(_parsed(model)), request), _Answers())
+            same.answers.extend(recorded.answers)
+            same.replayed += recorded.replayed
+        self._calls = checked
+        self._by_request = None
 
-    def _record(self, entry: _Entry, model: GenerativeModel) -> None:
+    def _record(self, key: _Key, answer: bytes, model: GenerativeModel) -> None:
         with self._lock:
-            self._entries.append(entry)
+            recorded = self._calls.setdefault(key, _Answers())
+            recorded.answers.append(answer)
+            recorded.replayed = len(recorded.answers)  # recorded by this run: used
+            self._by_request = None
             try:
                 self._write(_secrets_of(model), self._secrets)
             except ValueError:
-                self._entries.remove(entry)
+                recorded.answers.pop()
+                recorded.replayed -= 1
+                if not recorded.answers:
+                    del self._calls[key]
                 raise
 
     def _write(self, *secret_groups: Iterable[str]) -> None:
-        calls = sorted(self._entries, key=lambda entry: entry.key)  # stable: equal keys keep order
         document = {
             "format": "stagefx cassette",
             "version": CASSETTE_VERSION,
             "calls": [
                 {
-                    "model": msgspec.Raw(entry.model),
-                    "request": msgspec.Raw(entry.request),
-                    "answer": msgspec.Raw(entry.answer),
+                    "model": msgspec.Raw(key[0]),
+                    "request": msgspec.Raw(key[1]),
+                    "answer": msgspec.Raw(answer),
                 }
-                for entry in calls
+                for key in sorted(self._calls)
+                for answer in self._calls[key].answers
             ],
         }
         # Each part is JSON already: the encoder splices it in, then the whole is indented.
@@ -304,9 +307,11 @@ class Recorder(CallLayer):
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, self.path)
 
-    def _load(self) -> list[_Entry]:
+    def _load(self) -> dict[_Key, _Answers]:
+        """The cassette's calls; whitespace goes in one pass over the file, so
+        each part is compact JSON, as written (canonical if not hand-edited)."""
         try:
-            cassette = _READ.decode(self.path.read_bytes())
+            cassette = _READ.decode(msgspec.json.format(self.path.read_bytes(), indent=-1))
         except OSError as error:
             raise ValueError(f"cassette {self.path} cannot be read: {error}") from error
         except msgspec.DecodeError as error:  # its message says where: `$.calls[3]`
@@ -316,17 +321,23 @@ class Recorder(CallLayer):
                 f"cassette {self.path} is of version {cassette.version}; "
                 f"this stagefx reads version {CASSETTE_VERSION}"
             )
-        return [
-            _Entry(
-                _compact(call.model), _compact(call.request), bytes(call.answer), canonical=False
-            )
-            for call in cassette.calls
-        ]
+        calls: dict[_Key, _Answers] = {}
+        models: dict[bytes, bytes] = {}  # one copy of each model's fingerprint
+        for call in cassette.calls:
+            model = bytes(call.model)
+            key = (models.setdefault(model, model), bytes(call.request))
+            recorded = calls.get(key)
+            if recorded is None:
+                recorded = calls[key] = _Answers()
+            recorded.answers.append(bytes(call.answer))
+        return calls
 
-    def _miss(self, model_key: bytes, request_key: bytes) -> ReplayMissError:
-        wanted: dict[str, JSON] = {"model": _parsed(model_key), "request": _parsed(request_key)}
+    def _miss(self, key: _Key) -> ReplayMissError:
+        wanted = _shown(key)
         with self._lock:
-            candidates = [entry for entry in self._entries if not entry.used] or self._entries
+            candidates = [each for each, recorded in self._calls.items() if recorded.left] or list(
+                self._calls
+            )
             nearest = _nearest(pretty(wanted), candidates)
             broken = "".join(f"\n(and {problem})" for problem in self._broken)
         if nearest is None:
@@ -355,8 +366,8 @@ class Recorder(CallLayer):
         )
 
 
-def _shown(entry: _Entry) -> dict[str, JSON]:
-    return {"model": _parsed(entry.model), "request": _parsed(entry.request)}
+def _shown(key: _Key) -> dict[str, JSON]:
+    return {"model": _parsed(key[0]), "request": _parsed(key[1])}
 
 
 def _secrets_of(model: GenerativeModel) -> tuple[str, ...]:
@@ -379,14 +390,14 @@ def _refuse_secrets(text: str, secrets: Iterable[str]) -> None:
         raise ValueError("the cassette would hold an API-key-shaped string: not written")
 
 
-def _nearest(wanted: str, entries: list[_Entry]) -> _Entry | None:
-    best: _Entry | None = None
+def _nearest(wanted: str, keys: list[_Key]) -> _Key | None:
+    best: _Key | None = None
     score = -1.0
-    for entry in entries:
-        matcher = difflib.SequenceMatcher(None, pretty(_shown(entry)), wanted)
+    for key in keys:
+        matcher = difflib.SequenceMatcher(None, pretty(_shown(key)), wanted)
         if matcher.real_quick_ratio() <= score or matcher.quick_ratio() <= score:
             continue
         ratio = matcher.ratio()
         if ratio > score:
-            best, score = entry, ratio
+            best, score = key, ratio
     return best

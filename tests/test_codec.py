@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TypeAlias, TypeVar, cast, get_args
 
 import attrs
+import msgspec
 import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -472,6 +473,7 @@ def test_codec_error_is_a_value_error_and_the_version_is_one() -> None:
             "canonical",
             "pretty",
             "decode_answer",
+            "decode_answer_json",
             "decode_content",
             "decode_request",
             "decode_state",
@@ -771,11 +773,12 @@ def test_canonical_refuses_what_utf8_cannot_hold() -> None:
 
 @SETTINGS
 @given(st.lists(requests, min_size=1, max_size=4))
-def test_a_request_encoder_encodes_a_growing_conversation_as_encode_request_does(
+def test_a_request_encoder_gives_the_canonical_bytes_of_a_growing_conversation(
     batch: list[ModelRequest],
 ) -> None:
     """Later requests re-send earlier turns and tools (the same objects), as a
-    conversation does: the remembered encodings are the ones encode_request gives."""
+    conversation does: the bytes built from remembered parts are the canonical
+    bytes of encode_request's JSON."""
     encoder = codec.RequestEncoder()
     context: tuple[Turn, ...] = ()
     grown: list[ModelRequest] = []
@@ -784,5 +787,50 @@ def test_a_request_encoder_encodes_a_growing_conversation_as_encode_request_does
         tools = (*batch[0].tools, *request.tools)
         grown.append(attrs.evolve(request, context=context, tools=tools, output=batch[0].output))
     for request in [*grown, *grown]:
-        assert encoder(request) == encode_request(request)
-        assert codec.canonical(encoder(request)) == codec.canonical(encode_request(request))
+        assert encoder.canonical(request) == codec.canonical(encode_request(request))
+
+
+# --- answers read straight from JSON text -------------------------------------------------------
+
+
+@SETTINGS
+@given(answers)
+def test_answers_read_from_json_text_equal_the_reference_decoding(answer: Answer) -> None:
+    data = encode_answer(answer)
+    read = codec.decode_answer_json(codec.canonical(data))
+    reference = decode_answer(data)
+    assert read == reference == answer
+    if isinstance(read, ModelOutput) and isinstance(reference, ModelOutput):
+        assert_same_outputs([read], [reference])
+
+
+@GARBAGE_SETTINGS
+@given(st.one_of(garbage, st.builds(lambda data: {"output": data}, garbage)))
+def test_json_text_the_reference_refuses_is_refused_alike(data: JSON) -> None:
+    """Whatever the text holds, reading it gives what decode_answer gives, or
+    the same CodecError."""
+    try:
+        text = codec.canonical(data)
+    except CodecError:
+        return  # not text a cassette can hold
+    try:
+        reference: Answer | CodecError = decode_answer(msgspec.json.decode(text))
+    except CodecError as error:
+        reference = error
+    try:
+        read: Answer | CodecError = codec.decode_answer_json(text)
+    except CodecError as error:
+        read = error
+    if isinstance(reference, CodecError):
+        assert isinstance(read, CodecError)
+        assert str(read) == str(reference)
+    else:
+        assert read == reference
+        if isinstance(read, ModelOutput) and isinstance(reference, ModelOutput):
+            assert_same_outputs([read], [reference])
+
+
+@pytest.mark.parametrize("text", [b"", b"{", b'{"output": {"content": ["a"]}} trailing'])
+def test_text_that_is_not_json_is_a_codec_error(text: bytes) -> None:
+    with pytest.raises(CodecError, match="answer: not JSON"):
+        codec.decode_answer_json(text)

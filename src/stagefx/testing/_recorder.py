@@ -25,7 +25,7 @@ from stagefx._codec import (
     CodecError,
     RequestEncoder,
     canonical,
-    decode_answer,
+    decode_answer_json,
     decode_request,
     encode_answer,
     encode_request,
@@ -166,11 +166,11 @@ class Recorder(CallLayer):
     ) -> ModelOutput | ModelFailure:
         """Replay the recorded answer to `request`, or (where the mode allows)
         ask `model` and record its answer."""
-        key = (self._fingerprint(model, env), canonical(self._encode(request)))
+        key = (self._fingerprint(model, env), self._encode.canonical(request))
         if self._replays:
             replayed = self._take(key, by_model=model is not None)
             if replayed is not None:
-                return decode_answer(_parsed(replayed))
+                return decode_answer_json(replayed)
         if not self._records:
             raise self._miss(key)
         if model is None:

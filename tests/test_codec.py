@@ -834,3 +834,9 @@ def test_json_text_the_reference_refuses_is_refused_alike(data: JSON) -> None:
 def test_text_that_is_not_json_is_a_codec_error(text: bytes) -> None:
     with pytest.raises(CodecError, match="answer: not JSON"):
         codec.decode_answer_json(text)
+
+
+def test_json_text_nested_absurdly_deep_is_a_codec_error() -> None:
+    deep = b'{"output": {"content": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    with pytest.raises(CodecError, match="nested too deeply"):
+        codec.decode_answer_json(deep)

@@ -15,6 +15,7 @@ import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from returns.result import Failure, Success
 
 from stagefx import (
     Env,
@@ -23,12 +24,14 @@ from stagefx import (
     ModelOutput,
     ModelRateLimitError,
     ModelRequest,
+    MultimodalContent,
     Stage,
     StageException,
     StageExecutionError,
     StageState,
     ctx,
 )
+from stagefx._codec import JSON, encode_answer, encode_request
 from stagefx.openai import OpenAI, OpenAIChatConfig
 from stagefx.testing import (
     FakeOpenAIServer,
@@ -39,7 +42,7 @@ from stagefx.testing import (
     demo_answer,
 )
 from tests.replay_pipeline import run
-from tests.test_codec import SETTINGS, Answer, answers, requests
+from tests.test_codec import GARBAGE_SETTINGS, SETTINGS, Answer, answers, garbage, requests
 
 pytestmark = pytest.mark.anyio
 
@@ -401,6 +404,48 @@ async def test_a_miss_names_entries_that_do_not_decode(tmp_path: Path) -> None:
         await Stage.completion("hi").attempt(env=Env.of(Recorder(cassette, mode="replay")))
     ).failure()
     assert isinstance(failed, ReplayMissError)
-    assert """the recorded request {"context":[]} does not decode: request: missing key""" in str(
+    assert """the recorded call {"context":[]} does not decode: request: missing key""" in str(
         failed
     )
+
+
+HI_REQUEST: JSON = encode_request(ModelRequest("", (ModelInput(MultimodalContent.of("hi")),)))
+
+
+@GARBAGE_SETTINGS
+@given(
+    st.lists(
+        st.tuples(garbage, st.just(HI_REQUEST) | garbage, garbage | answers.map(encode_answer)),
+        max_size=3,
+    )
+)
+def test_a_hostile_cassette_is_refused_or_fails_as_a_value(
+    calls: list[tuple[JSON, JSON, JSON]],
+) -> None:
+    """Whatever a cassette holds: the Recorder refuses it with a ValueError
+    when it is made, or a replay gives a value, or a failure value."""
+    with tempfile.TemporaryDirectory() as folder:
+        cassette = Path(folder) / "hostile.json"
+        try:
+            text = json.dumps(
+                {
+                    "version": 1,
+                    "calls": [
+                        {"model": model, "request": request, "answer": answer}
+                        for model, request, answer in calls
+                    ],
+                }
+            )
+        except ValueError:
+            return  # not a file anyone can write (an integer of thousands of digits)
+        cassette.write_text(text)
+        try:
+            recorder = Recorder(cassette, mode="replay")
+        except ValueError:
+            return
+
+        async def replay() -> object:
+            return await Stage.completion("hi").attempt(env=Env.of(recorder))
+
+        outcome = anyio.run(replay)
+    assert isinstance(outcome, Success | Failure)

@@ -296,11 +296,13 @@ def decode_answer_json(text: bytes) -> ModelOutput | ModelFailure:
     """
     try:
         read = _READ_OUTPUT.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         try:
             data: JSON = msgspec.json.decode(text)
         except msgspec.DecodeError as error:
             raise CodecError(f"answer: not JSON ({error})") from error
+        except RecursionError as error:
+            raise _too_deep("answer") from error
         return decode_answer(data)
     output, path = read.output, ("answer", "output")
     usage = output.usage

@@ -110,7 +110,12 @@ _READ = msgspec.json.Decoder(_Cassette)
 
 
 def _parsed(raw: bytes) -> JSON:
-    value: JSON = msgspec.json.decode(raw)
+    """The JSON data `raw` holds, or (data msgspec will not build: integers
+    of thousands of digits, absurd nesting) its text, to be shown."""
+    try:
+        value: JSON = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return raw.decode("utf-8", "replace")
     return value
 
 
@@ -259,12 +264,13 @@ class Recorder(CallLayer):
         checked: dict[_Key, _Answers] = {}
         for (model, request), recorded in self._calls.items():
             try:
+                model = canonical(_parsed(model))
                 request = canonical(encode_request(decode_request(_parsed(request))))
             except CodecError as error:
                 shown = request.decode("utf-8", "replace")
                 shown = shown if len(shown) <= 120 else shown[:117] + "..."
-                self._broken.append(f"the recorded request {shown} does not decode: {error}")
-            same = checked.setdefault((canonical(_parsed(model)), request), _Answers())
+                self._broken.append(f"the recorded call {shown} does not decode: {error}")
+            same = checked.setdefault((model, request), _Answers())
             same.answers.extend(recorded.answers)
             same.replayed += recorded.replayed
         self._calls = checked

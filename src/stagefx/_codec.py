@@ -59,7 +59,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal, NoReturn, TypeAlias, final, get_args
 
 import msgspec
@@ -178,18 +178,20 @@ def encode_request(request: ModelRequest) -> dict[str, JSON]:
 
 @final
 class RequestEncoder:
-    """Canonical bytes of requests, for a stream of calls: each turn, tool
-    spec, output spec and instructions text is encoded once, and its bytes
-    reused while the same object comes back.
+    """Canonical bytes of requests, for a stream of calls: each turn is
+    encoded once, and so is the rest of a request (instructions, output
+    spec, tools, extra), its bytes reused while the same objects come back.
 
-    A conversation re-sends all its earlier turns, and a stage its tools,
-    with every call; all are immutable values, so a Recorder keying every
-    call pays only for what is new in it. It remembers up to 4,096 objects,
-    then starts afresh.
+    A conversation re-sends all its earlier turns, and a stage the same
+    instructions, tools and options, with every call; requests are immutable
+    values, so a Recorder keying every call pays only for what is new in it
+    (a dict inside a request changed in place after a call would not be
+    seen). It remembers up to 4,096 of each, then starts afresh.
     """
 
     def __init__(self) -> None:
-        self._known: dict[int, tuple[object, bytes]] = {}
+        self._turns: dict[int, tuple[object, bytes]] = {}
+        self._rests: dict[tuple[int, int, int, int], tuple[tuple[object, ...], bytes]] = {}
 
     def canonical(self, request: ModelRequest) -> bytes:
         """`canonical(encode_request(request))`, the same bytes, built from remembered parts."""
@@ -201,44 +203,68 @@ class RequestEncoder:
     def _canonical(self, request: object, path: _Path) -> bytes:
         if not isinstance(request, ModelRequest):
             _fail(path, f"expected a ModelRequest, got {_kind(request)}")
-        turns, tools, extra = request.context, request.tools, request.extra
+        turns = request.context
         if not isinstance(turns, tuple | list):
             _fail((path, "context"), f"expected a tuple of turns, got {_kind(turns)}")
-        context: _Path = (path, "context")
+        known = self._turns
+        context: list[bytes] = []
+        for index, turn in enumerate(turns):
+            found = known.get(id(turn))
+            if found is None or found[0] is not turn:
+                found = _remember(
+                    known, turn, canonical(_encode_turn(turn, ((path, "context"), index)))
+                )
+            context.append(found[1])
+        # The keys of encode_request's object in sorted order, as canonical() writes them.
+        return b"".join((b'{"context":[', b",".join(context), self._rest(request, path)))
+
+    def _rest(self, request: ModelRequest, path: _Path) -> bytes:
+        """`],"extra":...,"tools":[...]}`, remembered by the identity of its
+        four parts (a stage sends the same ones with every call)."""
+        parts = (request.instructions, request.output, request.tools, request.extra)
+        key = (id(parts[0]), id(parts[1]), id(parts[2]), id(parts[3]))
+        found = self._rests.get(key)
+        if found is not None:
+            known = found[0]
+            if (
+                known[0] is parts[0]
+                and known[1] is parts[1]
+                and known[2] is parts[2]
+                and known[3] is parts[3]
+            ):
+                return found[1]
         listed: _Path = (path, "tools")
-        part = self._part
-        # The keys of encode_request's object, in sorted order, as canonical() writes them.
-        return b"".join(
+        rest = b"".join(
             (
-                b'{"context":[',
-                b",".join(
-                    [part(_encode_turn, turn, (context, index)) for index, turn in enumerate(turns)]
-                ),
                 b'],"extra":',
-                b"{}"
-                if type(extra) is dict and not extra
-                else canonical(_json_object(extra, (path, "extra"))),
+                canonical(_json_object(parts[3], (path, "extra"))),
                 b',"instructions":',
-                part(_string, request.instructions, (path, "instructions")),
+                canonical(_string(parts[0], (path, "instructions"))),
                 b',"output":',
-                part(_encode_output_spec, request.output, (path, "output")),
+                canonical(_encode_output_spec(parts[1], (path, "output"))),
                 b',"tools":[',
                 b",".join(
-                    [part(_encode_tool, tool, (listed, index)) for index, tool in enumerate(tools)]
+                    [
+                        canonical(_encode_tool(tool, (listed, index)))
+                        for index, tool in enumerate(request.tools)
+                    ]
                 ),
                 b"]}",
             )
         )
+        if len(self._rests) >= _KNOWN_LIMIT:
+            self._rests.clear()
+        self._rests[key] = (parts, rest)  # the parts kept alive: their ids stay their own
+        return rest
 
-    def _part(self, encode: Callable[[object, _Path], JSON], value: object, path: _Path) -> bytes:
-        found = self._known.get(id(value))
-        if found is not None and found[0] is value:
-            return found[1]
-        encoded = canonical(encode(value, path))
-        if len(self._known) >= _KNOWN_LIMIT:
-            self._known.clear()
-        self._known[id(value)] = (value, encoded)  # the value kept alive: its id stays its own
-        return encoded
+
+def _remember(
+    known: dict[int, tuple[object, bytes]], value: object, encoded: bytes
+) -> tuple[object, bytes]:
+    if len(known) >= _KNOWN_LIMIT:
+        known.clear()
+    remembered = known[id(value)] = (value, encoded)  # kept alive: its id stays its own
+    return remembered
 
 
 def canonical(data: JSON) -> bytes:

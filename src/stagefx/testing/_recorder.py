@@ -159,6 +159,7 @@ class Recorder(CallLayer):
         self._by_request: dict[bytes, list[_Key]] | None = None  # for an Env with no model
         self._encode = RequestEncoder()
         self._fingerprints: dict[tuple[int, int], tuple[GenerativeModel, Env, bytes]] = {}
+        self._last_fingerprint: tuple[GenerativeModel | None, Env | None, bytes] = (None, None, b"")
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -222,14 +223,17 @@ class Recorder(CallLayer):
         """The model's fingerprint in this Env, canonical, computed once per (model, Env)."""
         if model is None:
             return b"null"
+        last = self._last_fingerprint
+        if last[0] is model and last[1] is env:
+            return last[2]
         known = self._fingerprints.get((id(model), id(env)))
-        if known is not None and known[0] is model and known[1] is env:
-            return known[2]
-        # Through JSON and back: tuples become lists, and what is not JSON shows as text.
-        loaded: JSON = json.loads(json.dumps(model.fingerprint(env), default=str))
-        fingerprint = canonical(loaded)
-        self._fingerprints[(id(model), id(env))] = (model, env, fingerprint)  # kept alive: ids stay
-        return fingerprint
+        if known is None or known[0] is not model or known[1] is not env:
+            # Through JSON and back: tuples become lists, and what is not JSON shows as text.
+            loaded: JSON = json.loads(json.dumps(model.fingerprint(env), default=str))
+            known = (model, env, canonical(loaded))
+            self._fingerprints[(id(model), id(env))] = known  # kept alive: the ids stay theirs
+        self._last_fingerprint = known
+        return known[2]
 
     def _take(self, key: _Key, *, by_model: bool) -> bytes | None:
         """The first answer to this call no run has taken yet (matched by

@@ -104,10 +104,8 @@ class _Through(GenerativeModel):
         self.model = model
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
-        layer, *rest = self.layers
-        # With no model, the layers inside have nothing to pass a call to.
-        inner = _Through(tuple(rest), self.model) if rest and self.model is not None else self.model
-        return await layer.call(request, env, inner)
+        layer, *inside = self.layers
+        return await layer.call(request, env, _inner(inside, self.model))
 
     def fingerprint(self, env: Env) -> Mapping[str, object]:
         return {} if self.model is None else self.model.fingerprint(env)
@@ -134,8 +132,13 @@ async def _ask(
         assert model is not None  # checked by the caller
         return await model.generate(request, env)
     outermost, *inside = _layers(env)
-    inner = _Through(tuple(inside), model) if inside and model is not None else model
-    return await outermost.call(request, env, inner)
+    return await outermost.call(request, env, _inner(inside, model))
+
+
+def _inner(layers: list[CallLayer], model: GenerativeModel | None) -> GenerativeModel | None:
+    """What a layer passes calls to: the layers inside it over the model; with
+    no model, the layers inside have nothing to pass a call to."""
+    return _Through(tuple(layers), model) if layers and model is not None else model
 
 
 def _failed(error: Exception, state: StageState) -> StageException:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TypeAlias, TypeVar, cast, get_args
 
 import attrs
-import msgspec
 import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -804,30 +803,57 @@ def test_answers_read_from_json_text_equal_the_reference_decoding(answer: Answer
         assert_same_outputs([read], [reference])
 
 
+def outcome_of(decode: Callable[[], Answer]) -> tuple[object, ...]:
+    """What `decode()` gives (with the parts outside equality), or its CodecError's message."""
+    try:
+        answer = decode()
+    except CodecError as error:
+        return ("refused", str(error))
+    if isinstance(answer, ModelOutput):
+        return ("output", answer, answer.usage, answer.finish_reason)
+    return ("failure", answer)
+
+
+def assert_read_as_the_reference(text: bytes) -> None:
+    """`decode_answer_json(text)` gives what `decode_answer(json.loads(text))`
+    gives, or the same CodecError (text json.loads refuses: a CodecError)."""
+    try:
+        data: JSON = json.loads(text)
+    except (ValueError, RecursionError):
+        with pytest.raises(CodecError):
+            codec.decode_answer_json(text)
+        return
+    assert outcome_of(lambda: codec.decode_answer_json(text)) == outcome_of(
+        lambda: decode_answer(data)
+    )
+
+
 @GARBAGE_SETTINGS
 @given(st.one_of(garbage, st.builds(lambda data: {"output": data}, garbage)))
-def test_json_text_the_reference_refuses_is_refused_alike(data: JSON) -> None:
-    """Whatever the text holds, reading it gives what decode_answer gives, or
-    the same CodecError."""
+def test_json_text_reads_as_the_reference_decoder_reads_it(data: JSON) -> None:
     try:
-        text = codec.canonical(data)
-    except CodecError:
-        return  # not text a cassette can hold
-    try:
-        reference: Answer | CodecError = decode_answer(msgspec.json.decode(text))
-    except CodecError as error:
-        reference = error
-    try:
-        read: Answer | CodecError = codec.decode_answer_json(text)
-    except CodecError as error:
-        read = error
-    if isinstance(reference, CodecError):
-        assert isinstance(read, CodecError)
-        assert str(read) == str(reference)
-    else:
-        assert read == reference
-        if isinstance(read, ModelOutput) and isinstance(reference, ModelOutput):
-            assert_same_outputs([read], [reference])
+        text = json.dumps(data).encode()
+    except ValueError:
+        return  # an integer json cannot write
+    assert_read_as_the_reference(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"output": {"content": ["\\ud800"]}}',  # a lone surrogate, escaped
+        b'\xef\xbb\xbf{"output": {"content": ["a"]}}',  # a byte order mark
+        '{"output": {"content": ["a"]}}'.encode("utf-16"),
+        b'{"output": {"content": ["\xff"]}}',  # not UTF-8
+        b'{"output": {"tool_requests": [{"identifier": "1", "tool": "t", "arguments": '
+        b'{"x": NaN}}]}}',
+        b'{"output": {"usage": {"input_tokens": 1e400}}}',
+        b'{"output": {"content": ["a"], "content": [1]}}',  # a key twice: the last one counts
+        b'{"output": {"usage": {"input_tokens": ' + b"9" * 4000 + b"}}}",
+    ],
+)
+def test_odd_json_text_reads_as_the_reference_decoder_reads_it(text: bytes) -> None:
+    assert_read_as_the_reference(text)
 
 
 @pytest.mark.parametrize("text", [b"", b"{", b'{"output": {"content": ["a"]}} trailing'])
@@ -840,3 +866,28 @@ def test_json_text_nested_absurdly_deep_is_a_codec_error() -> None:
     deep = b'{"output": {"content": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
     with pytest.raises(CodecError, match="nested too deeply"):
         codec.decode_answer_json(deep)
+
+
+TURN = ModelInput(MultimodalContent.of("hi"))
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ModelRequest(cast(str, 1), (cast(Turn, object()),)),
+        ModelRequest("", (TURN,), cast(tuple[ToolSpec, ...], (1,)), cast(OutputSpec, None)),
+        ModelRequest("", (TURN,), cast(tuple[ToolSpec, ...], None)),
+        ModelRequest("", (TURN,), cast(tuple[ToolSpec, ...], 5)),
+        ModelRequest("", (ModelInput(MultimodalContent.of("hi"), cast(tuple[()], None)),)),
+        ModelRequest("", (ModelInput(MultimodalContent(cast(tuple[ContentPart, ...], None))),)),
+        ModelRequest("", (ModelOutput(tool_requests=cast(tuple[ModelToolRequest, ...], 3)),)),
+        ModelRequest("", (TURN,), extra=cast(dict[str, object], None)),
+    ],
+)
+def test_a_malformed_request_is_refused_alike_by_both_encoders(request_: ModelRequest) -> None:
+    """A CodecError, and nothing else, saying the same, even with several faults."""
+    with pytest.raises(CodecError) as direct:
+        encode_request(request_)
+    with pytest.raises(CodecError) as remembered:
+        codec.RequestEncoder().canonical(request_)
+    assert str(remembered.value) == str(direct.value)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -18,13 +19,16 @@ from hypothesis import strategies as st
 from returns.result import Failure, Success
 
 from stagefx import (
+    ArtifactContent,
     Env,
+    GenerativeModel,
     ModelFailure,
     ModelInput,
     ModelOutput,
     ModelRateLimitError,
     ModelRequest,
     MultimodalContent,
+    RateLimits,
     Stage,
     StageException,
     StageExecutionError,
@@ -449,3 +453,124 @@ def test_a_hostile_cassette_is_refused_or_fails_as_a_value(
 
         outcome = anyio.run(replay)
     assert isinstance(outcome, Success | Failure)
+
+
+@dataclasses.dataclass
+class Weather:
+    city: str
+    celsius: float
+
+
+def _weather_request() -> ModelRequest:
+    """A call whose context holds a typed artifact (what a tool returning a dataclass gives)."""
+    turn = ModelInput(MultimodalContent.of(ArtifactContent(Weather("Paris", 21.5))))
+    return ModelRequest("", (turn,))
+
+
+async def test_a_miss_does_not_change_how_recorded_calls_match(tmp_path: Path) -> None:
+    """Bringing hand edits to canonical form on a miss leaves the calls a
+    Recorder wrote (typed artifacts included) matching as before."""
+    cassette = tmp_path / "artifact.json"
+    weather, other = (
+        _weather_request(),
+        ModelRequest("", (ModelInput(MultimodalContent.of("new")),)),
+    )
+    model = ScriptedModel("21.5 in Paris")
+    recorder = Recorder(cassette, mode="record")
+    await recorder.call(weather, Env.of(model, recorder), model)
+
+    later = ScriptedModel("answer to the new call")  # a second call would fail: none scripted
+    recorder = Recorder(cassette, mode="new")
+    env = Env.of(later, recorder)
+    await recorder.call(other, env, later)  # a miss: recorded
+    replayed = await recorder.call(weather, env, later)
+    assert isinstance(replayed, ModelOutput)
+    assert replayed.content.as_string() == "21.5 in Paris"
+    assert len(later.requests) == 1
+    assert len(json.loads(cassette.read_text())["calls"]) == 2
+
+
+async def test_one_call_written_two_ways_replays_each_answer_once(tmp_path: Path) -> None:
+    cassette = tmp_path / "twice.json"
+    request = ModelRequest("", (ModelInput(MultimodalContent.of("roll a die")),))
+    recorder = Recorder(cassette, mode="record")
+    model = ScriptedModel("6")
+    await recorder.call(request, Env.of(model, recorder), model)
+    data = json.loads(cassette.read_text())
+    hand_written = {
+        "model": {"provider": "ScriptedModel"},
+        "request": {"context": [{"input": {"content": ["roll a die"]}}], "instructions": ""},
+        "answer": {"output": {"content": ["2"]}},
+    }
+    data["calls"].insert(0, hand_written)
+    cassette.write_text(json.dumps(data))
+
+    replay = Recorder(cassette, mode="replay")
+    env = Env.of(ScriptedModel(), replay)
+    rolls = []
+    for _ in range(2):
+        answer = await replay.call(request, env, ScriptedModel())
+        assert isinstance(answer, ModelOutput)
+        rolls.append(answer.content.as_string())
+    assert sorted(rolls) == ["2", "6"]
+    assert replay.unused() == []
+    failed = (await Stage.completion("roll a die").attempt(env=env)).failure()
+    assert isinstance(failed, ReplayMissError)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'{"version": 1, "calls": [{"model": null, "request": "\xff", "answer": {}}]}', "UTF-8"),
+        (b'{"version": 1, "calls": [], "deep": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "deep"),
+    ],
+)
+def test_a_cassette_that_is_not_utf8_or_absurdly_deep_is_refused(
+    content: bytes, says: str, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "bad.json"
+    cassette.write_bytes(content)
+    with pytest.raises(ValueError, match=says):
+        Recorder(cassette, mode="replay")
+
+
+class Fingerprinted(GenerativeModel):
+    """A scripted model that counts how often its fingerprint is asked for."""
+
+    def __init__(self, *answers: str) -> None:
+        self.scripted = ScriptedModel(*answers)
+        self.fingerprints = 0
+
+    async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
+        return await self.scripted.generate(request, env)
+
+    def fingerprint(self, env: Env) -> Mapping[str, object]:
+        self.fingerprints += 1
+        return {"provider": "Fingerprinted"}
+
+
+async def test_the_fingerprint_is_computed_once_with_other_layers_inside(tmp_path: Path) -> None:
+    """Rate limits under the Recorder wrap the model anew at every call: the
+    Recorder still asks the model for its fingerprint once per Env."""
+    cassette = tmp_path / "limited.json"
+    ask = Stage.completion("hi").with_volatile_context()
+    calls = Stage.loop(ask, condition=lambda *, state, iteration: iteration < 20)
+    model = Fingerprinted(*(["hello"] * 20))
+    env = Env.of(model, Recorder(cassette), RateLimits(requests_per_minute=1_000_000))
+    await calls.execute(env=env)
+    assert model.fingerprints == 1
+    replaying = Fingerprinted()
+    env = Env.of(replaying, Recorder(cassette, mode="replay"), RateLimits(requests_per_minute=10))
+    await calls.execute(env=env)
+    assert replaying.fingerprints == 1
+
+
+@pytest.mark.parametrize("secret", ['pa"ss-word-123', "back\\slash-secret", "tab\there-secret"])
+async def test_secrets_json_would_escape_are_refused_too(secret: str, tmp_path: Path) -> None:
+    cassette = tmp_path / "escaped.json"
+    recorder = Recorder(cassette, mode="record", secrets=[secret])
+    leaking = Stage.completion(f"the password is {secret}")
+    failed = (await leaking.attempt(env=Env.of(ScriptedModel("ok"), recorder))).failure()
+    assert isinstance(failed, StageExecutionError)
+    assert "secret" in str(failed)
+    assert not cassette.exists()

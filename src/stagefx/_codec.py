@@ -246,7 +246,7 @@ class RequestEncoder:
                 b",".join(
                     [
                         canonical(_encode_tool(tool, (listed, index)))
-                        for index, tool in enumerate(request.tools)
+                        for index, tool in enumerate(_items(parts[2], listed, "tool specs"))
                     ]
                 ),
                 b"]}",
@@ -313,22 +313,22 @@ def decode_answer(data: JSON) -> ModelOutput | ModelFailure:
 
 
 def decode_answer_json(text: bytes) -> ModelOutput | ModelFailure:
-    """The answer the JSON `text` holds: `decode_answer` of its data, faster.
+    """The answer the JSON `text` holds: `decode_answer(json.loads(text))`, faster.
 
     A model output is read by msgspec straight from the text, shape and
     types checked as it is parsed; anything else it holds (a failure, a part
-    that is not text) and anything it refuses goes through `decode_answer`,
-    so the values and the messages are that decoder's.
+    that is not text) and anything it refuses goes through `json.loads` and
+    `decode_answer`, so the values and the messages are theirs.
     """
     try:
         read = _READ_OUTPUT.decode(text)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         try:
-            data: JSON = msgspec.json.decode(text)
-        except msgspec.DecodeError as error:
-            raise CodecError(f"answer: not JSON ({error})") from error
+            data: JSON = json.loads(text)
         except RecursionError as error:
             raise _too_deep("answer") from error
+        except ValueError as error:  # not JSON, not UTF-8, an integer past 4,300 digits
+            raise CodecError(f"answer: not JSON ({error})") from error
         return decode_answer(data)
     output, path = read.output, ("answer", "output")
     usage = output.usage
@@ -607,7 +607,15 @@ def _tagged(data: object, path: _Path, tags: tuple[str, ...]) -> tuple[str, obje
 def _encode_content(content: object, path: _Path) -> list[JSON]:
     if not isinstance(content, MultimodalContent):
         _fail(path, f"expected MultimodalContent, got {_kind(content)}")
-    return [_encode_part(part, (path, index)) for index, part in enumerate(content.parts)]
+    parts = _items(content.parts, (path, "parts"), "content parts")
+    return [_encode_part(part, (path, index)) for index, part in enumerate(parts)]
+
+
+def _items(value: object, path: _Path, what: str) -> tuple[object, ...] | list[object]:
+    """`value` if it is a tuple or list (of `what`, checked one by one by the caller)."""
+    if not isinstance(value, tuple | list):
+        _fail(path, f"expected a tuple of {what}, got {_kind(value)}")
+    return value
 
 
 def _encode_part(part: object, path: _Path) -> JSON:
@@ -709,7 +717,8 @@ def _encode_context(context: object, path: _Path) -> list[JSON]:
 
 def _encode_input(turn: ModelInput, path: _Path) -> dict[str, JSON]:
     responses: list[JSON] = []
-    for index, response in enumerate(turn.tool_responses):
+    listed = _items(turn.tool_responses, (path, "tool_responses"), "tool responses")
+    for index, response in enumerate(listed):
         where = ((path, "tool_responses"), index)
         if not isinstance(response, ModelToolResponse):
             _fail(where, f"expected a ModelToolResponse, got {_kind(response)}")
@@ -729,7 +738,8 @@ def _encode_input(turn: ModelInput, path: _Path) -> dict[str, JSON]:
 
 def _encode_output(turn: ModelOutput, path: _Path) -> dict[str, JSON]:
     requests: list[JSON] = []
-    for index, request in enumerate(turn.tool_requests):
+    listed = _items(turn.tool_requests, (path, "tool_requests"), "tool requests")
+    for index, request in enumerate(listed):
         where = ((path, "tool_requests"), index)
         if not isinstance(request, ModelToolRequest):
             _fail(where, f"expected a ModelToolRequest, got {_kind(request)}")
@@ -849,12 +859,16 @@ def _encode_request(request: object, path: _Path) -> dict[str, JSON]:
         _fail((path, "context"), f"expected a tuple of turns, got {_kind(turns)}")
     context: _Path = (path, "context")
     listed: _Path = (path, "tools")
+    # In sorted order, as RequestEncoder checks them: with several faults, both report the same.
     return {
-        "instructions": _string(request.instructions, (path, "instructions")),
         "context": [_encode_turn(turn, (context, index)) for index, turn in enumerate(turns)],
-        "tools": [_encode_tool(tool, (listed, index)) for index, tool in enumerate(tools)],
-        "output": _encode_output_spec(request.output, (path, "output")),
         "extra": _json_object(extra, (path, "extra")),
+        "instructions": _string(request.instructions, (path, "instructions")),
+        "output": _encode_output_spec(request.output, (path, "output")),
+        "tools": [
+            _encode_tool(tool, (listed, index))
+            for index, tool in enumerate(_items(tools, listed, "tool specs"))
+        ],
     }
 
 

@@ -22,7 +22,7 @@ from stagefx._state import StageState
 from stagefx._tracing import close_span, close_span_raised, open_span
 from stagefx._usage import UsageTotals, record_spend
 
-__all__ = ["CallLayer", "call_model"]
+__all__ = ["CallLayer", "call_model", "innermost"]
 
 
 class CallLayer:
@@ -112,6 +112,14 @@ class _Through(GenerativeModel):
 
     def secrets(self) -> tuple[str, ...]:
         return () if self.model is None else self.model.secrets()
+
+
+def innermost(model: GenerativeModel | None) -> GenerativeModel | None:
+    """The model under the layers a `CallLayer` is handed as its `model`: the
+    one object that stays the same from call to call (a layer keys caches by it)."""
+    while isinstance(model, _Through):
+        model = model.model
+    return model
 
 
 def _layers(env: Env) -> list[CallLayer]:

@@ -35,7 +35,7 @@ from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import MissingEnvironmentError, StageException
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest
-from stagefx._model_call import CallLayer
+from stagefx._model_call import CallLayer, innermost
 from stagefx._state import StageState
 
 __all__ = ["CASSETTE_VERSION", "Recorder", "RecordMode", "ReplayMissError"]
@@ -91,6 +91,19 @@ class _Answers:
             return None
         self.replayed += 1
         return self.answers[self.replayed - 1]
+
+    def joined(self, later: _Answers) -> _Answers:
+        """The answers of two spellings of one call: those taken first, then
+        the others, each in recorded order (this one's before `later`'s)."""
+        return _Answers(
+            [
+                *self.answers[: self.replayed],
+                *later.answers[: later.replayed],
+                *self.answers[self.replayed :],
+                *later.answers[later.replayed :],
+            ],
+            self.replayed + later.replayed,
+        )
 
 
 class _Call(msgspec.Struct):
@@ -156,6 +169,7 @@ class Recorder(CallLayer):
         self._calls: dict[_Key, _Answers] = self._load() if exists and mode != "record" else {}
         self._checked = not self._calls  # whether every key is known to be canonical
         self._broken: list[str] = []  # calls whose request does not decode, found when checked
+        self._aliases: dict[_Key, _Key] = {}  # a hand-edited call, with its defaults filled in
         self._by_request: dict[bytes, list[_Key]] | None = None  # for an Env with no model
         self._encode = RequestEncoder()
         self._fingerprints: dict[tuple[int, int], tuple[GenerativeModel, Env, bytes]] = {}
@@ -221,6 +235,7 @@ class Recorder(CallLayer):
 
     def _fingerprint(self, model: GenerativeModel | None, env: Env) -> bytes:
         """The model's fingerprint in this Env, canonical, computed once per (model, Env)."""
+        model = innermost(model)  # the layers inside this one are new objects at every call
         if model is None:
             return b"null"
         last = self._last_fingerprint
@@ -248,11 +263,16 @@ class Recorder(CallLayer):
     def _first(self, key: _Key, by_model: bool) -> bytes | None:
         if by_model:
             recorded = self._calls.get(key)
-            return None if recorded is None else recorded.take()
+            answer = None if recorded is None else recorded.take()
+            if answer is None and key in self._aliases:
+                answer = self._calls[self._aliases[key]].take()
+            return answer
         if self._by_request is None:
             self._by_request = {}
             for each in self._calls:
                 self._by_request.setdefault(each[1], []).append(each)
+            for alias, each in self._aliases.items():
+                self._by_request.setdefault(alias[1], []).append(each)
         for each in self._by_request.get(key[1], ()):
             answer = self._calls[each].take()
             if answer is not None:
@@ -260,24 +280,30 @@ class Recorder(CallLayer):
         return None
 
     def _check(self) -> None:
-        """Bring every call read from the file to its canonical form (keys
-        sorted, numbers and strings as the codec writes them, defaults filled
-        in). A file as a Recorder writes it is canonical already: this is for
-        cassettes edited by hand."""
+        """Bring every call read from the file to its canonical form: keys
+        sorted, whitespace, numbers and strings as the codec writes them. A
+        file as a Recorder writes it is canonical already: this is for
+        cassettes edited by hand. A call whose request leaves out fields with
+        a default also matches the request with them filled in (an alias: a
+        typed artifact's value does not survive decoding, so the form with the
+        defaults filled in cannot replace the written one)."""
         self._checked = True
         checked: dict[_Key, _Answers] = {}
+        aliases: dict[_Key, _Key] = {}
         for (model, request), recorded in self._calls.items():
+            key = (canonical(_parsed(model)), canonical(_parsed(request)))
             try:
-                model = canonical(_parsed(model))
-                request = canonical(encode_request(decode_request(_parsed(request))))
+                filled = canonical(encode_request(decode_request(_parsed(request))))
             except CodecError as error:
                 shown = request.decode("utf-8", "replace")
                 shown = shown if len(shown) <= 120 else shown[:117] + "..."
                 self._broken.append(f"the recorded call {shown} does not decode: {error}")
-            same = checked.setdefault((model, request), _Answers())
-            same.answers.extend(recorded.answers)
-            same.replayed += recorded.replayed
-        self._calls = checked
+                filled = key[1]
+            same = checked.get(key)
+            checked[key] = recorded if same is None else same.joined(recorded)
+            if filled != key[1]:
+                aliases[(key[0], filled)] = key
+        self._calls, self._aliases = checked, aliases
         self._by_request = None
 
     def _record(self, key: _Key, answer: bytes, model: GenerativeModel) -> None:
@@ -321,11 +347,17 @@ class Recorder(CallLayer):
         """The cassette's calls; whitespace goes in one pass over the file, so
         each part is compact JSON, as written (canonical if not hand-edited)."""
         try:
-            cassette = _READ.decode(msgspec.json.format(self.path.read_bytes(), indent=-1))
+            text = self.path.read_bytes()
+            text.decode("utf-8")  # checked once here: msgspec leaves raw parts unchecked
+            cassette = _READ.decode(msgspec.json.format(text, indent=-1))
         except OSError as error:
             raise ValueError(f"cassette {self.path} cannot be read: {error}") from error
+        except UnicodeDecodeError as error:
+            raise ValueError(f"cassette {self.path} is not UTF-8: {error}") from error
         except msgspec.DecodeError as error:  # its message says where: `$.calls[3]`
             raise ValueError(f"cassette {self.path} is not a stagefx cassette: {error}") from error
+        except RecursionError as error:
+            raise ValueError(f"cassette {self.path} is nested too deeply") from error
         if cassette.version != CASSETTE_VERSION:
             raise ValueError(
                 f"cassette {self.path} is of version {cassette.version}; "
@@ -391,13 +423,25 @@ def _refuse_secrets(text: str, secrets: Iterable[str]) -> None:
         if _SECRET_NAMES.search(name) and len(value) >= 8
     ]
     for secret in secrets:
-        if secret in text:
+        if _written(secret, text):
             raise ValueError("the cassette would hold a configured secret: not written")
     for name, value in named:
-        if value in text:
+        if _written(value, text):
             raise ValueError(f"the cassette would hold the value of ${name}: not written")
     if _KEY_SHAPES.search(text):
         raise ValueError("the cassette would hold an API-key-shaped string: not written")
+
+
+def _written(secret: str, text: str) -> bool:
+    """Whether `secret` is in the cassette's `text`, as is or as JSON writes it
+    inside a string (a quote, a backslash or a control character escaped)."""
+    if secret in text:
+        return True
+    try:
+        escaped = _WRITE.encode(secret)[1:-1].decode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no cassette can hold it
+        return False
+    return escaped in text
 
 
 def _nearest(wanted: str, keys: list[_Key]) -> _Key | None:

@@ -574,3 +574,21 @@ async def test_secrets_json_would_escape_are_refused_too(secret: str, tmp_path: 
     assert isinstance(failed, StageExecutionError)
     assert "secret" in str(failed)
     assert not cassette.exists()
+
+
+async def test_a_pruned_hand_edited_call_is_recorded_anew(tmp_path: Path) -> None:
+    cassette = tmp_path / "pruned.json"
+    hand_written = {
+        "model": {"provider": "ScriptedModel"},
+        "request": {"context": [{"input": {"content": ["roll a die"]}}], "instructions": ""},
+        "answer": {"output": {"content": ["2"]}},
+    }
+    cassette.write_text(json.dumps({"version": 1, "calls": [hand_written]}))
+    model = ScriptedModel("an answer to another call", "a fresh roll")
+    env = Env.of(model, Recorder(cassette, mode="new"))
+    recorder = env.get(Recorder)
+    assert recorder is not None
+    await Stage.completion("another call").execute(env=env)  # a miss: hand edits are checked
+    assert recorder.prune() == 1
+    state = await Stage.completion("roll a die").execute(env=env)
+    assert state.result.as_string() == "a fresh roll"

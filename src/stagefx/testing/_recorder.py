@@ -226,6 +226,9 @@ class Recorder(CallLayer):
                 del recorded.answers[recorded.replayed :]
                 if not recorded.answers:
                     del self._calls[key]
+            self._aliases = {
+                alias: key for alias, key in self._aliases.items() if key in self._calls
+            }
             self._by_request = None
             if dropped:
                 self._write((), ())
@@ -265,7 +268,8 @@ class Recorder(CallLayer):
             recorded = self._calls.get(key)
             answer = None if recorded is None else recorded.take()
             if answer is None and key in self._aliases:
-                answer = self._calls[self._aliases[key]].take()
+                recorded = self._calls.get(self._aliases[key])
+                answer = None if recorded is None else recorded.take()
             return answer
         if self._by_request is None:
             self._by_request = {}

@@ -592,3 +592,73 @@ async def test_a_pruned_hand_edited_call_is_recorded_anew(tmp_path: Path) -> Non
     assert recorder.prune() == 1
     state = await Stage.completion("roll a die").execute(env=env)
     assert state.result.as_string() == "a fresh roll"
+
+
+ROLL = ModelRequest("", (ModelInput(MultimodalContent.of("roll")),))
+SHORT_ROLL: JSON = {"context": [{"input": {"content": ["roll"]}}], "instructions": ""}
+
+
+def _hand_written(path: Path, *calls: tuple[JSON, str]) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "calls": [
+                    {
+                        "model": {"provider": "ScriptedModel"},
+                        "request": request,
+                        "answer": {"output": {"content": [answer]}},
+                    }
+                    for request, answer in calls
+                ],
+            }
+        )
+    )
+
+
+async def _roll(recorder: Recorder, model: ScriptedModel, times: int) -> list[str]:
+    env = Env.of(model, recorder)
+    rolls = []
+    for _ in range(times):
+        answer = await recorder.call(ROLL, env, model)
+        assert isinstance(answer, ModelOutput)
+        rolls.append(answer.content.as_string())
+    return rolls
+
+
+async def test_spellings_leaving_out_different_defaults_are_one_call(tmp_path: Path) -> None:
+    cassette = tmp_path / "spellings.json"
+    assert isinstance(SHORT_ROLL, dict)
+    _hand_written(cassette, (SHORT_ROLL, "first"), ({**SHORT_ROLL, "tools": []}, "second"))
+    recorder = Recorder(cassette, mode="new")
+    assert await _roll(recorder, ScriptedModel(), 2) == ["first", "second"]
+    assert recorder.unused() == []
+
+
+async def test_an_answer_recorded_after_hand_written_ones_replays_after_them(
+    tmp_path: Path,
+) -> None:
+    cassette = tmp_path / "after.json"
+    _hand_written(cassette, (SHORT_ROLL, "by hand"))
+    assert await _roll(Recorder(cassette, mode="new"), ScriptedModel("recorded"), 2) == [
+        "by hand",
+        "recorded",
+    ]
+    assert await _roll(Recorder(cassette, mode="replay"), ScriptedModel(), 2) == [
+        "by hand",
+        "recorded",
+    ]
+
+
+async def test_a_prune_that_cannot_write_changes_nothing(tmp_path: Path) -> None:
+    cassette = tmp_path / "unwritable.json"
+    key_shaped = "sk-abcdefghijklmnop"  # written by hand: a Recorder would never write it
+    other: JSON = {"context": [{"input": {"content": ["other"]}}], "instructions": ""}
+    _hand_written(cassette, (SHORT_ROLL, key_shaped), (other, "unused"))
+    before = cassette.read_bytes()
+    recorder = Recorder(cassette, mode="new")
+    assert await _roll(recorder, ScriptedModel(), 1) == [key_shaped]
+    with pytest.raises(ValueError, match="API-key-shaped"):
+        recorder.prune()  # what it keeps holds a key-shaped string: not written
+    assert cassette.read_bytes() == before
+    assert len(recorder.unused()) == 1

@@ -75,10 +75,12 @@ _Key: TypeAlias = tuple[bytes, bytes]
 
 
 @attrs.define(slots=True, eq=False)
-class _Answers:
-    """The answers recorded for one call (compact JSON), in recorded order;
-    the first `replayed` have been taken by runs since the Recorder was made."""
+class _Recorded:
+    """One recorded call: the key it is written under, and its answers
+    (compact JSON) in recorded order, of which the first `replayed` have been
+    taken by runs since the Recorder was made."""
 
+    key: _Key
     answers: list[bytes] = attrs.Factory(list)
     replayed: int = 0
 
@@ -92,18 +94,16 @@ class _Answers:
         self.replayed += 1
         return self.answers[self.replayed - 1]
 
-    def joined(self, later: _Answers) -> _Answers:
-        """The answers of two spellings of one call: those taken first, then
-        the others, each in recorded order (this one's before `later`'s)."""
-        return _Answers(
-            [
-                *self.answers[: self.replayed],
-                *later.answers[: later.replayed],
-                *self.answers[self.replayed :],
-                *later.answers[later.replayed :],
-            ],
-            self.replayed + later.replayed,
-        )
+    def absorb(self, other: _Recorded) -> None:
+        """Take in the answers of another spelling of this call: those taken
+        first, then the others, each in recorded order (this one's first)."""
+        self.answers = [
+            *self.answers[: self.replayed],
+            *other.answers[: other.replayed],
+            *self.answers[self.replayed :],
+            *other.answers[other.replayed :],
+        ]
+        self.replayed += other.replayed
 
 
 class _Call(msgspec.Struct):
@@ -165,12 +165,13 @@ class Recorder(CallLayer):
         exists = self.path.exists()
         self._replays = mode in ("replay", "new") or (mode == "once" and exists)
         self._records = mode in ("record", "new") or (mode == "once" and not exists)
-        # Calls as read (keys canonical if the file is as a Recorder writes it) until checked.
-        self._calls: dict[_Key, _Answers] = self._load() if exists and mode != "record" else {}
-        self._checked = not self._calls  # whether every key is known to be canonical
+        # Every key a call matches by, to the call. Until checked, a call's key is
+        # as read, canonical if the file is as a Recorder writes it; after, a call
+        # written by hand is found by its canonical key and with its defaults filled in.
+        self._calls: dict[_Key, _Recorded] = self._load() if exists and mode != "record" else {}
+        self._checked = not self._calls
         self._broken: list[str] = []  # calls whose request does not decode, found when checked
-        self._aliases: dict[_Key, _Key] = {}  # a hand-edited call, with its defaults filled in
-        self._by_request: dict[bytes, list[_Key]] | None = None  # for an Env with no model
+        self._by_request: dict[bytes, list[_Recorded]] | None = None  # for an Env with no model
         self._encode = RequestEncoder()
         self._fingerprints: dict[tuple[int, int], tuple[GenerativeModel, Env, bytes]] = {}
         self._last_fingerprint: tuple[GenerativeModel | None, Env | None, bytes] = (None, None, b"")
@@ -210,9 +211,7 @@ class Recorder(CallLayer):
         """Recorded calls no run has replayed or recorded since this Recorder
         was made: candidates for `prune()`."""
         with self._lock:
-            return [
-                _shown(key) for key, recorded in self._calls.items() for _ in range(recorded.left)
-            ]
+            return [_shown(call.key) for call in self._recorded() for _ in range(call.left)]
 
     def prune(self) -> int:
         """Drop the unused recordings and rewrite the cassette (in `record` or
@@ -220,18 +219,14 @@ class Recorder(CallLayer):
         if self.mode not in ("record", "new"):
             raise ValueError(f"prune() rewrites the cassette: not in {self.mode!r} mode")
         with self._lock:
-            dropped = 0
-            for key, recorded in list(self._calls.items()):
-                dropped += len(recorded.answers) - recorded.replayed
-                del recorded.answers[recorded.replayed :]
-                if not recorded.answers:
-                    del self._calls[key]
-            self._aliases = {
-                alias: key for alias, key in self._aliases.items() if key in self._calls
-            }
-            self._by_request = None
+            calls = self._recorded()
+            dropped = sum(call.left for call in calls)
             if dropped:
-                self._write((), ())
+                self._write([(call.key, call.answers[: call.replayed]) for call in calls])
+                for call in calls:  # written: now drop them here too
+                    del call.answers[call.replayed :]
+                self._calls = {key: call for key, call in self._calls.items() if call.answers}
+                self._by_request = None
             return dropped
 
     # Internals ----------------------------------------------------------------
@@ -265,67 +260,77 @@ class Recorder(CallLayer):
 
     def _first(self, key: _Key, by_model: bool) -> bytes | None:
         if by_model:
-            recorded = self._calls.get(key)
-            answer = None if recorded is None else recorded.take()
-            if answer is None and key in self._aliases:
-                recorded = self._calls.get(self._aliases[key])
-                answer = None if recorded is None else recorded.take()
-            return answer
+            call = self._calls.get(key)
+            return None if call is None else call.take()
         if self._by_request is None:
             self._by_request = {}
-            for each in self._calls:
-                self._by_request.setdefault(each[1], []).append(each)
-            for alias, each in self._aliases.items():
-                self._by_request.setdefault(alias[1], []).append(each)
-        for each in self._by_request.get(key[1], ()):
-            answer = self._calls[each].take()
+            for (_, request), call in self._calls.items():
+                found = self._by_request.setdefault(request, [])
+                if call not in found:
+                    found.append(call)
+        for call in self._by_request.get(key[1], ()):
+            answer = call.take()
             if answer is not None:
                 return answer
         return None
 
     def _check(self) -> None:
-        """Bring every call read from the file to its canonical form: keys
-        sorted, whitespace, numbers and strings as the codec writes them. A
-        file as a Recorder writes it is canonical already: this is for
-        cassettes edited by hand. A call whose request leaves out fields with
-        a default also matches the request with them filled in (an alias: a
-        typed artifact's value does not survive decoding, so the form with the
-        defaults filled in cannot replace the written one)."""
+        """Find every call read from the file by its canonical key (keys
+        sorted; whitespace, numbers and strings as the codec writes them) and
+        by the canonical key of its request with the defaults it leaves out
+        filled in; entries that turn out to be one call become one. A file as a
+        Recorder writes it is canonical already: this is for cassettes edited
+        by hand. (The form with defaults filled in cannot replace the written
+        one: a typed artifact's value does not survive decoding.)"""
         self._checked = True
-        checked: dict[_Key, _Answers] = {}
-        aliases: dict[_Key, _Key] = {}
-        for (model, request), recorded in self._calls.items():
-            key = (canonical(_parsed(model)), canonical(_parsed(request)))
+        index: dict[_Key, _Recorded] = {}
+        for call in self._recorded():
+            model, request = call.key
+            written = (canonical(_parsed(model)), canonical(_parsed(request)))
             try:
-                filled = canonical(encode_request(decode_request(_parsed(request))))
+                filled = (written[0], canonical(encode_request(decode_request(_parsed(request)))))
             except CodecError as error:
                 shown = request.decode("utf-8", "replace")
                 shown = shown if len(shown) <= 120 else shown[:117] + "..."
                 self._broken.append(f"the recorded call {shown} does not decode: {error}")
-                filled = key[1]
-            same = checked.get(key)
-            checked[key] = recorded if same is None else same.joined(recorded)
-            if filled != key[1]:
-                aliases[(key[0], filled)] = key
-        self._calls, self._aliases = checked, aliases
+                filled = written
+            call.key = written
+            for same in (index.get(written), index.get(filled)):
+                if same is not None and same is not call:
+                    same.absorb(call)
+                    index = {key: same if each is call else each for key, each in index.items()}
+                    call = same
+            index[written] = index[filled] = call
+        self._calls = index
         self._by_request = None
+
+    def _recorded(self) -> list[_Recorded]:
+        """Each recorded call once (several keys may find one), in the order first read."""
+        return list({id(call): call for call in self._calls.values()}.values())
 
     def _record(self, key: _Key, answer: bytes, model: GenerativeModel) -> None:
         with self._lock:
-            recorded = self._calls.setdefault(key, _Answers())
-            recorded.answers.append(answer)
-            recorded.replayed = len(recorded.answers)  # recorded by this run: used
-            self._by_request = None
+            call = self._calls.get(key)  # after its recorded answers: written with them
+            if call is None:
+                call = self._calls[key] = _Recorded(key)
+                self._by_request = None
+            call.answers.append(answer)
+            call.replayed = len(call.answers)  # recorded by this run: used
             try:
-                self._write(_secrets_of(model), self._secrets)
+                self._write(
+                    [(each.key, each.answers) for each in self._recorded()],
+                    _secrets_of(model),
+                    self._secrets,
+                )
             except ValueError:
-                recorded.answers.pop()
-                recorded.replayed -= 1
-                if not recorded.answers:
+                call.answers.pop()
+                call.replayed -= 1
+                if not call.answers:
                     del self._calls[key]
+                    self._by_request = None
                 raise
 
-    def _write(self, *secret_groups: Iterable[str]) -> None:
+    def _write(self, calls: list[tuple[_Key, list[bytes]]], *secret_groups: Iterable[str]) -> None:
         document = {
             "format": "stagefx cassette",
             "version": CASSETTE_VERSION,
@@ -335,8 +340,8 @@ class Recorder(CallLayer):
                     "request": msgspec.Raw(key[1]),
                     "answer": msgspec.Raw(answer),
                 }
-                for key in sorted(self._calls)
-                for answer in self._calls[key].answers
+                for key, answers in sorted(calls, key=lambda call: call[0])
+                for answer in answers
             ],
         }
         # Each part is JSON already: the encoder splices it in, then the whole is indented.
@@ -347,7 +352,7 @@ class Recorder(CallLayer):
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, self.path)
 
-    def _load(self) -> dict[_Key, _Answers]:
+    def _load(self) -> dict[_Key, _Recorded]:
         """The cassette's calls; whitespace goes in one pass over the file, so
         each part is compact JSON, as written (canonical if not hand-edited)."""
         try:
@@ -367,23 +372,22 @@ class Recorder(CallLayer):
                 f"cassette {self.path} is of version {cassette.version}; "
                 f"this stagefx reads version {CASSETTE_VERSION}"
             )
-        calls: dict[_Key, _Answers] = {}
+        calls: dict[_Key, _Recorded] = {}
         models: dict[bytes, bytes] = {}  # one copy of each model's fingerprint
-        for call in cassette.calls:
-            model = bytes(call.model)
-            key = (models.setdefault(model, model), bytes(call.request))
-            recorded = calls.get(key)
-            if recorded is None:
-                recorded = calls[key] = _Answers()
-            recorded.answers.append(bytes(call.answer))
+        for read in cassette.calls:
+            model = bytes(read.model)
+            key = (models.setdefault(model, model), bytes(read.request))
+            call = calls.get(key)
+            if call is None:
+                call = calls[key] = _Recorded(key)
+            call.answers.append(bytes(read.answer))
         return calls
 
     def _miss(self, key: _Key) -> ReplayMissError:
         wanted = _shown(key)
         with self._lock:
-            candidates = [each for each, recorded in self._calls.items() if recorded.left] or list(
-                self._calls
-            )
+            calls = self._recorded()
+            candidates = [call.key for call in calls if call.left] or [call.key for call in calls]
             nearest = _nearest(pretty(wanted), candidates)
             broken = "".join(f"\n(and {problem})" for problem in self._broken)
         if nearest is None:

@@ -203,9 +203,7 @@ class RequestEncoder:
     def _canonical(self, request: object, path: _Path) -> bytes:
         if not isinstance(request, ModelRequest):
             _fail(path, f"expected a ModelRequest, got {_kind(request)}")
-        turns = request.context
-        if not isinstance(turns, tuple | list):
-            _fail((path, "context"), f"expected a tuple of turns, got {_kind(turns)}")
+        turns = _items(request.context, (path, "context"), "turns")
         known = self._turns
         context: list[bytes] = []
         for index, turn in enumerate(turns):
@@ -710,9 +708,8 @@ def _encode_turn(turn: object, path: _Path) -> JSON:
 
 
 def _encode_context(context: object, path: _Path) -> list[JSON]:
-    if not isinstance(context, tuple | list):
-        _fail(path, f"expected a tuple of turns, got {_kind(context)}")
-    return [_encode_turn(turn, (path, index)) for index, turn in enumerate(context)]
+    turns = _items(context, path, "turns")
+    return [_encode_turn(turn, (path, index)) for index, turn in enumerate(turns)]
 
 
 def _encode_input(turn: ModelInput, path: _Path) -> dict[str, JSON]:
@@ -854,14 +851,11 @@ def _decode_usage(data: object, path: _Path) -> TokenUsage:
 def _encode_request(request: object, path: _Path) -> dict[str, JSON]:
     if not isinstance(request, ModelRequest):
         _fail(path, f"expected a ModelRequest, got {_kind(request)}")
-    turns, tools, extra = request.context, request.tools, request.extra
-    if not isinstance(turns, tuple | list):
-        _fail((path, "context"), f"expected a tuple of turns, got {_kind(turns)}")
-    context: _Path = (path, "context")
+    tools, extra = request.tools, request.extra
     listed: _Path = (path, "tools")
     # In sorted order, as RequestEncoder checks them: with several faults, both report the same.
     return {
-        "context": [_encode_turn(turn, (context, index)) for index, turn in enumerate(turns)],
+        "context": _encode_context(request.context, (path, "context")),
         "extra": _json_object(extra, (path, "extra")),
         "instructions": _string(request.instructions, (path, "instructions")),
         "output": _encode_output_spec(request.output, (path, "output")),

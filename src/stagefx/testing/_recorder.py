@@ -318,9 +318,7 @@ class Recorder(CallLayer):
             call.replayed = len(call.answers)  # recorded by this run: used
             try:
                 self._write(
-                    [(each.key, each.answers) for each in self._recorded()],
-                    _secrets_of(model),
-                    self._secrets,
+                    [(each.key, each.answers) for each in self._recorded()], _secrets_of(model)
                 )
             except ValueError:
                 call.answers.pop()
@@ -330,7 +328,9 @@ class Recorder(CallLayer):
                     self._by_request = None
                 raise
 
-    def _write(self, calls: list[tuple[_Key, list[bytes]]], *secret_groups: Iterable[str]) -> None:
+    def _write(
+        self, calls: list[tuple[_Key, list[bytes]]], model_secrets: Iterable[str] = ()
+    ) -> None:
         document = {
             "format": "stagefx cassette",
             "version": CASSETTE_VERSION,
@@ -346,7 +346,7 @@ class Recorder(CallLayer):
         }
         # Each part is JSON already: the encoder splices it in, then the whole is indented.
         text = msgspec.json.format(_WRITE.encode(document), indent=2).decode("utf-8") + "\n"
-        _refuse_secrets(text, (*self._secrets, *(s for group in secret_groups for s in group)))
+        _refuse_secrets(text, (*self._secrets, *model_secrets))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         temporary.write_text(text, encoding="utf-8")

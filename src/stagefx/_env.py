@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import (
     AbstractAsyncContextManager,
     AsyncExitStack,
@@ -18,14 +18,14 @@ from contextlib import (
     contextmanager,
 )
 from contextvars import ContextVar
-from typing import TypeVar, final
+from typing import TypeVar, cast, final
 
 import attrs
 
 from stagefx._clock import Clock, SystemClock
 from stagefx._tracing import NoopTracer, Tracer, current_span, is_tracing
 
-__all__ = ["Env", "HoldsSecrets", "ambient", "ctx", "redact", "resolved", "scrub"]
+__all__ = ["Env", "HoldsSecrets", "ambient", "ctx", "derived", "redact", "resolved", "scrub"]
 
 T = TypeVar("T")
 
@@ -94,6 +94,10 @@ class Env:
     tracer: Tracer = attrs.field(factory=NoopTracer)
     tracer_active: bool = attrs.field(init=False, eq=False, repr=False)
     """Whether spans go anywhere (not under `NoopTracer`); read on every stage."""
+    _derived: dict[Callable[[Env], object], object] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False
+    )
+    """What `derived` worked out from this Env, by the function that did."""
 
     @tracer_active.default
     def _tracer_active(self) -> bool:
@@ -136,6 +140,17 @@ class Env:
                 return provider
         return None
 
+
+def derived(env: Env, derive: Callable[[Env], T]) -> T:
+    """`derive(env)`, worked out once per Env (an Env never changes): for what
+    every model call would otherwise find again, such as its `CallLayer`s."""
+    found = env._derived.get(derive, _UNSET)
+    if found is _UNSET:
+        found = env._derived[derive] = derive(env)
+    return cast(T, found)
+
+
+_UNSET = object()
 
 _ambient: ContextVar[Env | None] = ContextVar("stagefx_env", default=None)
 

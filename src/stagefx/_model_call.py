@@ -10,11 +10,11 @@ always agree.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
-from typing import ClassVar, final
+from collections.abc import Awaitable, Mapping
+from typing import ClassVar, TypeAlias, final
 
 from stagefx._conversation import ModelOutput
-from stagefx._env import Env
+from stagefx._env import Env, derived
 from stagefx._errors import StageException
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, missing_model, model_error
 from stagefx._nodes._calls import failure
@@ -53,13 +53,12 @@ async def call_model(
     """Ask the Env's model; the answer and `state` with its usage added, or a
     failure carrying `state` (and so the usage spent before this call).
     `attributes` are added to the call's span (an output retry's number)."""
-    model = env.get(GenerativeModel)
-    layer = env.get(CallLayer)
+    model, layer, inner = derived(env, _plan)
     if model is None and layer is None:
         return missing_model(state)
     if not env.tracer_active:
         try:
-            answer = await _ask(request, env, model, layer)
+            answer = await _asked(request, env, model, layer, inner)
         except Exception as error:
             return _failed(error, state)
         return _settled(answer, state)
@@ -67,7 +66,7 @@ async def call_model(
     if attributes:
         span.attributes.update(attributes)
     try:
-        answer = await _ask(request, env, model, layer)
+        answer = await _asked(request, env, model, layer, inner)
     except Exception as error:
         outcome = _failed(error, state)
         close_span(span, outcome)
@@ -97,56 +96,64 @@ async def call_model(
 
 @final
 class _Through(GenerativeModel):
-    """The layers inside one layer, and the model under them, seen as one model."""
+    """A layer and what it passes calls to, seen as one model (by the layer outside it)."""
 
-    def __init__(self, layers: tuple[CallLayer, ...], model: GenerativeModel | None) -> None:
-        self.layers = layers
+    def __init__(self, layer: CallLayer, inner: GenerativeModel, model: GenerativeModel) -> None:
+        self.layer = layer
+        self.inner = inner
         self.model = model
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
-        layer, *inside = self.layers
-        return await layer.call(request, env, _inner(inside, self.model))
+        return await self.layer.call(request, env, self.inner)
 
     def fingerprint(self, env: Env) -> Mapping[str, object]:
-        return {} if self.model is None else self.model.fingerprint(env)
+        return self.model.fingerprint(env)
 
     def secrets(self) -> tuple[str, ...]:
-        return () if self.model is None else self.model.secrets()
+        return self.model.secrets()
 
 
 def innermost(model: GenerativeModel | None) -> GenerativeModel | None:
     """The model under the layers a `CallLayer` is handed as its `model`: the
-    one object that stays the same from call to call (a layer keys caches by it)."""
-    while isinstance(model, _Through):
-        model = model.model
-    return model
+    Env's own (a layer keys caches by it)."""
+    return model.model if isinstance(model, _Through) else model
 
 
-def _layers(env: Env) -> list[CallLayer]:
-    found = [provider for provider in env.providers if isinstance(provider, CallLayer)]
-    if len(found) > 1:
-        found.sort(key=_depth)  # stable: Env order within a depth
-    return found
+_Plan: TypeAlias = tuple[GenerativeModel | None, CallLayer | None, GenerativeModel | None]
+
+
+def _plan(env: Env) -> _Plan:
+    """The Env's model, its outermost `CallLayer` and what that layer passes
+    calls to: the layers inside it over the model (with no model, the layers
+    inside have nothing to pass a call to). Worked out once per Env."""
+    model = env.get(GenerativeModel)
+    layers = [provider for provider in env.providers if isinstance(provider, CallLayer)]
+    if not layers:
+        return model, None, model
+    layers.sort(key=_depth)  # stable: Env order within a depth
+    if model is None:
+        return None, layers[0], None
+    inner: GenerativeModel = model
+    for layer in reversed(layers[1:]):
+        inner = _Through(layer, inner, model)
+    return model, layers[0], inner
 
 
 def _depth(layer: CallLayer) -> int:
     return layer.depth
 
 
-async def _ask(
-    request: ModelRequest, env: Env, model: GenerativeModel | None, layer: CallLayer | None
-) -> object:
+def _asked(
+    request: ModelRequest,
+    env: Env,
+    model: GenerativeModel | None,
+    layer: CallLayer | None,
+    inner: GenerativeModel | None,
+) -> Awaitable[object]:
     if layer is None:
         assert model is not None  # checked by the caller
-        return await model.generate(request, env)
-    outermost, *inside = _layers(env)
-    return await outermost.call(request, env, _inner(inside, model))
-
-
-def _inner(layers: list[CallLayer], model: GenerativeModel | None) -> GenerativeModel | None:
-    """What a layer passes calls to: the layers inside it over the model; with
-    no model, the layers inside have nothing to pass a call to."""
-    return _Through(tuple(layers), model) if layers and model is not None else model
+        return model.generate(request, env)
+    return layer.call(request, env, inner)
 
 
 def _failed(error: Exception, state: StageState) -> StageException:

@@ -191,69 +191,84 @@ class RequestEncoder:
 
     def __init__(self) -> None:
         self._turns: dict[int, tuple[object, bytes]] = {}
-        self._rests: dict[tuple[int, int, int, int], tuple[tuple[object, ...], bytes]] = {}
+        self._rests: dict[tuple[int, int, int, int], tuple[object, object, object, object, bytes]]
+        self._rests = {}
 
     def canonical(self, request: ModelRequest) -> bytes:
         """`canonical(encode_request(request))`, the same bytes, built from remembered parts."""
-        try:
-            return self._canonical(request, "request")
-        except RecursionError as error:
-            raise _too_deep("request") from error
-
-    def _canonical(self, request: object, path: _Path) -> bytes:
-        if not isinstance(request, ModelRequest):
-            _fail(path, f"expected a ModelRequest, got {_kind(request)}")
-        turns = _items(request.context, (path, "context"), "turns")
+        given: object = request  # a caller may pass anything: checked as the codec checks
+        if not isinstance(given, ModelRequest):
+            _fail("request", f"expected a ModelRequest, got {_kind(given)}")
+        turns: tuple[object, ...] | list[object] = given.context
+        if type(turns) is not tuple:
+            turns = _items(turns, ("request", "context"), "turns")
         known = self._turns
         context: list[bytes] = []
-        for index, turn in enumerate(turns):
+        for turn in turns:
             found = known.get(id(turn))
             if found is None or found[0] is not turn:
-                found = _remember(
-                    known, turn, canonical(_encode_turn(turn, ((path, "context"), index)))
-                )
+                found = self._turn(turn, len(context))
             context.append(found[1])
-        # The keys of encode_request's object in sorted order, as canonical() writes them.
-        return b"".join((b'{"context":[', b",".join(context), self._rest(request, path)))
-
-    def _rest(self, request: ModelRequest, path: _Path) -> bytes:
-        """`],"extra":...,"tools":[...]}`, remembered by the identity of its
-        four parts (a stage sends the same ones with every call)."""
-        parts = (request.instructions, request.output, request.tools, request.extra)
-        key = (id(parts[0]), id(parts[1]), id(parts[2]), id(parts[3]))
-        found = self._rests.get(key)
-        if found is not None:
-            known = found[0]
-            if (
-                known[0] is parts[0]
-                and known[1] is parts[1]
-                and known[2] is parts[2]
-                and known[3] is parts[3]
-            ):
-                return found[1]
-        listed: _Path = (path, "tools")
-        rest = b"".join(
-            (
-                b'],"extra":',
-                canonical(_json_object(parts[3], (path, "extra"))),
-                b',"instructions":',
-                canonical(_string(parts[0], (path, "instructions"))),
-                b',"output":',
-                canonical(_encode_output_spec(parts[1], (path, "output"))),
-                b',"tools":[',
-                b",".join(
-                    [
-                        canonical(_encode_tool(tool, (listed, index)))
-                        for index, tool in enumerate(_items(parts[2], listed, "tool specs"))
-                    ]
-                ),
-                b"]}",
-            )
+        instructions, output, tools, extra = (
+            given.instructions,
+            given.output,
+            given.tools,
+            given.extra,
         )
+        rest = self._rests.get((id(instructions), id(output), id(tools), id(extra)))
+        if (
+            rest is None
+            or rest[0] is not instructions
+            or rest[1] is not output
+            or rest[2] is not tools
+            or rest[3] is not extra
+        ):
+            rest = self._rest(instructions, output, tools, extra)
+        # The keys of encode_request's object in sorted order, as canonical() writes them.
+        return b"".join((b'{"context":[', b",".join(context), rest[4]))
+
+    def _turn(self, turn: object, index: int) -> tuple[object, bytes]:
+        """Encode a turn not seen before, and remember it."""
+        try:
+            encoded = canonical(_encode_turn(turn, (("request", "context"), index)))
+        except RecursionError as error:
+            raise _too_deep("request") from error
+        return _remember(self._turns, turn, encoded)
+
+    def _rest(
+        self, instructions: object, output: object, tools: object, extra: object
+    ) -> tuple[object, object, object, object, bytes]:
+        """`],"extra":...,"tools":[...]}` for parts not seen together before,
+        remembered by their identity (a stage sends the same ones with every call)."""
+        path: _Path = "request"
+        listed: _Path = (path, "tools")
+        try:
+            rest = b"".join(
+                (
+                    b'],"extra":',
+                    canonical(_json_object(extra, (path, "extra"))),
+                    b',"instructions":',
+                    canonical(_string(instructions, (path, "instructions"))),
+                    b',"output":',
+                    canonical(_encode_output_spec(output, (path, "output"))),
+                    b',"tools":[',
+                    b",".join(
+                        [
+                            canonical(_encode_tool(tool, (listed, index)))
+                            for index, tool in enumerate(_items(tools, listed, "tool specs"))
+                        ]
+                    ),
+                    b"]}",
+                )
+            )
+        except RecursionError as error:
+            raise _too_deep("request") from error
         if len(self._rests) >= _KNOWN_LIMIT:
             self._rests.clear()
-        self._rests[key] = (parts, rest)  # the parts kept alive: their ids stay their own
-        return rest
+        # The parts kept alive with the bytes: their ids stay their own.
+        remembered = (instructions, output, tools, extra, rest)
+        self._rests[(id(instructions), id(output), id(tools), id(extra))] = remembered
+        return remembered
 
 
 def _remember(
@@ -328,31 +343,36 @@ def decode_answer_json(text: bytes) -> ModelOutput | ModelFailure:
         except ValueError as error:  # not JSON, not UTF-8, an integer past 4,300 digits
             raise CodecError(f"answer: not JSON ({error})") from error
         return decode_answer(data)
-    output, path = read.output, ("answer", "output")
+    output = read.output
     usage = output.usage
-    where: _Path = (path, "tool_requests")
     return ModelOutput(
-        MultimodalContent(tuple([TextContent(text) for text in output.content])),
-        tuple(
-            [
-                ModelToolRequest(
-                    request.identifier,
-                    request.tool,
-                    _json_object(request.arguments, ((where, index), "arguments")),
-                )
-                for index, request in enumerate(output.tool_requests)
-            ]
-        )
-        if output.tool_requests
-        else (),
-        None
-        if usage is None
-        else TokenUsage(
-            usage.model,
-            _checked_int(usage.input_tokens, ((path, "usage"), "input_tokens")),
-            _checked_int(usage.output_tokens, ((path, "usage"), "output_tokens")),
-        ),
+        MultimodalContent(tuple(map(TextContent, output.content))),
+        _read_tool_requests(output.tool_requests) if output.tool_requests else (),
+        None if usage is None else _read_usage(usage),
         output.finish_reason,
+    )
+
+
+def _read_tool_requests(requests: list[_ReadToolRequest]) -> tuple[ModelToolRequest, ...]:
+    where: _Path = (("answer", "output"), "tool_requests")
+    return tuple(
+        [
+            ModelToolRequest(
+                request.identifier,
+                request.tool,
+                _json_object(request.arguments, ((where, index), "arguments")),
+            )
+            for index, request in enumerate(requests)
+        ]
+    )
+
+
+def _read_usage(usage: _ReadUsage) -> TokenUsage:
+    path: _Path = (("answer", "output"), "usage")
+    return TokenUsage(
+        usage.model,
+        _checked_int(usage.input_tokens, (path, "input_tokens")),
+        _checked_int(usage.output_tokens, (path, "output_tokens")),
     )
 
 
@@ -937,19 +957,20 @@ def _encode_answer(answer: object, path: _Path) -> dict[str, JSON]:
     _fail(path, f"expected a ModelOutput or ModelFailure, got {_kind(answer)}")
 
 
-class _ReadUsage(msgspec.Struct, forbid_unknown_fields=True):
+# What msgspec reads from JSON is a tree, never a cycle: no struct needs the GC (gc=False).
+class _ReadUsage(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     model: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
 
 
-class _ReadToolRequest(msgspec.Struct, forbid_unknown_fields=True):
+class _ReadToolRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     identifier: str
     tool: str
     arguments: dict[str, object] = {}
 
 
-class _ReadOutput(msgspec.Struct, forbid_unknown_fields=True):
+class _ReadOutput(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """An output whose content is text only, as msgspec reads it (see `decode_answer_json`)."""
 
     content: list[str] = []
@@ -958,7 +979,7 @@ class _ReadOutput(msgspec.Struct, forbid_unknown_fields=True):
     finish_reason: str | None = None
 
 
-class _ReadAnswer(msgspec.Struct, forbid_unknown_fields=True):
+class _ReadAnswer(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     output: _ReadOutput
 
 

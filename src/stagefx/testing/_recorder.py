@@ -106,7 +106,7 @@ class _Recorded:
         self.replayed += other.replayed
 
 
-class _Call(msgspec.Struct):
+class _Call(msgspec.Struct, gc=False):  # read from JSON: a tree, no cycle for the GC to find
     """A call as the cassette holds it, each part left as raw JSON."""
 
     model: msgspec.Raw
@@ -114,7 +114,7 @@ class _Call(msgspec.Struct):
     answer: msgspec.Raw
 
 
-class _Cassette(msgspec.Struct):
+class _Cassette(msgspec.Struct, gc=False):
     version: int
     calls: list[_Call]
 
@@ -187,9 +187,19 @@ class Recorder(CallLayer):
     ) -> ModelOutput | ModelFailure:
         """Replay the recorded answer to `request`, or (where the mode allows)
         ask `model` and record its answer."""
-        key = (self._fingerprint(model, env), self._encode.canonical(request))
+        last = self._last_fingerprint
+        fingerprint = (
+            last[2] if last[0] is model and last[1] is env else self._fingerprint(model, env)
+        )
+        key = (fingerprint, self._encode.canonical(request))
         if self._replays:
-            replayed = self._take(key, by_model=model is not None)
+            with self._lock:
+                call = self._calls.get(key) if model is not None else None
+                if call is not None and call.replayed < len(call.answers):  # the usual replay
+                    call.replayed += 1
+                    replayed: bytes | None = call.answers[call.replayed - 1]
+                else:
+                    replayed = self._take(key, by_model=model is not None)
             if replayed is not None:
                 return decode_answer_json(replayed)
         if not self._records:
@@ -233,10 +243,10 @@ class Recorder(CallLayer):
 
     def _fingerprint(self, model: GenerativeModel | None, env: Env) -> bytes:
         """The model's fingerprint in this Env, canonical, computed once per (model, Env)."""
-        model = innermost(model)  # the layers inside this one are new objects at every call
+        last = self._last_fingerprint
+        model = innermost(model)  # the model under the layers inside this one
         if model is None:
             return b"null"
-        last = self._last_fingerprint
         if last[0] is model and last[1] is env:
             return last[2]
         known = self._fingerprints.get((id(model), id(env)))
@@ -250,13 +260,12 @@ class Recorder(CallLayer):
 
     def _take(self, key: _Key, *, by_model: bool) -> bytes | None:
         """The first answer to this call no run has taken yet (matched by
-        request alone when the Env has no model to fingerprint)."""
-        with self._lock:
+        request alone when the Env has no model to fingerprint); under the lock."""
+        answer = self._first(key, by_model)
+        if answer is None and not self._checked:
+            self._check()  # a hand-edited entry may be this call written differently
             answer = self._first(key, by_model)
-            if answer is None and not self._checked:
-                self._check()  # a hand-edited entry may be this call written differently
-                answer = self._first(key, by_model)
-            return answer
+        return answer
 
     def _first(self, key: _Key, by_model: bool) -> bytes | None:
         if by_model:
@@ -357,7 +366,8 @@ class Recorder(CallLayer):
         each part is compact JSON, as written (canonical if not hand-edited)."""
         try:
             text = self.path.read_bytes()
-            text.decode("utf-8")  # checked once here: msgspec leaves raw parts unchecked
+            if not text.isascii():  # checked once here: msgspec leaves raw parts unchecked
+                text.decode("utf-8")
             cassette = _READ.decode(msgspec.json.format(text, indent=-1))
         except OSError as error:
             raise ValueError(f"cassette {self.path} cannot be read: {error}") from error

@@ -11,7 +11,11 @@ import pytest
 from stagefx import (
     CacheStore,
     Env,
+    GenerativeModel,
     MissingEnvironmentError,
+    ModelFailure,
+    ModelOutput,
+    ModelRequest,
     MultimodalContent,
     RecordingTracer,
     Stage,
@@ -19,6 +23,7 @@ from stagefx import (
     ctx,
     stage,
 )
+from stagefx._model_call import CallLayer
 from stagefx.testing import ScriptedModel, VirtualClock
 
 pytestmark = pytest.mark.anyio
@@ -203,3 +208,30 @@ async def test_a_value_with_a_generate_method_is_not_the_model() -> None:
     state = await Stage.completion("hi").execute(env=env.updated(model))
     assert state.result.as_string() == "answer"
     assert env.get(LooksLikeAModel) is not None
+
+
+async def test_an_updated_env_sees_the_layers_and_model_added_to_it() -> None:
+    """What each call needs from an Env (its model, its `CallLayer`s) is worked
+    out once per Env: an Env made from it by `updated` works it out afresh."""
+    seen: list[str] = []
+
+    class Tag(CallLayer):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def call(
+            self, request: ModelRequest, env: Env, model: GenerativeModel | None
+        ) -> ModelOutput | ModelFailure:
+            seen.append(self.name)
+            assert model is not None
+            return await model.generate(request, env)
+
+    ask = Stage.completion("hi")
+    first = Env.of(ScriptedModel("a", "b", "c"), Tag("outer"))
+    assert (await ask.execute(env=first)).result == MultimodalContent.of("a")
+    second = first.updated(Tag("inner"))
+    assert (await ask.execute(env=second)).result == MultimodalContent.of("b")
+    assert (await ask.execute(env=second.updated(ScriptedModel("new")))).result == (
+        MultimodalContent.of("new")
+    )
+    assert seen == ["outer", "outer", "inner", "outer", "inner"]

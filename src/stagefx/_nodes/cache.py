@@ -23,8 +23,8 @@ import struct
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Hashable, ItemsView, Mapping
-from typing import ClassVar, TypeAlias, final
+from collections.abc import Callable, Hashable, ItemsView, Iterable, Mapping
+from typing import ClassVar, TypeAlias, cast, final
 
 import anyio
 import attrs
@@ -52,7 +52,7 @@ class _Uncacheable(Exception):
 
 # --- identities: for values equal only to themselves, and for unnamed classes -----------
 
-_PROCESS = os.urandom(16)  # identity numbers mean nothing in another process
+_process = os.urandom(16)  # identity numbers mean nothing in another process
 _numbers = itertools.count()
 _identities: dict[int, tuple[weakref.ref[object], int]] = {}
 _identities_lock = threading.Lock()
@@ -60,8 +60,8 @@ _identities_lock = threading.Lock()
 
 def _new_process() -> None:
     """After a fork: the child's numbers must not meet the parent's in a shared store."""
-    global _PROCESS, _identities_lock
-    _PROCESS = os.urandom(16)
+    global _process, _identities_lock
+    _process = os.urandom(16)
     _identities_lock = threading.Lock()
 
 
@@ -83,7 +83,7 @@ def _identity(value: object) -> bytes:
             except TypeError as error:
                 raise _Uncacheable(f"{type(value).__name__} has no weak reference") from error
             _identities[address] = (reference, number)
-    return _PROCESS + number.to_bytes(8, "big")
+    return _process + number.to_bytes(8, "big")
 
 
 def _forgetting(address: int, number: int) -> Callable[[weakref.ref[object]], None]:
@@ -143,7 +143,7 @@ def _plan(kind: type) -> tuple[bytes, Encoder]:
     return plan
 
 
-def _encoder_for(kind: type, tag: bytes) -> Encoder:
+def _encoder_for(kind: type[object], tag: bytes) -> Encoder:
     if kind is ArtifactContent:
         return _encode_artifact
     if issubclass(kind, enum.Enum):
@@ -219,7 +219,8 @@ def _encode_identity(value: object, out: list[bytes], depth: int) -> None:
 def _encode_reduced(value: object, out: list[bytes], depth: int) -> None:
     """A value with its own `__eq__` and no known shape: by what pickling would keep."""
     try:
-        reduced = value.__reduce_ex__(4)
+        # typeshed says `str | tuple`; a class's own __reduce_ex__ may return anything.
+        reduced = cast(object, value.__reduce_ex__(4))
     except Exception as error:
         raise _Uncacheable(f"{type(value).__name__} cannot be reduced") from error
     if isinstance(reduced, str):  # a global (a builtin function, say): by its name
@@ -230,10 +231,10 @@ def _encode_reduced(value: object, out: list[bytes], depth: int) -> None:
         return
     if not isinstance(reduced, tuple):
         raise _Uncacheable(f"{type(value).__name__} does not reduce to a tuple")
-    parts = list(reduced)
+    parts = list(cast("tuple[object, ...]", reduced))
     for index in (3, 4):  # list items and dict items come as iterators
         if len(parts) > index and parts[index] is not None:
-            parts[index] = list(parts[index])
+            parts[index] = list(cast("Iterable[object]", parts[index]))
     _encode(tuple(parts), out, depth)
 
 
@@ -299,7 +300,7 @@ def _digest_of(items: list[object], depth: int) -> bytes:
 
 def _mapping_encoder(tag: bytes) -> Encoder:
     def encode(value: object, out: list[bytes], depth: int) -> None:
-        pairs: ItemsView[object, object] = dict.items(value)  # type: ignore[arg-type]  # a dict
+        pairs = cast("ItemsView[object, object]", dict.items(value))  # type: ignore[arg-type]  # a dict
         out.append(tag + len(pairs).to_bytes(8, "big"))
         out.extend(sorted(_digest_of([key, item], depth) for key, item in pairs))
 
@@ -402,7 +403,8 @@ def _running_loop() -> object:
         return trio.lowlevel.current_trio_token()
 
 
-def _check_expiration(_: object, __: object, value: float | None) -> None:
+# `value` is whatever a caller passed; the `Attribute` tells attrs the field's type.
+def _check_expiration(_: object, __: attrs.Attribute[float | None], value: object) -> None:
     if value is not None and (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -415,6 +417,16 @@ def _check_expiration(_: object, __: object, value: float | None) -> None:
 def _check_limit(_: object, __: object, value: int | None) -> None:
     if value is not None:
         require_count(value, "cached(limit=...)", 1)
+
+
+def _new_loops() -> weakref.WeakKeyDictionary[object, Flights]:
+    # `factory=weakref.WeakKeyDictionary` would leave its item types unknown.
+    return weakref.WeakKeyDictionary()
+
+
+def _own(node: Cached) -> MemoryCacheStore:
+    # As in draive, `limit=None` holds one entry (haiway's cache default).
+    return MemoryCacheStore(1 if node.limit is None else node.limit)
 
 
 @final
@@ -434,16 +446,9 @@ class Cached(Node):
     limit: int | None = attrs.field(validator=_check_limit)
     expiration: float | None = attrs.field(validator=_check_expiration)
     key: str | None
-    own: MemoryCacheStore = attrs.field(init=False)
-    loops: weakref.WeakKeyDictionary[object, Flights] = attrs.field(
-        init=False, factory=weakref.WeakKeyDictionary
-    )
+    own: MemoryCacheStore = attrs.field(init=False, default=attrs.Factory(_own, takes_self=True))
+    loops: weakref.WeakKeyDictionary[object, Flights] = attrs.field(init=False, factory=_new_loops)
     loops_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
-
-    @own.default
-    def _own(self) -> MemoryCacheStore:
-        # As in draive, `limit=None` holds one entry (haiway's cache default).
-        return MemoryCacheStore(1 if self.limit is None else self.limit)
 
     def children(self) -> tuple[Node, ...]:
         return (self.child,)

@@ -62,7 +62,7 @@ class Settings:
     def of(
         cls,
         *,
-        instructions: str,
+        instructions: object,  # a str, checked: callers may not have typed theirs
         tools: Iterable[Tool[..., object]],
         output: OutputSelection,
         tool_rounds: int,
@@ -206,6 +206,13 @@ class Completion(_Completion):
         return self.turn
 
 
+# Passed to attrs.field: pyright cannot type attrs' `@field.validator` decorators.
+def _check_prompt(
+    _: object, __: object, value: Callable[[], ContentElement | Awaitable[ContentElement]]
+) -> None:
+    require_callable(value, "prompting_completion")
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class PromptingCompletion(_Completion):
@@ -214,11 +221,9 @@ class PromptingCompletion(_Completion):
     kind: ClassVar[str] = "prompting_completion"
 
     settings: Settings
-    prompt: Callable[[], ContentElement | Awaitable[ContentElement]] = attrs.field()
-
-    @prompt.validator
-    def _check(self, _: object, value: object) -> None:
-        require_callable(value, "prompting_completion")
+    prompt: Callable[[], ContentElement | Awaitable[ContentElement]] = attrs.field(
+        validator=_check_prompt
+    )
 
     async def new_input(self, state: StageState) -> ModelInput | None:
         return ModelInput(MultimodalContent.of(await resolve(self.prompt())))

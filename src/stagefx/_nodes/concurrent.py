@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import ClassVar, Protocol, TypeAlias, final
+from typing import ClassVar, Protocol, TypeAlias, cast, final
 
 import anyio
 import attrs
@@ -50,6 +50,26 @@ def _by_keyword(merge: object) -> bool:
     )
 
 
+# Passed to attrs.field: pyright cannot type attrs' `@field.validator` decorators.
+def _check_branches(_: object, __: object, value: tuple[Node, ...]) -> None:
+    if not value:
+        raise ValueError("Stage.concurrent needs at least one stage")
+
+
+def _check_merge(_: object, __: object, value: Merge) -> None:
+    if not callable(value):
+        raise TypeError(f"concurrent merge must be callable, got {type(value).__name__}")
+
+
+def _check_limit(_: object, __: object, value: int | None) -> None:
+    if value is not None:
+        require_count(value, "Stage.concurrent(concurrent_tasks=...)", 1)
+
+
+def _keyword(node: Concurrent) -> bool:
+    return _by_keyword(node.merge)
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Concurrent(Node):
@@ -62,29 +82,10 @@ class Concurrent(Node):
     leaf: ClassVar[bool] = True
     laws: ClassVar[tuple[str, ...]] = ("check_concurrent",)
 
-    branches: tuple[Node, ...] = attrs.field()
-    merge: Merge = attrs.field()
-    limit: int | None = attrs.field()
-    keyword: bool = attrs.field(init=False)
-
-    @keyword.default
-    def _keyword(self) -> bool:
-        return _by_keyword(self.merge)
-
-    @branches.validator
-    def _check_branches(self, _: object, value: tuple[Node, ...]) -> None:
-        if not value:
-            raise ValueError("Stage.concurrent needs at least one stage")
-
-    @merge.validator
-    def _check_merge(self, _: object, value: object) -> None:
-        if not callable(value):
-            raise TypeError(f"concurrent merge must be callable, got {type(value).__name__}")
-
-    @limit.validator
-    def _check_limit(self, _: object, value: object) -> None:
-        if value is not None:
-            require_count(value, "Stage.concurrent(concurrent_tasks=...)", 1)
+    branches: tuple[Node, ...] = attrs.field(validator=_check_branches)
+    merge: Merge = attrs.field(validator=_check_merge)
+    limit: int | None = attrs.field(validator=_check_limit)
+    keyword: bool = attrs.field(init=False, default=attrs.Factory(_keyword, takes_self=True))
 
     def children(self) -> tuple[Node, ...]:
         return self.branches
@@ -137,7 +138,8 @@ class Concurrent(Node):
 
     async def _merged(self, state: StageState, outcomes: list[Outcome]) -> Outcome:
         try:
-            merge: Callable[..., object] = self.merge  # how to call it: `keyword`, checked once
+            # `keyword`, read once when built, says how to call it.
+            merge = cast("Callable[..., object]", self.merge)
             called = merge(branches=outcomes) if self.keyword else merge(outcomes)
             value: object = await resolve(called)
         except StageException as error:  # a branch's failure, passed on: all usage kept

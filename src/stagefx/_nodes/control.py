@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextvars import Token
 from types import TracebackType
-from typing import ClassVar, Protocol, TypeAlias, final
+from typing import ClassVar, Protocol, TypeAlias, cast, final
 
 import anyio
 import attrs
@@ -68,26 +68,34 @@ Delay: TypeAlias = float | Callable[[int, StageException], float] | None
 """Seconds before a retry, or `(attempt, failure) -> seconds` (attempt from 0)."""
 
 
-def matcher(catching: Catching) -> Callable[[StageException], bool]:
-    """`catching` as a predicate on failures; refuses anything else at construction."""
+def _exception_types(catching: object) -> tuple[type[BaseException], ...] | None:
+    """The exception types `catching` names (a type, a tuple or a set), if it does."""
     if isinstance(catching, type) and issubclass(catching, BaseException):
-        types: tuple[type[BaseException], ...] = (catching,)
-    elif isinstance(catching, tuple | set | frozenset) and all(
-        isinstance(kind, type) and issubclass(kind, BaseException) for kind in catching
+        return (catching,)
+    if isinstance(catching, tuple | set | frozenset) and all(
+        isinstance(kind, type) and issubclass(kind, BaseException)
+        for kind in cast("Collection[object]", catching)  # items of any type
     ):
-        types = tuple(catching)
-    elif callable(catching) and not isinstance(catching, type):
+        return tuple(cast("Collection[type[BaseException]]", catching))  # checked just above
+    return None
+
+
+def matcher(catching: object) -> Callable[[StageException], bool]:
+    """`catching` as a predicate on failures; refuses anything else at construction.
+    Typed `object`: the `Catching` a caller gave, unchecked until here."""
+    types = _exception_types(catching)
+    if types is None:
+        if not callable(catching) or isinstance(catching, type):
+            raise TypeError(
+                f"catching must be exception types (a type, tuple or set) or a predicate, "
+                f"got {catching!r}"
+            )
         predicate = catching
 
         def asks(error: StageException) -> bool:
             return bool(predicate(original(error)))
 
         return asks
-    else:
-        raise TypeError(
-            f"catching must be exception types (a type, tuple or set) or a predicate, "
-            f"got {catching!r}"
-        )
 
     def matches(error: StageException) -> bool:
         return isinstance(error, types) or isinstance(error.__cause__, types)
@@ -113,6 +121,14 @@ def _is_seconds(value: object) -> bool:
     )
 
 
+# Passed to attrs.field: pyright cannot type attrs' `@field.validator` decorators.
+def _check_condition(_: object, __: object, value: bool | StateCondition) -> None:
+    if not isinstance(value, bool) and not callable(value):
+        raise TypeError(
+            f"when(condition=...) needs a bool or a callable, got {type(value).__name__}"
+        )
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class When(Node):
@@ -122,15 +138,8 @@ class When(Node):
     laws: ClassVar[tuple[str, ...]] = ("check_when",)
 
     child: Node
-    condition: bool | StateCondition = attrs.field()
+    condition: bool | StateCondition = attrs.field(validator=_check_condition)
     alternative: Node | None
-
-    @condition.validator
-    def _check(self, _: object, value: object) -> None:
-        if not isinstance(value, bool) and not callable(value):
-            raise TypeError(
-                f"when(condition=...) needs a bool or a callable, got {type(value).__name__}"
-            )
 
     def children(self) -> tuple[Node, ...]:
         return (self.child,) if self.alternative is None else (self.child, self.alternative)
@@ -166,6 +175,19 @@ class When(Node):
         return (self.alternative, state)
 
 
+def _check_limit(_: object, __: object, value: int) -> None:
+    require_count(value, "with_retry(limit=...)", 0)
+
+
+def _check_delay(_: object, __: object, value: Delay) -> None:
+    if value is not None and not callable(value) and not _is_seconds(value):
+        raise ValueError(f"with_retry(delay=...) needs seconds >= 0 or a callable, got {value!r}")
+
+
+def _matches(node: Retry | Fallback) -> Callable[[StageException], bool]:
+    return matcher(node.catching)
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Retry(Node):
@@ -177,25 +199,12 @@ class Retry(Node):
     laws: ClassVar[tuple[str, ...]] = ("check_retry",)
 
     child: Node
-    limit: int = attrs.field()
-    delay: Delay = attrs.field()
+    limit: int = attrs.field(validator=_check_limit)
+    delay: Delay = attrs.field(validator=_check_delay)
     catching: Catching
-    matches: Callable[[StageException], bool] = attrs.field(init=False)
-
-    @limit.validator
-    def _check_limit(self, _: object, value: object) -> None:
-        require_count(value, "with_retry(limit=...)", 0)
-
-    @delay.validator
-    def _check_delay(self, _: object, value: object) -> None:
-        if value is not None and not callable(value) and not _is_seconds(value):
-            raise ValueError(
-                f"with_retry(delay=...) needs seconds >= 0 or a callable, got {value!r}"
-            )
-
-    @matches.default
-    def _matches(self) -> Callable[[StageException], bool]:
-        return matcher(self.catching)
+    matches: Callable[[StageException], bool] = attrs.field(
+        init=False, default=attrs.Factory(_matches, takes_self=True)
+    )
 
     def children(self) -> tuple[Node, ...]:
         return (self.child,)
@@ -264,11 +273,9 @@ class Fallback(Node):
     child: Node
     fallback: Node
     catching: Catching
-    matches: Callable[[StageException], bool] = attrs.field(init=False)
-
-    @matches.default
-    def _matches(self) -> Callable[[StageException], bool]:
-        return matcher(self.catching)
+    matches: Callable[[StageException], bool] = attrs.field(
+        init=False, default=attrs.Factory(_matches, takes_self=True)
+    )
 
     def children(self) -> tuple[Node, ...]:
         return (self.child, self.fallback)
@@ -300,6 +307,11 @@ class _FallbackFrame(Frame):
         return (self.node.fallback, spent) if handled else outcome
 
 
+def _check_seconds(_: object, __: object, value: float) -> None:
+    if not _is_seconds(value) or value == 0:
+        raise ValueError(f"with_timeout needs seconds > 0, got {value!r}")
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Timeout(Node):
@@ -314,12 +326,7 @@ class Timeout(Node):
     kind: ClassVar[str] = "timeout"
 
     child: Node
-    seconds: float = attrs.field()
-
-    @seconds.validator
-    def _check(self, _: object, value: object) -> None:
-        if not _is_seconds(value) or value == 0:
-            raise ValueError(f"with_timeout needs seconds > 0, got {value!r}")
+    seconds: float = attrs.field(validator=_check_seconds)
 
     def children(self) -> tuple[Node, ...]:
         return (self.child,)

@@ -91,6 +91,15 @@ class _Evaluating(Node):
         )
 
 
+# Passed to attrs.field: pyright cannot type attrs' `@field.validator` decorators.
+def _check_result_evaluator(_: object, __: object, value: ResultEvaluator) -> None:
+    require_callable(value, "Stage.result_evaluation")
+
+
+def _check_context_evaluator(_: object, __: object, value: ContextEvaluator) -> None:
+    require_callable(value, "Stage.context_evaluation")
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class ResultEvaluation(_Evaluating):
@@ -100,12 +109,8 @@ class ResultEvaluation(_Evaluating):
     kind: ClassVar[str] = "result_evaluation"
     what: ClassVar[str] = "Result"
 
-    evaluator: ResultEvaluator = attrs.field()
+    evaluator: ResultEvaluator = attrs.field(validator=_check_result_evaluator)
     raises: bool
-
-    @evaluator.validator
-    def _check(self, _: object, value: object) -> None:
-        require_callable(value, "Stage.result_evaluation")
 
     def evaluated(self, state: StageState) -> object:
         return self.evaluator(state.result)
@@ -120,12 +125,8 @@ class ContextEvaluation(_Evaluating):
     kind: ClassVar[str] = "context_evaluation"
     what: ClassVar[str] = "Context"
 
-    evaluator: ContextEvaluator = attrs.field()
+    evaluator: ContextEvaluator = attrs.field(validator=_check_context_evaluator)
     raises: bool
-
-    @evaluator.validator
-    def _check(self, _: object, value: object) -> None:
-        require_callable(value, "Stage.context_evaluation")
 
     def evaluated(self, state: StageState) -> object:
         return self.evaluator(state.context)

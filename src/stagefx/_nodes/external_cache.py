@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import ClassVar, Generic, Protocol, TypeVar, final
+from typing import ClassVar, Generic, Protocol, TypeVar, cast, final
 
 import attrs
 
@@ -35,6 +35,19 @@ CacheWriting = Callable[[Key, StageState], Awaitable[None] | None]
 """`write(key, state)`, sync or async: keep a state."""
 
 
+# Passed to attrs.field: pyright cannot type attrs' `@field.validator` decorators.
+def _check_make_key(_: object, __: object, value: CacheKeyMaking[Key]) -> None:
+    require_callable(value, "cached_externally(make_key=...)")
+
+
+def _check_read(_: object, __: object, value: CacheReading[Key]) -> None:
+    require_callable(value, "cached_externally(read=...)")
+
+
+def _check_write(_: object, __: object, value: CacheWriting[Key]) -> None:
+    require_callable(value, "cached_externally(write=...)")
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class CachedExternally(Node, Generic[Key]):
@@ -47,21 +60,9 @@ class CachedExternally(Node, Generic[Key]):
     kind: ClassVar[str] = "cached_externally"
 
     child: Node
-    make_key: CacheKeyMaking[Key] = attrs.field()
-    read: CacheReading[Key] = attrs.field()
-    write: CacheWriting[Key] = attrs.field()
-
-    @make_key.validator
-    def _check_make_key(self, _: object, value: object) -> None:
-        require_callable(value, "cached_externally(make_key=...)")
-
-    @read.validator
-    def _check_read(self, _: object, value: object) -> None:
-        require_callable(value, "cached_externally(read=...)")
-
-    @write.validator
-    def _check_write(self, _: object, value: object) -> None:
-        require_callable(value, "cached_externally(write=...)")
+    make_key: CacheKeyMaking[Key] = attrs.field(validator=_check_make_key)
+    read: CacheReading[Key] = attrs.field(validator=_check_read)
+    write: CacheWriting[Key] = attrs.field(validator=_check_write)
 
     def children(self) -> tuple[Node, ...]:
         return (self.child,)
@@ -75,7 +76,7 @@ class CachedExternally(Node, Generic[Key]):
     async def _looked_up(self, state: StageState) -> Next:
         try:
             key = await resolve(self.make_key(state=state))
-            kept: object = await resolve(self.read(key))
+            kept = cast(object, await resolve(self.read(key)))  # the user's: anything
         except Exception as error:
             return failure(error, state)
         if kept is not None:

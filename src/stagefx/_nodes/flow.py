@@ -101,6 +101,22 @@ class _SequenceFrame(Frame):
         return state
 
 
+# Passed to attrs.field: pyright cannot type attrs' `@field.validator` decorators.
+def _check_condition(_: object, __: object, value: LoopCondition) -> None:
+    if not callable(value):
+        raise TypeError(f"loop condition must be callable, got {type(value).__name__}")
+
+
+def _check_mode(_: object, __: object, value: Literal["post_check", "pre_check"]) -> None:
+    if value not in ("post_check", "pre_check"):
+        raise ValueError(f"loop mode must be 'post_check' or 'pre_check', got {value!r}")
+
+
+def _check_cap(_: object, __: object, value: int | None) -> None:
+    if value is not None:
+        require_count(value, "Stage.loop(max_iterations=...)", 0)
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Loop(Node):
@@ -112,24 +128,9 @@ class Loop(Node):
     laws: ClassVar[tuple[str, ...]] = ("check_loop",)
 
     body: Node
-    condition: LoopCondition = attrs.field()
-    mode: Literal["post_check", "pre_check"] = attrs.field()
-    max_iterations: int | None = attrs.field()
-
-    @condition.validator
-    def _check_condition(self, _: object, value: object) -> None:
-        if not callable(value):
-            raise TypeError(f"loop condition must be callable, got {type(value).__name__}")
-
-    @mode.validator
-    def _check_mode(self, _: object, value: object) -> None:
-        if value not in ("post_check", "pre_check"):
-            raise ValueError(f"loop mode must be 'post_check' or 'pre_check', got {value!r}")
-
-    @max_iterations.validator
-    def _check_cap(self, _: object, value: object) -> None:
-        if value is not None:
-            require_count(value, "Stage.loop(max_iterations=...)", 0)
+    condition: LoopCondition = attrs.field(validator=_check_condition)
+    mode: Literal["post_check", "pre_check"] = attrs.field(validator=_check_mode)
+    max_iterations: int | None = attrs.field(validator=_check_cap)
 
     def children(self) -> tuple[Node, ...]:
         body = self.body

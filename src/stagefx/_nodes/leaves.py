@@ -63,9 +63,10 @@ class StageFunctionWithEnv(Protocol):
 AnyStageFunction: TypeAlias = StageFunction | StageFunctionWithEnv
 
 
-def _turns(elements: tuple[PredefinedElement, ...]) -> tuple[ModelInput | ModelOutput, ...]:
+def _turns(elements: tuple[object, ...]) -> tuple[ModelInput | ModelOutput, ...]:
     """draive's rule: plain content is an input first, then the opposite of the
-    turn before it (so it alternates, and follows explicit turns)."""
+    turn before it (so it alternates, and follows explicit turns). Typed `object`:
+    the `PredefinedElement`s a caller gave, unchecked until here."""
     if not elements:
         raise ValueError("Stage.predefined needs at least one element")
     turns: list[ModelInput | ModelOutput] = []
@@ -105,6 +106,15 @@ class Predefined(Node):
         return state.updated(context=(*state.context, *self.turns), result=self.result)
 
 
+# Passed to attrs.field: pyright cannot type attrs' `@field.validator` decorators.
+def _check_result_transform(_: object, __: object, value: ResultTransform) -> None:
+    require_callable(value, "transform_result")
+
+
+def _check_context_transform(_: object, __: object, value: ContextTransform) -> None:
+    require_callable(value, "transform_context")
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class TransformResult(Node):
@@ -114,15 +124,12 @@ class TransformResult(Node):
     leaf: ClassVar[bool] = True
     laws: ClassVar[tuple[str, ...]] = ("check_result_functor",)
 
-    transformation: ResultTransform = attrs.field()
-
-    @transformation.validator
-    def _check(self, _: object, value: object) -> None:
-        require_callable(value, "transform_result")
+    transformation: ResultTransform = attrs.field(validator=_check_result_transform)
 
     async def run(self, state: StageState, env: Env) -> Outcome:
         try:
-            value: object = self.transformation(state.result)
+            # `object`: a mistyped transformation may return anything, checked just below.
+            value = cast(object, self.transformation(state.result))
             if not isinstance(value, MultimodalContent):
                 value = await resolve(value)
         except Exception as error:
@@ -141,11 +148,7 @@ class TransformContext(Node):
     leaf: ClassVar[bool] = True
     laws: ClassVar[tuple[str, ...]] = ("check_context_functor",)
 
-    transformation: ContextTransform = attrs.field()
-
-    @transformation.validator
-    def _check(self, _: object, value: object) -> None:
-        require_callable(value, "transform_context")
+    transformation: ContextTransform = attrs.field(validator=_check_context_transform)
 
     async def run(self, state: StageState, env: Env) -> Outcome:
         try:
@@ -201,21 +204,23 @@ class Custom(Node):
 
 
 async def _outcome(produced: object, state: StageState) -> Outcome:
+    # The containers' contents are the user's: held as `object`, checked as unwrapped.
     while True:
         if isinstance(produced, StageState):
             return produced
         if isinstance(produced, FutureResult):
-            produced = await produced
+            produced = await cast("FutureResult[object, object]", produced)
         if isinstance(produced, IOResult):
-            if is_successful(produced):
-                produced = unsafe_perform_io(produced.unwrap())
+            io_result = cast("IOResult[object, object]", produced)
+            if is_successful(io_result):
+                produced = unsafe_perform_io(io_result.unwrap())
                 continue
-            produced = Failure(unsafe_perform_io(produced.failure()))
+            produced = Failure(unsafe_perform_io(io_result.failure()))
         if isinstance(produced, Success):
-            produced = produced.unwrap()
+            produced = cast("Success[object]", produced).unwrap()
             continue
         if isinstance(produced, Failure):
-            error = produced.failure()
+            error = cast("Failure[object]", produced).failure()
             if isinstance(error, Exception):
                 return failure(error, state)
             return StageExecutionError(f"custom stage failed with {error!r}", state=state)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, Literal, final
+from typing import ClassVar, Literal, cast, final
 
 import attrs
 
@@ -52,7 +52,7 @@ class MemoryRecall(Node):
 
     async def run(self, state: StageState, env: Env) -> Outcome:
         try:
-            recalled: object = await self.memory.recall()
+            recalled = cast(object, await self.memory.recall())  # the user's: anything
             if not isinstance(recalled, StageState):
                 raise TypeError(
                     f"memory recall must give a StageState, got {type(recalled).__name__}"

@@ -16,6 +16,13 @@ from stagefx._tracing import AttributeValue
 __all__ = ["Named", "Traced", "TracedLeaf"]
 
 
+# Passed to attrs.field: pyright cannot type attrs' `@field.validator` decorators.
+# `value` is whatever a caller passed; the `Attribute[str]` tells attrs the field's type.
+def _check_label(_: object, __: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"with_meta(name=...) needs a non-empty str, got {value!r}")
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Named(Node):
@@ -27,12 +34,7 @@ class Named(Node):
     kind: ClassVar[str] = "named"
 
     child: Node
-    label: str = attrs.field()
-
-    @label.validator
-    def _check(self, _: object, value: object) -> None:
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"with_meta(name=...) needs a non-empty str, got {value!r}")
+    label: str = attrs.field(validator=_check_label)
 
     @property
     def name(self) -> str | None:

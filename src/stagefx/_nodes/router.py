@@ -58,6 +58,12 @@ def _routes(routes: tuple[Route, ...]) -> dict[str, tuple[StageMeta, Node]]:
     return checked
 
 
+# Passed to attrs.field: pyright cannot type attrs' `@field.validator` decorators.
+def _check_routing(_: object, __: object, value: Routing | None) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"router routing must be callable, got {type(value).__name__}")
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Router(Node):
@@ -68,12 +74,7 @@ class Router(Node):
     kind: ClassVar[str] = "router"
 
     routes: dict[str, tuple[StageMeta, Node]] = attrs.field(converter=_routes)
-    routing: Routing | None = attrs.field()
-
-    @routing.validator
-    def _check(self, _: object, value: object) -> None:
-        if value is not None and not callable(value):
-            raise TypeError(f"router routing must be callable, got {type(value).__name__}")
+    routing: Routing | None = attrs.field(validator=_check_routing)
 
     def children(self) -> tuple[Node, ...]:
         return tuple(node for _, node in self.routes.values())

@@ -22,6 +22,11 @@ def _check_tool(_: object, __: object, value: object) -> None:
         raise TypeError(f"Stage.tool_call needs a @tool, got {type(value).__name__}")
 
 
+# Passed to attrs.field: pyright cannot type attrs' `@field.default` decorators.
+def _toolbox(node: ToolCall) -> Toolbox:
+    return Toolbox((node.tool,))
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class ToolCall(Node):
@@ -37,11 +42,7 @@ class ToolCall(Node):
 
     tool: Tool[..., object] = attrs.field(validator=_check_tool)
     arguments: Mapping[str, object]
-    toolbox: Toolbox = attrs.field(init=False)
-
-    @toolbox.default
-    def _toolbox(self) -> Toolbox:
-        return Toolbox((self.tool,))
+    toolbox: Toolbox = attrs.field(init=False, default=attrs.Factory(_toolbox, takes_self=True))
 
     def details(self) -> Mapping[str, Detail]:
         return {"tool": self.tool.name}

@@ -60,7 +60,7 @@ import binascii
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal, NoReturn, TypeAlias, final, get_args
+from typing import Literal, NoReturn, TypeAlias, cast, final, get_args
 
 import msgspec
 import pydantic
@@ -196,7 +196,7 @@ class RequestEncoder:
 
     def canonical(self, request: ModelRequest) -> bytes:
         """`canonical(encode_request(request))`, the same bytes, built from remembered parts."""
-        given: object = request  # a caller may pass anything: checked as the codec checks
+        given = cast(object, request)  # a caller may pass anything: checked as the codec checks
         if not isinstance(given, ModelRequest):
             _fail("request", f"expected a ModelRequest, got {_kind(given)}")
         turns: tuple[object, ...] | list[object] = given.context
@@ -484,9 +484,11 @@ def _json(value: object, path: _Path, depth: int = 0) -> JSON:
     if depth >= _MAX_DEPTH:
         _fail(path, f"nested deeper than {_MAX_DEPTH} levels (or cyclic)")
     if isinstance(value, Mapping):
-        return _json_mapping(value, path, depth)
+        mapping = cast("Mapping[object, object]", value)
+        return _json_mapping(mapping, path, depth)
     if isinstance(value, list | tuple):
-        return [_json(item, (path, index), depth + 1) for index, item in enumerate(value)]
+        items = cast("Sequence[object]", value)
+        return [_json(item, (path, index), depth + 1) for index, item in enumerate(items)]
     _fail(path, f"{_kind(value)} is not JSON")
 
 
@@ -502,7 +504,8 @@ def _json_mapping(value: Mapping[object, object], path: _Path, depth: int = 0) -
 def _json_object(data: object, path: _Path) -> dict[str, JSON]:
     if not isinstance(data, Mapping):
         _fail(path, f"expected an object, got {_kind(data)}")
-    return _json_mapping(data, path)
+    mapping = cast("Mapping[object, object]", data)
+    return _json_mapping(mapping, path)
 
 
 def _is_plain(value: object, depth: int = 0) -> bool:
@@ -515,10 +518,12 @@ def _is_plain(value: object, depth: int = 0) -> bool:
     if depth >= _MAX_DEPTH:
         return False
     if isinstance(value, list):
-        return kind is list and all(_is_plain(item, depth + 1) for item in value)
+        items = cast("list[object]", value)
+        return kind is list and all(_is_plain(item, depth + 1) for item in items)
     if isinstance(value, dict):
+        mapping = cast("dict[object, object]", value)
         return kind is dict and all(
-            type(key) is str and _is_plain(item, depth + 1) for key, item in value.items()
+            type(key) is str and _is_plain(item, depth + 1) for key, item in mapping.items()
         )
     return False
 
@@ -590,7 +595,7 @@ def _optional_number(data: object, path: _Path) -> float | None:
 def _list(data: object, path: _Path) -> list[object]:
     if not isinstance(data, list):
         _fail(path, f"expected a list, got {_kind(data)}")
-    return data
+    return cast("list[object]", data)
 
 
 def _fields(
@@ -599,21 +604,28 @@ def _fields(
     """`data` as an object with all `required` keys and no keys but those and `optional`."""
     if not isinstance(data, dict):
         _fail(path, f"expected an object, got {_kind(data)}")
-    for key in data:
+    fields = cast("dict[str, object]", data)  # its keys are checked to be of these strings next
+    for key in fields:
         if key not in optional and key not in required:
             known = ", ".join((*required, *optional))
             _fail(path, f"unexpected key {_show(key)} (expected {known})")
     for key in required:
-        if key not in data:
+        if key not in fields:
             _fail(path, f"missing key {key!r}")
-    return data
+    return fields
+
+
+def _as_dict(data: object) -> dict[object, object] | None:
+    """`data` if it is a dict (its keys and values not checked yet)."""
+    return cast("dict[object, object]", data) if isinstance(data, dict) else None
 
 
 def _tagged(data: object, path: _Path, tags: tuple[str, ...]) -> tuple[str, object]:
     """The one key of `data` (one of `tags`) and its value."""
-    if not isinstance(data, dict) or len(data) != 1:
+    tagged = _as_dict(data)
+    if tagged is None or len(tagged) != 1:
         _fail(path, f"expected an object with one key, one of {', '.join(tags)}; got {_kind(data)}")
-    ((tag, body),) = data.items()
+    ((tag, body),) = tagged.items()
     if not isinstance(tag, str) or tag not in tags:
         _fail(path, f"unexpected key {_show(tag)} (expected one of {', '.join(tags)})")
     return tag, body
@@ -633,7 +645,7 @@ def _items(value: object, path: _Path, what: str) -> tuple[object, ...] | list[o
     """`value` if it is a tuple or list (of `what`, checked one by one by the caller)."""
     if not isinstance(value, tuple | list):
         _fail(path, f"expected a tuple of {what}, got {_kind(value)}")
-    return value
+    return cast("tuple[object, ...] | list[object]", value)
 
 
 def _encode_part(part: object, path: _Path) -> JSON:
@@ -642,7 +654,7 @@ def _encode_part(part: object, path: _Path) -> JSON:
     if isinstance(part, ImageContent):
         image: dict[str, JSON] = {}
         if part.data is not None:
-            if not isinstance(part.data, bytes | bytearray):
+            if not isinstance(cast(object, part.data), bytes | bytearray):  # typed is not checked
                 _fail((path, "data"), f"expected bytes, got {_kind(part.data)}")
             image["data_base64"] = base64.b64encode(part.data).decode("ascii")
         else:
@@ -671,7 +683,7 @@ def _decode_content(data: object, path: _Path) -> MultimodalContent:
     if type(data) is not list:
         _fail(path, f"expected a list, got {_kind(data)}")
     parts: list[ContentPart] = []
-    for index, item in enumerate(data):
+    for index, item in enumerate(cast("list[object]", data)):
         parts.append(TextContent(item) if type(item) is str else _decode_part(item, (path, index)))
     return MultimodalContent(tuple(parts))
 
@@ -820,9 +832,11 @@ def _decode_response(data: object, path: _Path) -> ModelToolResponse:
 
 
 def _decode_output(data: object, path: _Path) -> ModelOutput:
-    if type(data) is not dict or not data.keys() <= _OUTPUT_KEYS:
+    fields = _as_dict(data)
+    if fields is None or not fields.keys() <= _OUTPUT_KEYS:
         _fields(data, path, (), tuple(sorted(_OUTPUT_KEYS)))  # says what is wrong
-    assert isinstance(data, dict)  # checked just above
+    assert fields is not None  # checked just above
+    data = fields
     requests: tuple[ModelToolRequest, ...] = ()
     listed = data.get("tool_requests")
     if listed is not None or "tool_requests" in data:
@@ -987,8 +1001,9 @@ _READ_OUTPUT = msgspec.json.Decoder(_ReadAnswer)
 
 
 def _decode_answer(data: object, path: _Path) -> ModelOutput | ModelFailure:
-    if type(data) is dict and len(data) == 1 and "output" in data:  # the usual answer, quickly
-        return _decode_output(data["output"], (path, "output"))
+    answer = _as_dict(data)
+    if answer is not None and len(answer) == 1 and "output" in answer:  # the usual answer, quickly
+        return _decode_output(answer["output"], (path, "output"))
     tag, body = _tagged(data, path, ("output", "failure"))
     path = (path, tag)
     if tag == "output":
@@ -1010,7 +1025,7 @@ def _decode_answer(data: object, path: _Path) -> ModelOutput | ModelFailure:
 def _named_types(types: Sequence[type[object]], path: _Path) -> dict[str, type[object]]:
     named: dict[str, type[object]] = {}
     for kind in types:
-        if not isinstance(kind, type):
+        if not isinstance(cast(object, kind), type):  # typed is not checked
             _fail(path, f"types= holds types, not {_kind(kind)}")
         name = _type_name(kind)
         if named.get(name, kind) is not kind:
@@ -1083,7 +1098,7 @@ def _decode_state(data: object, types: Mapping[str, type[object]], path: _Path) 
     stored = fields.get("values", {})
     if not isinstance(stored, dict):
         _fail((path, "values"), f"expected an object, got {_kind(stored)}")
-    for name, dumped in stored.items():
+    for name, dumped in cast("dict[object, object]", stored).items():
         where = f"{_render((path, 'values'))}[{_show(name)}]"
         kind = types.get(name) if isinstance(name, str) else None
         if kind is None or kind is UsageTotals:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from contextlib import (
     AbstractAsyncContextManager,
     AsyncExitStack,
@@ -72,6 +72,14 @@ class HoldsSecrets:
         return ()
 
 
+def _tracing(env: Env) -> bool:
+    return is_tracing(env.tracer)
+
+
+def _nothing_derived() -> dict[Callable[[Env], object], object]:
+    return {}
+
+
 @final
 @attrs.frozen(slots=True)
 class Env:
@@ -92,16 +100,14 @@ class Env:
     providers: tuple[object, ...] = ()
     clock: Clock = attrs.field(factory=SystemClock)
     tracer: Tracer = attrs.field(factory=NoopTracer)
-    tracer_active: bool = attrs.field(init=False, eq=False, repr=False)
+    tracer_active: bool = attrs.field(
+        init=False, eq=False, repr=False, default=attrs.Factory(_tracing, takes_self=True)
+    )
     """Whether spans go anywhere (not under `NoopTracer`); read on every stage."""
     _derived: dict[Callable[[Env], object], object] = attrs.field(
-        init=False, factory=dict, eq=False, repr=False
+        init=False, eq=False, repr=False, factory=_nothing_derived
     )
     """What `derived` worked out from this Env, by the function that did."""
-
-    @tracer_active.default
-    def _tracer_active(self) -> bool:
-        return is_tracing(self.tracer)
 
     @classmethod
     def of(cls, *providers: object, name: str = "stagefx") -> Env:
@@ -144,9 +150,10 @@ class Env:
 def derived(env: Env, derive: Callable[[Env], T]) -> T:
     """`derive(env)`, worked out once per Env (an Env never changes): for what
     every model call would otherwise find again, such as its `CallLayer`s."""
-    found = env._derived.get(derive, _UNSET)
+    memo = env._derived  # pyright: ignore[reportPrivateUsage]  # Env's own helper, in its module
+    found = memo.get(derive, _UNSET)
     if found is _UNSET:
-        found = env._derived[derive] = derive(env)
+        found = memo[derive] = derive(env)
     return cast(T, found)
 
 
@@ -159,7 +166,7 @@ def _provided(entered: object) -> Iterable[object]:
     if entered is None:
         return ()
     if isinstance(entered, tuple):
-        return entered
+        return cast("tuple[object, ...]", entered)
     return (entered,)
 
 
@@ -177,7 +184,7 @@ class _Context:
         name: str,
         *providers: object,
         disposables: Iterable[AbstractAsyncContextManager[object]] = (),
-    ) -> AsyncIterator[Env]:
+    ) -> AsyncGenerator[Env, None]:
         """Open a scope: enter `disposables` (what they yield becomes providers),
         make the resulting Env ambient, and exit them in reverse order at the end,
         also when the block fails or is cancelled. Scopes nest: an inner scope
@@ -238,7 +245,7 @@ _DEFAULT = Env()
 
 
 @contextmanager
-def ambient(env: Env) -> Iterator[None]:
+def ambient(env: Env) -> Generator[None, None, None]:
     """Make `env` the ambient Env (what `ctx.current()` gives) for the block only."""
     token = _ambient.set(env)
     try:

@@ -15,7 +15,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import ClassVar, Literal, TypeAlias, final
+from typing import ClassVar, Literal, TypeAlias, cast, final
 
 import attrs
 import msgspec
@@ -81,7 +81,7 @@ class _Recorded:
     taken by runs since the Recorder was made."""
 
     key: _Key
-    answers: list[bytes] = attrs.Factory(list)
+    answers: list[bytes]
     replayed: int = 0
 
     @property
@@ -161,7 +161,9 @@ class Recorder(CallLayer):
             raise ValueError(f"Recorder mode must be one of {', '.join(_MODES)}, got {mode!r}")
         self.path = Path(path)
         self.mode: RecordMode = mode
-        self._secrets = tuple(secret for secret in secrets if isinstance(secret, str) and secret)
+        self._secrets = tuple(
+            secret for secret in secrets if isinstance(cast(object, secret), str) and secret
+        )
         exists = self.path.exists()
         self._replays = mode in ("replay", "new") or (mode == "once" and exists)
         self._records = mode in ("record", "new") or (mode == "once" and not exists)
@@ -211,7 +213,7 @@ class Recorder(CallLayer):
                 state=StageState.empty,
             )
         answer = await model.generate(request, env)
-        if isinstance(answer, ModelOutput | ModelFailure):
+        if isinstance(cast(object, answer), ModelOutput | ModelFailure):  # else a bug, reported
             self._record(key, canonical(encode_answer(answer)), model)
         return answer
 
@@ -321,7 +323,7 @@ class Recorder(CallLayer):
         with self._lock:
             call = self._calls.get(key)  # after its recorded answers: written with them
             if call is None:
-                call = self._calls[key] = _Recorded(key)
+                call = self._calls[key] = _Recorded(key, [])
                 self._by_request = None
             call.answers.append(answer)
             call.replayed = len(call.answers)  # recorded by this run: used
@@ -389,7 +391,7 @@ class Recorder(CallLayer):
             key = (models.setdefault(model, model), bytes(read.request))
             call = calls.get(key)
             if call is None:
-                call = calls[key] = _Recorded(key)
+                call = calls[key] = _Recorded(key, [])
             call.answers.append(bytes(read.answer))
         return calls
 

@@ -1,7 +1,8 @@
 """The one path every model call takes: completions and the default router alike.
 
 It finds the Env's model, opens the "generate" span, passes the call through
-the Env's `CallLayer` if it has one (a `Recorder`; rate limits later), lifts a
+the Env's `CallLayer`s if it has any (a `Recorder`, `RateLimits`, DBOS steps;
+the chain is worked out once per Env), lifts a
 `ModelFailure` or a raised exception into a failure value, and adds the usage
 the answer reports to the state, so the state's `UsageTotals` and the trace
 always agree.

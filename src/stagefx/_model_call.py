@@ -23,7 +23,7 @@ from stagefx._state import StageState
 from stagefx._tracing import close_span, close_span_raised, open_span
 from stagefx._usage import UsageTotals, record_spend
 
-__all__ = ["CallLayer", "call_model", "innermost"]
+__all__ = ["CallLayer", "call_model"]
 
 
 class CallLayer:
@@ -97,7 +97,8 @@ async def call_model(
 
 @final
 class _Through(GenerativeModel):
-    """A layer and what it passes calls to, seen as one model (by the layer outside it)."""
+    """A layer and what it passes calls to, seen as one model by the layer
+    outside it; built once per Env, so a layer may key caches by it."""
 
     def __init__(self, layer: CallLayer, inner: GenerativeModel, model: GenerativeModel) -> None:
         self.layer = layer
@@ -112,12 +113,6 @@ class _Through(GenerativeModel):
 
     def secrets(self) -> tuple[str, ...]:
         return self.model.secrets()
-
-
-def innermost(model: GenerativeModel | None) -> GenerativeModel | None:
-    """The model under the layers a `CallLayer` is handed as its `model`: the
-    Env's own (a layer keys caches by it)."""
-    return model.model if isinstance(model, _Through) else model
 
 
 _Plan: TypeAlias = tuple[GenerativeModel | None, CallLayer | None, GenerativeModel | None]

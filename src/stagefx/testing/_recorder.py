@@ -35,7 +35,7 @@ from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import MissingEnvironmentError, StageException
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest
-from stagefx._model_call import CallLayer, innermost
+from stagefx._model_call import CallLayer
 from stagefx._state import StageState
 
 __all__ = ["CASSETTE_VERSION", "Recorder", "RecordMode", "ReplayMissError"]
@@ -244,13 +244,10 @@ class Recorder(CallLayer):
     # Internals ----------------------------------------------------------------
 
     def _fingerprint(self, model: GenerativeModel | None, env: Env) -> bytes:
-        """The model's fingerprint in this Env, canonical, computed once per (model, Env)."""
-        last = self._last_fingerprint
-        model = innermost(model)  # the model under the layers inside this one
+        """The fingerprint of the model this layer is handed (the same object
+        for every call in one Env), canonical, computed once per (model, Env)."""
         if model is None:
             return b"null"
-        if last[0] is model and last[1] is env:
-            return last[2]
         known = self._fingerprints.get((id(model), id(env)))
         if known is None or known[0] is not model or known[1] is not env:
             # Through JSON and back: tuples become lists, and what is not JSON shows as text.

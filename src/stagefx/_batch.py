@@ -58,7 +58,7 @@ class BatchProgress:
     total: int | None = None
     usage: UsageTotals = attrs.field(factory=UsageTotals)
     elapsed: float = 0.0
-    outcomes: Mapping[str, int] = attrs.field(factory=dict)
+    outcomes: Mapping[str, int] = attrs.field(factory=dict[str, int])
 
     @property
     def tokens_per_minute(self) -> float:

@@ -31,7 +31,9 @@ class ModelToolRequest:
 
     identifier: str
     tool: str
-    arguments: Mapping[str, object] = attrs.field(factory=dict, converter=_frozen_arguments)
+    arguments: Mapping[str, object] = attrs.field(
+        factory=dict[str, object], converter=_frozen_arguments
+    )
 
     def __hash__(self) -> int:
         return hash((self.identifier, self.tool))

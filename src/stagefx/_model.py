@@ -84,7 +84,7 @@ class ModelRequest:
     context: ModelContext
     tools: tuple[ToolSpec, ...] = ()
     output: OutputSpec = OutputSpec()
-    extra: Mapping[str, object] = attrs.field(factory=dict)
+    extra: Mapping[str, object] = attrs.field(factory=dict[str, object])
 
 
 class GenerativeModel(HoldsSecrets):

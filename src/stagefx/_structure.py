@@ -25,7 +25,7 @@ class StageNode:
 
     kind: str
     name: str | None = None
-    details: Mapping[str, Detail] = attrs.field(factory=dict)
+    details: Mapping[str, Detail] = attrs.field(factory=dict[str, Detail])
     children: tuple[StageNode, ...] = ()
 
     @property

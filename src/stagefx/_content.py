@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import ClassVar, TypeAlias, TypeVar, final
+from typing import ClassVar, TypeAlias, TypeVar, cast, final
 
 import attrs
 
@@ -86,7 +86,9 @@ class ArtifactContent:
     value: object
     text: str = attrs.field()
 
-    @text.default
+    # Kept as attrs' decorator, not `attrs.Factory(..., takes_self=True)`: the API
+    # reference (docs/hooks/griffe_attrs.py) shows a default computed so as `...`.
+    @text.default  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUntypedFunctionDecorator]  # attrs' field decorator, which pyright does not model (microsoft/pyright#4330)
     def _default_text(self) -> str:
         return _render(self.value)
 
@@ -125,7 +127,7 @@ class MultimodalContent:
     @classmethod
     def of(cls, *elements: ContentElement) -> MultimodalContent:
         parts: list[ContentPart] = []
-        for element in elements:
+        for element in cast("tuple[object, ...]", elements):  # callers may not have typed theirs
             if isinstance(element, MultimodalContent):
                 parts.extend(element.parts)
             elif isinstance(element, str):

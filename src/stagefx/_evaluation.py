@@ -36,7 +36,7 @@ def performance(evaluation: Evaluation) -> float:
     return (score / threshold) * 100.0
 
 
-def _finite(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _finite(_: object, attribute: attrs.Attribute[float], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"EvaluatorResult {attribute.name} must be a finite number, got {value!r}")
 
@@ -52,7 +52,7 @@ class EvaluatorResult:
     evaluator: str
     score: float = attrs.field(validator=_finite)
     threshold: float = attrs.field(validator=_finite)
-    meta: Mapping[str, object] = attrs.field(factory=dict)
+    meta: Mapping[str, object] = attrs.field(factory=dict[str, object])
 
     @classmethod
     def of(

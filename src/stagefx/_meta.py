@@ -20,7 +20,7 @@ def _tags(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):
         raise TypeError(f"tags must be an iterable of str, not a str ({value!r})")
     tags = tuple(value)
-    for tag in tags:
+    for tag in cast("tuple[object, ...]", tags):  # callers may not have typed theirs
         if not isinstance(tag, str):
             raise TypeError(f"tags must be str, got {type(tag).__name__}")
     return tags
@@ -36,7 +36,7 @@ class StageMeta:
 
     name: str | None = None
     description: str | None = None
-    values: Mapping[str, AttributeValue] = attrs.field(factory=dict)
+    values: Mapping[str, AttributeValue] = attrs.field(factory=dict[str, AttributeValue])
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
 
     def merged_with(self, other: StageMeta) -> StageMeta:
@@ -57,7 +57,7 @@ class StageMeta:
             return cls()
         if isinstance(meta, StageMeta):
             return meta
-        if not isinstance(meta, Mapping):
+        if not isinstance(cast(object, meta), Mapping):  # callers may not have typed theirs
             raise TypeError(f"meta must be a StageMeta, a mapping or None, got {meta!r}")
         values = dict(meta)
         name = values.pop("name", None)
@@ -74,7 +74,12 @@ class StageMeta:
                 raise TypeError(
                     f"meta value {key!r} must be str, int, float or bool, got {value!r}"
                 )
-        return cls(name, description, cast(dict[str, AttributeValue], values), _tags(tags))
+        return cls(
+            name,
+            description,
+            cast(dict[str, AttributeValue], values),
+            _tags(cast("Iterable[str]", tags)),  # its items are checked there
+        )
 
 
 MetaInput: TypeAlias = StageMeta | Mapping[str, object] | None

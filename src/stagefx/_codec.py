@@ -194,12 +194,12 @@ class RequestEncoder:
         self._rests: dict[tuple[int, int, int, int], tuple[object, object, object, object, bytes]]
         self._rests = {}
 
-    def canonical(self, request: ModelRequest) -> bytes:
-        """`canonical(encode_request(request))`, the same bytes, built from remembered parts."""
-        given = cast(object, request)  # a caller may pass anything: checked as the codec checks
-        if not isinstance(given, ModelRequest):
-            _fail("request", f"expected a ModelRequest, got {_kind(given)}")
-        turns: tuple[object, ...] | list[object] = given.context
+    def canonical(self, request: object) -> bytes:
+        """`canonical(encode_request(request))`, the same bytes, built from
+        remembered parts; anything else is refused as `encode_request` refuses it."""
+        if not isinstance(request, ModelRequest):
+            _fail("request", f"expected a ModelRequest, got {_kind(request)}")
+        turns: tuple[object, ...] | list[object] = request.context
         if type(turns) is not tuple:
             turns = _items(turns, ("request", "context"), "turns")
         known = self._turns
@@ -210,10 +210,10 @@ class RequestEncoder:
                 found = self._turn(turn, len(context))
             context.append(found[1])
         instructions, output, tools, extra = (
-            given.instructions,
-            given.output,
-            given.tools,
-            given.extra,
+            request.instructions,
+            request.output,
+            request.tools,
+            request.extra,
         )
         rest = self._rests.get((id(instructions), id(output), id(tools), id(extra)))
         if (

@@ -9,6 +9,7 @@ Studio, llama.cpp). `encode_request` builds the body the provider sends;
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from stagefx._content import ImageContent, MultimodalContent
 from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
@@ -144,7 +145,10 @@ def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
     )
     content = message.get("content")
     usage = completion.get("usage")
-    counts = usage if isinstance(usage, Mapping) else {}
+    # A JSON object: its keys are str.
+    counts: Mapping[str, object] = (
+        cast("Mapping[str, object]", usage) if isinstance(usage, Mapping) else {}
+    )
     answered_by = completion.get("model")
     return ModelOutput(
         MultimodalContent.of(content)

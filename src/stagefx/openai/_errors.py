@@ -17,7 +17,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import final
+from typing import cast, final
 
 import openai
 
@@ -120,7 +120,8 @@ def body_failure(error: object, what: str) -> ModelFailure:
     the provider scrubs every failure it returns."""
     if not isinstance(error, Mapping):
         return ModelFailure("unavailable", f"{what} with no error object")
-    code, kind, told = error.get("code"), error.get("type"), error.get("message")
+    fields = cast("Mapping[str, object]", error)  # a JSON object: its keys are str
+    code, kind, told = fields.get("code"), fields.get("type"), fields.get("message")
     message = told if isinstance(told, str) else ""
     label = code if isinstance(code, str) else kind if isinstance(kind, str) else None
     detail = ": ".join(part for part in (label, message) if part) or "no message"

@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Self, final
+from typing import Self, cast, final
 
 import attrs
 import httpx2
@@ -70,7 +70,7 @@ class OpenAI(GenerativeModel):
     ) -> None:
         if (
             isinstance(max_retry_after, bool)
-            or not isinstance(max_retry_after, int | float)
+            or not isinstance(cast(object, max_retry_after), int | float)  # may be untyped
             or not math.isfinite(max_retry_after)
             or max_retry_after < 0
         ):

@@ -7,6 +7,7 @@ the answer. (The fake server's inverses live in `stagefx.testing._openai_codec`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from stagefx._content import ImageContent, MultimodalContent
 from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
@@ -170,7 +171,12 @@ def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
                 if part.get("type") == "output_text":
                     texts.append(text(part.get("text"), "output_text.text"))
     details = response.get("incomplete_details")
-    reason = details.get("reason") if isinstance(details, Mapping) else None
+    # JSON objects: their keys are str.
+    reason = (
+        cast("Mapping[str, object]", details).get("reason")
+        if isinstance(details, Mapping)
+        else None
+    )
     finish = "tool_calls" if calls else "stop"
     if status == "incomplete" or reason is not None:
         if reason == "content_filter":
@@ -184,7 +190,9 @@ def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
             return ModelFailure("unavailable", "the response is incomplete, with no output")
         finish = "length" if reason == "max_output_tokens" else "incomplete"
     usage = response.get("usage")
-    counts = usage if isinstance(usage, Mapping) else {}
+    counts: Mapping[str, object] = (
+        cast("Mapping[str, object]", usage) if isinstance(usage, Mapping) else {}
+    )
     answered_by = response.get("model")
     return ModelOutput(
         MultimodalContent.of("".join(texts)) if texts else MultimodalContent.empty,

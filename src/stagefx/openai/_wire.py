@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TypeGuard, cast
 
 from stagefx._content import (
     ArtifactContent,
@@ -61,7 +62,8 @@ def strict_form(schema: Mapping[str, object]) -> tuple[dict[str, object], str | 
         made = _strict(schema, "$")
     except _NotStrict as why:
         return dict(schema), str(why)
-    return made if isinstance(made, dict) else dict(schema), None
+    # `made` is made from `schema`: its keys are str.
+    return cast("dict[str, object]", made) if isinstance(made, dict) else dict(schema), None
 
 
 _SCHEMA_MAPS = ("properties", "$defs", "definitions")
@@ -72,32 +74,41 @@ _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 def _strict(schema: object, where: str) -> object:
     if not isinstance(schema, Mapping):
         return schema
-    made: dict[str, object] = dict(schema)
+    # Keys and values of any type: a caller's schema is not checked before this.
+    made = dict(cast("Mapping[object, object]", schema))
     for key in _SCHEMA_MAPS:
         inner = made.get(key)
         if isinstance(inner, Mapping):
-            made[key] = {name: _strict(value, f"{where}.{name}") for name, value in inner.items()}
+            made[key] = {
+                name: _strict(value, f"{where}.{name}")
+                for name, value in cast("Mapping[object, object]", inner).items()
+            }
     for key in _SCHEMA_ONE:
         if isinstance(made.get(key), Mapping):
             made[key] = _strict(made[key], f"{where}.{key}")
     for key in _SCHEMA_LISTS:
         inner = made.get(key)
         if isinstance(inner, list):
-            made[key] = [_strict(value, f"{where}.{key}") for value in inner]
+            made[key] = [_strict(value, f"{where}.{key}") for value in cast("list[object]", inner)]
     if made.get("type") != "object" and "properties" not in made:
         return made
     extra = made.get("additionalProperties")
     if extra is not None and extra is not False:
         raise _NotStrict(f"{where} is a mapping of arbitrary keys")
-    properties = made.get("properties", {})
+    found = made.get("properties", {})
     required = made.get("required", [])
-    if not isinstance(properties, dict) or not isinstance(required, list):
+    if not isinstance(found, dict) or not isinstance(required, list):
         raise _NotStrict(f"{where} is not a plain object schema")
+    properties = cast("dict[object, object]", found)
     for name, value in list(properties.items()):
         if name in required:
             continue
         if isinstance(value, dict) and "default" in value:
-            properties[name] = {key: item for key, item in value.items() if key != "default"}
+            properties[name] = {
+                key: item
+                for key, item in cast("dict[object, object]", value).items()
+                if key != "default"
+            }
             continue
         raise _NotStrict(f"{where}.{name} is optional and has no default")
     made["properties"] = properties
@@ -135,13 +146,20 @@ MAX_ARGUMENT_DEPTH = 64
 """How deeply tool-call arguments may nest before they count as not an object."""
 
 
+def _str_keyed(value: object) -> TypeGuard[Mapping[str, object]]:
+    """Whether `value` is a mapping whose keys are all str."""
+    return isinstance(value, Mapping) and all(
+        isinstance(key, str) for key in cast("Mapping[object, object]", value)
+    )
+
+
 def arguments_of(raw: object) -> dict[str, object]:
     """Tool-call arguments from their JSON text (an object as is; empty text or
     null as no arguments). Anything else comes back as `{INVALID_ARGUMENTS: text}`,
     so validation tells the model what is wrong instead of the call failing."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return {}
-    if isinstance(raw, Mapping) and all(isinstance(key, str) for key in raw):
+    if _str_keyed(raw):
         parsed: object = dict(raw)
     elif isinstance(raw, str):
         try:
@@ -150,9 +168,11 @@ def arguments_of(raw: object) -> dict[str, object]:
             return {INVALID_ARGUMENTS: raw}
     else:
         return {INVALID_ARGUMENTS: f"<{type(raw).__name__}>"}
-    if not isinstance(parsed, dict) or not _shallow(parsed, MAX_ARGUMENT_DEPTH):
-        return {INVALID_ARGUMENTS: raw if isinstance(raw, str) else "<nested too deeply>"}
-    return parsed
+    if isinstance(parsed, dict):
+        arguments = cast("dict[str, object]", parsed)  # str keys: JSON's, or checked above
+        if _shallow(arguments, MAX_ARGUMENT_DEPTH):
+            return arguments
+    return {INVALID_ARGUMENTS: raw if isinstance(raw, str) else "<nested too deeply>"}
 
 
 def arguments_text(arguments: Mapping[str, object]) -> str:
@@ -173,7 +193,9 @@ def _shallow(value: object, limit: int) -> bool:
         if isinstance(current, dict | list):
             if depth > limit:
                 return False
-            children = current.values() if isinstance(current, dict) else current
+            children = cast(
+                "Iterable[object]", current.values() if isinstance(current, dict) else current
+            )
             pending.extend((child, depth + 1) for child in children)
     return True
 
@@ -182,13 +204,13 @@ def mapping(value: object, where: str) -> Mapping[str, object]:
     """`value` as a JSON object, or a `MalformedBody` naming where it was expected."""
     if not isinstance(value, Mapping):
         raise MalformedBody(f"expected an object at {where}, got {type(value).__name__}")
-    return value
+    return cast("Mapping[str, object]", value)  # a JSON object: its keys are str
 
 
 def items(value: object, where: str) -> list[object]:
     if not isinstance(value, list):
         raise MalformedBody(f"expected a list at {where}, got {type(value).__name__}")
-    return value
+    return cast("list[object]", value)
 
 
 MAX_TOKENS = 10**15

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 import yaml
 import yaml.parser
@@ -60,9 +60,10 @@ MAX_YAML_ALIASES = 100
 
 
 def output_of(
-    selection: OutputSelection,
+    selection: object,
 ) -> tuple[OutputSpec, Parser | None]:
-    """The spec sent to the model and the parser for its text (None: keep text)."""
+    """The spec sent to the model and the parser for its text (None: keep text).
+    Typed `object`: the `OutputSelection` a caller gave, unchecked until here."""
     if selection in ("auto", "text"):
         return OutputSpec(mode=selection), None
     if selection == "json":
@@ -71,7 +72,7 @@ def output_of(
         return OutputSpec(mode="yaml"), _parse_yaml
     if isinstance(selection, type):
         try:
-            shape = Shape.of(selection)
+            shape = Shape[object].of(cast("type[object]", selection))
         except SchemaError as error:
             raise TypeError(f"output={selection.__name__} cannot be described: {error}") from error
 
@@ -160,7 +161,11 @@ def _check_depth(value: object) -> None:
             raise ValidationFailure(f"not JSON: nested more than {MAX_OUTPUT_DEPTH} deep")
         below: list[object] = []
         for item in level:
-            children = item if type(item) is list else item.values()  # type: ignore[attr-defined]  # a dict
+            children = (
+                cast("list[object]", item)
+                if type(item) is list
+                else cast("dict[object, object]", item).values()  # a dict: `level` holds no other
+            )
             below += [child for child in children if type(child) is list or type(child) is dict]
         level = below
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar, cast, final, get_type_hints
+from typing import Any, Generic, TypeVar, cast, final, get_type_hints
 
 import attrs
 import pydantic
@@ -135,15 +135,16 @@ def parameters_shape(
     return Shape(schema, validate, name), takes_context
 
 
-def _model(name: str, fields: Mapping[str, object]) -> type[pydantic.BaseModel]:
+def _model(name: str, fields: Mapping[str, Any]) -> type[pydantic.BaseModel]:
+    # `Any`, as pydantic types a field definition: a `(type, default)` pair built at run time.
     try:
-        model = pydantic.create_model(  # type: ignore[call-overload]  # field specs built dynamically
+        model: type[pydantic.BaseModel] = pydantic.create_model(
             name, __config__=pydantic.ConfigDict(extra="forbid"), **fields
         )
         model.model_json_schema()
     except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError) as error:
         raise SchemaError(f"{name}: a parameter type has no JSON Schema: {error}") from error
-    return cast(type[pydantic.BaseModel], model)
+    return model
 
 
 def _describe(error: pydantic.ValidationError) -> str:

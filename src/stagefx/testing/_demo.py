@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from typing import cast
 
 from stagefx._conversation import ModelContext, ModelInput, ModelOutput, ModelToolRequest
 from stagefx._model import ModelRequest, ToolSpec
@@ -71,19 +72,22 @@ def _call(spec: ToolSpec, asked: str) -> ModelToolRequest:
     schema = spec.parameters
     arguments = _example(schema, schema, asked)
     return ModelToolRequest(
-        f"call_{spec.name}", spec.name, arguments if isinstance(arguments, dict) else {}
+        f"call_{spec.name}",
+        spec.name,
+        cast("dict[str, object]", arguments) if isinstance(arguments, dict) else {},
     )
 
 
 def _example(schema: Mapping[str, object], root: Mapping[str, object], text: str) -> object:
-    """A value matching a (pydantic-made) JSON Schema, drawn from `text` where it can."""
+    """A value matching a (pydantic-made) JSON Schema, drawn from `text` where it can.
+    (The schema's objects are JSON objects: their keys are str.)"""
     reference = schema.get("$ref")
     if isinstance(reference, str):
         definitions = root.get("$defs")
         if isinstance(definitions, Mapping):
-            target = definitions.get(reference.rsplit("/", 1)[-1])
+            target = cast("Mapping[str, object]", definitions).get(reference.rsplit("/", 1)[-1])
             if isinstance(target, Mapping):
-                return _example(target, root, text)
+                return _example(cast("Mapping[str, object]", target), root, text)
     numbers = [int(found) for found in re.findall(r"-?\d+", text)] or [1]
     match schema.get("type"):
         case "object":
@@ -92,9 +96,11 @@ def _example(schema: Mapping[str, object], root: Mapping[str, object], text: str
                 return {}
             example: dict[str, object] = {}
             numeric = 0
-            for index, (name, inner) in enumerate(properties.items()):
-                if not isinstance(inner, Mapping):
+            fields = cast("Mapping[str, object]", properties)
+            for index, (name, value) in enumerate(fields.items()):
+                if not isinstance(value, Mapping):
                     continue
+                inner = cast("Mapping[str, object]", value)
                 if inner.get("type") in ("integer", "number"):
                     # successive numbers of the text go to successive numeric fields
                     picked = str(numbers[numeric % len(numbers)])
@@ -105,8 +111,10 @@ def _example(schema: Mapping[str, object], root: Mapping[str, object], text: str
             return example
         case "array":
             items = schema.get("items")
-            inner = items if isinstance(items, Mapping) else {}
-            return [_example(inner, root, item) for item in _items(text)]
+            each: Mapping[str, object] = (
+                cast("Mapping[str, object]", items) if isinstance(items, Mapping) else {}
+            )
+            return [_example(each, root, item) for item in _items(text)]
         case "integer":
             return numbers[0]
         case "number":

@@ -57,12 +57,12 @@ def _render(value: object) -> str:
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value, default=_jsonable, ensure_ascii=False)
+        return json.dumps(value, default=jsonable, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)
 
 
-def _jsonable(value: object) -> object:
+def jsonable(value: object) -> object:
     if attrs.has(type(value)):
         return attrs.asdict(value)  # type: ignore[arg-type]  # attrs.has narrowed at runtime
     dump = getattr(value, "model_dump", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Generic, ParamSpec, TypeVar, cast, final, overload
@@ -12,7 +12,7 @@ from typing import Generic, ParamSpec, TypeVar, cast, final, overload
 import anyio
 import attrs
 
-from stagefx._content import ArtifactContent, MultimodalContent, TextContent, _jsonable
+from stagefx._content import ArtifactContent, MultimodalContent, TextContent, jsonable
 from stagefx._conversation import ModelToolRequest, ModelToolResponse
 from stagefx._env import Env, ambient
 from stagefx._errors import describe
@@ -73,7 +73,7 @@ _calling: ContextVar[ToolContext | None] = ContextVar("stagefx_tool_context", de
 
 
 @contextmanager
-def _running(context: ToolContext) -> Iterator[None]:
+def _running(context: ToolContext) -> Generator[None, None, None]:
     """During one tool call: its context, and its Env as the ambient one."""
     token = _calling.set(context)
     try:
@@ -206,7 +206,7 @@ class UnrenderableResult(ValueError):
     """A tool's result cannot be shown to the model: the model is told why."""
 
 
-def _as_content(value: object) -> MultimodalContent:
+def as_content(value: object) -> MultimodalContent:
     """A tool's result as content: text as is, any other value as an artifact
     rendered as JSON (else its `repr`), within bounds; `UnrenderableResult` or
     the rendering's own exception when it cannot be shown."""
@@ -251,7 +251,7 @@ def _check_bounds(value: object) -> None:
 
 
 def _bounded_jsonable(value: object) -> object:
-    plain = _jsonable(value)  # an attrs, pydantic or dataclass value as plain data
+    plain = jsonable(value)  # an attrs, pydantic or dataclass value as plain data
     _check_bounds(plain)
     return plain
 
@@ -293,7 +293,7 @@ class Toolbox:
     def __init__(self, tools: Iterable[Tool[..., object]]) -> None:
         self.tools: dict[str, Tool[..., object]] = {}
         for item in tools:
-            if not isinstance(item, Tool):
+            if not isinstance(cast(object, item), Tool):  # callers may not have typed theirs
                 raise TypeError(f"tools must be @tool functions, got {type(item).__name__}")
             if item.name in self.tools:
                 raise ValueError(f"two tools are named {item.name!r}")
@@ -349,7 +349,7 @@ class Toolbox:
                         fatal.append((found.name, failure))
                 else:
                     try:
-                        content = _as_content(text_or_value)
+                        content = as_content(text_or_value)
                     except Exception as failure:  # a huge, deep or unprintable result
                         text, error = _unshowable(found.name, failure), True
                         if found.stop_on_error:
@@ -360,7 +360,7 @@ class Toolbox:
                         )
                         return
             responses[index] = ModelToolResponse(
-                request.identifier, request.tool, _as_content(text), error=error
+                request.identifier, request.tool, as_content(text), error=error
             )
 
         if len(requests) == 1:

@@ -12,7 +12,7 @@ The user configures and launches DBOS; call `durable(...)` before `DBOS.launch()
 from __future__ import annotations
 
 try:
-    import dbos as _dbos  # noqa: F401  (only to fail early, naming the extra)
+    import dbos as _dbos  # noqa: F401  # pyright: ignore[reportUnusedImport]  # only to fail early, naming the extra
 except ImportError as _import_error:
     raise ImportError(
         'stagefx.dbos needs DBOS: install the `dbos` extra with pip install "stagefx[dbos]"'

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import ClassVar, TypeAlias, final
+from typing import ClassVar, TypeAlias, cast, final
 
 from dbos import (
     DBOS,
@@ -49,7 +49,7 @@ from stagefx._model_call import CallLayer
 from stagefx._schema import ValidationFailure
 from stagefx._stage import Stage
 from stagefx._state import StageState
-from stagefx._tools import Tool, ToolLayer, _as_content
+from stagefx._tools import Tool, ToolLayer, as_content
 
 __all__ = [
     "DurablePipeline",
@@ -182,7 +182,8 @@ class DurablePipeline:
     # The workflow ---------------------------------------------------------------
 
     async def _run(self, state: dict[str, JSON]) -> dict[str, JSON]:
-        recorded = await DBOS.run_step_async({"name": _SHAPE_STEP}, self._shape_record)
+        # What a past run recorded: any JSON, if the step was another.
+        recorded = cast(JSON, await DBOS.run_step_async({"name": _SHAPE_STEP}, self._shape_record))
         initial = decode_state(state, types=self._types)
         if not isinstance(recorded, dict) or recorded.get("shape") != self.shape:
             shown = recorded.get("shape") if isinstance(recorded, dict) else recorded
@@ -258,12 +259,14 @@ def _digest(data: JSON) -> str:
 
 
 def _checked(record: object, key: str, what: str) -> Mapping[str, JSON]:
-    if not isinstance(record, dict) or record.get("codec") != CODEC_VERSION:
+    # A stagefx step records a JSON object; its entries are checked as they are decoded.
+    fields = cast("dict[str, JSON]", record) if isinstance(record, dict) else None
+    if fields is None or fields.get("codec") != CODEC_VERSION:
         raise StepMismatchError(
             f"the recorded {what} step is not a stagefx step of codec version {CODEC_VERSION}",
             state=StageState.empty,
         )
-    if record.get("request") != key:
+    if fields.get("request") != key:
         raise StepMismatchError(
             f"the recorded {what} step answered another request than this one: the "
             "pipeline does not make the same calls in the same order as the run that "
@@ -271,7 +274,7 @@ def _checked(record: object, key: str, what: str) -> Mapping[str, JSON]:
             "a pipeline that reads the clock or randomness)",
             state=StageState.empty,
         )
-    return record
+    return fields
 
 
 def _raised(record: Mapping[str, JSON]) -> Exception | None:
@@ -317,7 +320,7 @@ class _StepCalls(CallLayer):
                     state=StageState.empty,
                 )
             try:
-                answer = await model.generate(request, env)
+                answer = cast(object, await model.generate(request, env))  # the user's: anything
                 if not isinstance(answer, ModelOutput | ModelFailure):
                     raise TypeError(
                         f"a model's generate() must return ModelOutput or ModelFailure, "
@@ -345,7 +348,7 @@ class _StepTools(ToolLayer):
 
         async def step() -> dict[str, JSON]:
             try:
-                content = _as_content(await tool.call(request.arguments))
+                content = as_content(await tool.call(request.arguments))
             except ValidationFailure:
                 # Arguments are checked before the tool runs: checking again replays it.
                 return {"codec": CODEC_VERSION, "request": key, "invalid": True}

@@ -30,7 +30,8 @@ class Clock:
 class SystemClock(Clock):
     """Real time: a monotonic clock, and the event loop's sleep."""
 
-    now = staticmethod(time.monotonic)  # a builtin: no Python frame on the span path
+    # A builtin, so no Python frame on the span path; called as `self.now()`, like Clock.now.
+    now = staticmethod(time.monotonic)  # pyright: ignore[reportAssignmentType]  # pyright compares it unbound, with Clock.now's `self`
 
     async def sleep(self, seconds: float) -> None:
         """Wait `seconds` of real time (cancellable)."""

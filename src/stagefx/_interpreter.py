@@ -76,7 +76,7 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
     pop = stack.pop
     tracing = env.tracer_active
     step: Next = (root, state)
-    last = state  # the last good state, for a failure raised where no node caught it
+    last: StageState = state  # the last good state, for a failure raised where no node caught it
     while True:
         try:
             while True:
@@ -114,7 +114,7 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
             # Nodes catch user code themselves; this is the net under them all
             # (a hostile value's __eq__ in a combine, a frame's own bug): the
             # failure goes on up as a value, so retries, fallbacks and spans see it.
-            step = failure(error, last)
+            step = failure(error, last)  # pyright: ignore[reportUnknownArgumentType]  # `last` only holds StageStates; pyright's flow analysis of this loop's handler leaves it partly Unknown
         except BaseException as error:  # cancellation: unwind, LIFO, unless a frame absorbs it
             step, restored = await _unwind(stack, error)
             if restored is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Generic, Protocol, TypeVar, final
+from typing import Generic, Protocol, TypeVar, cast, final
 
 from stagefx._state import StageState
 
@@ -39,7 +39,7 @@ class MemoryRemembering(Protocol[Remembered_contra]):
 
 async def _resolved(value: T | Awaitable[T]) -> T:
     if isinstance(value, Awaitable):
-        return await value
+        return await cast("Awaitable[T]", value)  # isinstance leaves it Awaitable[Unknown]
     return value
 
 

@@ -43,7 +43,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Final, final
+from typing import ClassVar, Final, cast, final
 
 import anyio
 from anyio.lowlevel import RunVar
@@ -107,9 +107,10 @@ def estimate_tokens(
         characters, images = _measure(request)
         counted = -(-characters // CHARACTERS_PER_TOKEN) + IMAGE_TOKENS * images
     else:
-        counted = tokenizer(request)
-        if isinstance(counted, bool) or not isinstance(counted, int) or counted < 0:
-            raise ValueError(f"a RateLimits tokenizer must return an int >= 0, got {counted!r}")
+        told = cast(object, tokenizer(request))  # the user's: anything, checked here
+        if isinstance(told, bool) or not isinstance(told, int) or told < 0:
+            raise ValueError(f"a RateLimits tokenizer must return an int >= 0, got {told!r}")
+        counted = told
     return counted + _output_limit(request.extra)
 
 
@@ -123,7 +124,7 @@ def _measure(request: ModelRequest) -> tuple[int, int]:
             for response in turn.tool_responses:
                 characters += len(response.tool) + len(response.content.as_string())
                 images += len(response.content.images())
-        elif isinstance(turn, ModelOutput):
+        elif isinstance(cast(object, turn), ModelOutput):  # a request's context may be untyped
             for call in turn.tool_requests:
                 characters += len(call.tool) + len(_json(call.arguments))
     for tool in request.tools:
@@ -371,7 +372,7 @@ class RateLimits(CallLayer):
             )
         if (
             isinstance(max_pause, bool)
-            or not isinstance(max_pause, int | float)
+            or not isinstance(cast(object, max_pause), int | float)  # may be untyped
             or not math.isfinite(max_pause)
             or max_pause < 0
         ):

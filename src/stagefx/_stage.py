@@ -10,7 +10,7 @@ three hand the tree to the one interpreter.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
-from typing import ClassVar, Concatenate, Literal, ParamSpec, TypeVar, final, overload
+from typing import ClassVar, Concatenate, Literal, ParamSpec, TypeVar, cast, final, overload
 
 import attrs
 from returns.context import RequiresContextFutureResult
@@ -196,7 +196,7 @@ class Stage:
     def tool_call(cls, tool: Tool[P, object], /, *args: P.args, **kwargs: P.kwargs) -> Stage: ...
 
     @classmethod
-    def tool_call(cls, tool: Tool[..., object], /, *args: object, **kwargs: object) -> Stage:
+    def tool_call(cls, tool: Tool[..., object], /, *args: object, **kwargs: object) -> Stage:  # pyright: ignore[reportInconsistentOverload]  # pyright does not match `...` to Tool's invariant ParamSpec (Tool[Any, ...] would pass, but shows Any in the API)
         """Call `tool` with keyword arguments and add the exchange to the
         context (a tool request, then its response), as if the model had asked;
         the result is untouched (a tool taking a `ToolContext` gets the stage's).
@@ -650,7 +650,7 @@ async def _with_memory(
     if isinstance(memory, tuple | list):
         return await interpret(node, initial.updated(context=memory), env)
     try:
-        recalled: object = await memory.recall()
+        recalled = cast(object, await memory.recall())  # the user's: anything
         if not isinstance(recalled, StageState):
             raise TypeError(f"memory recall must give a StageState, got {type(recalled).__name__}")
     except Exception as error:

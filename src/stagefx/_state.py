@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar, Literal, TypeVar, final, overload
+from typing import ClassVar, Literal, TypeVar, cast, final, overload
 
 import attrs
 
@@ -18,7 +18,8 @@ _MISSING = object()
 
 def _context(value: Iterable[ModelInput | ModelOutput]) -> ModelContext:
     if type(value) is tuple:
-        return value  # already a typed tuple: checking each element is mypy's job
+        # Already a typed tuple: checking each element is mypy's job.
+        return value  # pyright: ignore[reportUnknownVariableType]  # `type() is tuple` narrows to tuple[Unknown, ...]; no cast on this hot path
     return checked_context(value)
 
 
@@ -26,13 +27,13 @@ def checked_context(value: object) -> ModelContext:
     """`value` as a context, every turn checked: for what user code hands back."""
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise TypeError(f"a context is turns (ModelInput, ModelOutput), not {type(value).__name__}")
-    context = tuple(value)
+    context = tuple(cast("Iterable[object]", value))  # items of any type, checked here
     for element in context:
         if not isinstance(element, ModelInput | ModelOutput):
             raise TypeError(
                 f"context holds ModelInput and ModelOutput, not {type(element).__name__}"
             )
-    return context
+    return cast(ModelContext, context)  # every turn checked just above
 
 
 def _result(value: ContentElement) -> MultimodalContent:

@@ -158,7 +158,9 @@ class SpanHandle(NamedTuple):
         return self.position.attributes
 
 
-_new = tuple.__new__  # builds NamedTuples without their Python-level __new__ (hot path)
+# Builds NamedTuples without their Python-level __new__ (hot path). It is tuple.__new__
+# itself: the alias `tuple[object, ...]` passes attributes on, and gives pyright the types.
+_new = tuple[object, ...].__new__
 
 
 def open_span(

@@ -16,7 +16,7 @@ import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Literal, Self, final
+from typing import Literal, Self, cast, final
 
 import attrs
 
@@ -287,11 +287,12 @@ class FakeOpenAIServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
-            body = json.loads(raw)
+            parsed = json.loads(raw)
         except json.JSONDecodeError:
             return _error(400, "request body is not JSON", "invalid_request_error")
-        if not isinstance(body, dict):
+        if not isinstance(parsed, dict):
             return _error(400, "request body is not an object", "invalid_request_error")
+        body = cast("dict[str, object]", parsed)  # a JSON object: its keys are str
         if self._record:
             headers = {key.lower(): value for key, value in request.headers.items()}
             self.requests.append(RecordedRequest(request.path, body, headers))

@@ -18,7 +18,8 @@ Answer: TypeAlias = str | MultimodalContent | ModelOutput | ModelFailure
 requests), or a failure such as `ModelFailure("rate_limited", ..., retry_after=2)`."""
 
 
-def as_output(answer: Answer) -> ModelOutput | ModelFailure:
+def as_output(answer: object) -> ModelOutput | ModelFailure:
+    """The `Answer` a test gave (or its function returned), checked: it may be untyped."""
     if isinstance(answer, ModelOutput | ModelFailure):
         return answer
     if isinstance(answer, str | MultimodalContent):

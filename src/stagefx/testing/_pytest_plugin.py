@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -32,7 +32,7 @@ from stagefx.testing._models import Answer, ScriptedModel
 
 if TYPE_CHECKING:
     from stagefx.testing._fake_openai import FakeOpenAIServer
-    from stagefx.testing._recorder import Recorder
+    from stagefx.testing._recorder import Recorder, RecordMode
 
 __all__ = [
     "fake_openai",
@@ -61,7 +61,8 @@ def stagefx_recorder(request: pytest.FixtureRequest) -> Recorder:
     """A `Recorder` for this test's cassette, in the `--stagefx-record-mode` mode."""
     from stagefx.testing._recorder import Recorder  # loaded only by tests that use it
 
-    mode = request.config.getoption("--stagefx-record-mode")
+    # One of the option's choices (its default included): argparse refuses any other.
+    mode = cast("RecordMode", request.config.getoption("--stagefx-record-mode"))
     module = request.node.path.stem if hasattr(request.node, "path") else "tests"
     name = _SAFE.sub("_", request.node.name).strip("_") or "test"
     path = Path(request.config.rootpath) / "tests" / "cassettes" / module / f"{name}.json"

@@ -64,7 +64,8 @@ def _key(outcome: Outcome) -> object:
             return ("success", state)
         case Failure(error):
             return ("failure", type(error), error.message, error.stage_path, error.state)
-    raise TypeError(f"not a Result: {outcome!r}")
+        case _:  # Result's subclasses are not a closed union to a type checker
+            raise TypeError(f"not a Result: {outcome!r}")
 
 
 def equivalent(left: Outcome, right: Outcome) -> bool:

@@ -123,6 +123,11 @@ def _spend(word: str) -> Stage:
     return spend
 
 
+def _always(*, state: StageState, iteration: int) -> bool:
+    """A loop condition that always holds: `max_iterations` ends the loop."""
+    return True
+
+
 def _first_success(branches: Sequence[StageState | StageException]) -> StageState:
     for branch in branches:
         if isinstance(branch, StageState):
@@ -150,9 +155,7 @@ def _compose(children: st.SearchStrategy[Stage]) -> st.SearchStrategy[Stage]:
         st.tuples(children, st.booleans()).map(lambda pair: pair[0].when(pair[1])),
         st.tuples(children, children).map(lambda pair: pair[0].with_fallback(pair[1])),
         st.tuples(children, st.integers(0, 2)).map(
-            lambda pair: Stage.loop(
-                pair[0], condition=lambda *, state, iteration: True, max_iterations=pair[1]
-            )
+            lambda pair: Stage.loop(pair[0], condition=_always, max_iterations=pair[1])
         ),
         children.map(lambda item: item.ignore_result()),
         children.map(lambda item: item.extend_result()),

@@ -7,6 +7,7 @@ provider sends, `encode_response` / `encode_refusal` answer as OpenAI does.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from stagefx._content import ImageContent, MultimodalContent, TextContent
 from stagefx._conversation import (
@@ -113,14 +114,15 @@ def _content_of(content: object) -> MultimodalContent:
 def _output_spec(response_format: object) -> OutputSpec:
     if not isinstance(response_format, Mapping):
         return OutputSpec()
-    if response_format.get("type") == "json_schema":
-        schema = mapping(response_format.get("json_schema"), "json_schema")
+    fields = cast("Mapping[str, object]", response_format)  # a JSON object: its keys are str
+    if fields.get("type") == "json_schema":
+        schema = mapping(fields.get("json_schema"), "json_schema")
         return OutputSpec(
             mode="schema",
             schema=mapping(schema.get("schema"), "schema"),
             name=str(schema.get("name")),
         )
-    if response_format.get("type") == "json_object":
+    if fields.get("type") == "json_object":
         return OutputSpec(mode="json")
     return OutputSpec()
 

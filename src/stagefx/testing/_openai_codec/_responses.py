@@ -7,6 +7,7 @@ provider sends, `encode_response` / `encode_refusal` answer as OpenAI does.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from stagefx._content import ImageContent, MultimodalContent, TextContent
 from stagefx._conversation import (
@@ -108,7 +109,8 @@ def _user_content(content: object) -> MultimodalContent:
 def _output_spec(text_options: object) -> OutputSpec:
     if not isinstance(text_options, Mapping):
         return OutputSpec()
-    fmt = mapping(text_options.get("format", {}), "text.format")
+    fields = cast("Mapping[str, object]", text_options)  # a JSON object: its keys are str
+    fmt = mapping(fields.get("format", {}), "text.format")
     if fmt.get("type") == "json_schema":
         return OutputSpec(
             mode="schema",

@@ -195,13 +195,16 @@ class Recorder(CallLayer):
         )
         key = (fingerprint, self._encode.canonical(request))
         if self._replays:
-            with self._lock:
+            self._lock.acquire()  # not `with`: this is every replayed call, and `with` costs twice
+            try:
                 call = self._calls.get(key) if model is not None else None
                 if call is not None and call.replayed < len(call.answers):  # the usual replay
                     call.replayed += 1
                     replayed: bytes | None = call.answers[call.replayed - 1]
                 else:
                     replayed = self._take(key, by_model=model is not None)
+            finally:
+                self._lock.release()
             if replayed is not None:
                 return decode_answer_json(replayed)
         if not self._records:

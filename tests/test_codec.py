@@ -789,6 +789,23 @@ def test_a_request_encoder_gives_the_canonical_bytes_of_a_growing_conversation(
         assert encoder.canonical(request) == codec.canonical(encode_request(request))
 
 
+@SETTINGS
+@given(
+    st.lists(requests, min_size=1, max_size=3),
+    st.lists(st.integers(min_value=0, max_value=2), min_size=1, max_size=12),
+)
+def test_a_request_encoder_follows_stages_taking_turns(
+    stages: list[ModelRequest], order: list[int]
+) -> None:
+    """Calls from several stages, each re-sending its own instructions, tools,
+    output spec and extra, arrive in any order (the same stage again, then
+    another, then back): each gets the canonical bytes of its own request."""
+    encoder = codec.RequestEncoder()
+    for index in order:
+        request = stages[index % len(stages)]
+        assert encoder.canonical(request) == codec.canonical(encode_request(request))
+
+
 # --- answers read straight from JSON text -------------------------------------------------------
 
 

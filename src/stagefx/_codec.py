@@ -193,6 +193,14 @@ class RequestEncoder:
         self._turns: dict[int, tuple[object, bytes]] = {}
         self._rests: dict[tuple[int, int, int, int], tuple[object, object, object, object, bytes]]
         self._rests = {}
+        never = object()  # matches nothing a request holds
+        self._last_rest: tuple[object, object, object, object, bytes] = (
+            never,
+            never,
+            never,
+            never,
+            b"",
+        )
 
     def canonical(self, request: object) -> bytes:
         """`canonical(encode_request(request))`, the same bytes, built from
@@ -215,15 +223,23 @@ class RequestEncoder:
             request.tools,
             request.extra,
         )
-        rest = self._rests.get((id(instructions), id(output), id(tools), id(extra)))
+        rest = self._last_rest  # the same stage again, usually
         if (
-            rest is None
-            or rest[0] is not instructions
+            rest[0] is not instructions
             or rest[1] is not output
             or rest[2] is not tools
             or rest[3] is not extra
         ):
-            rest = self._rest(instructions, output, tools, extra)
+            remembered = self._rests.get((id(instructions), id(output), id(tools), id(extra)))
+            if (
+                remembered is None
+                or remembered[0] is not instructions
+                or remembered[1] is not output
+                or remembered[2] is not tools
+                or remembered[3] is not extra
+            ):
+                remembered = self._rest(instructions, output, tools, extra)
+            rest = self._last_rest = remembered
         # The keys of encode_request's object in sorted order, as canonical() writes them.
         return b"".join((b'{"context":[', b",".join(context), rest[4]))
 

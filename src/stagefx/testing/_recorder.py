@@ -386,9 +386,13 @@ class Recorder(CallLayer):
             )
         calls: dict[_Key, _Recorded] = {}
         models: dict[bytes, bytes] = {}  # one copy of each model's fingerprint
+        last, model = msgspec.Raw(), b""
         for read in cassette.calls:
-            model = bytes(read.model)
-            key = (models.setdefault(model, model), bytes(read.request))
+            if read.model != last:  # sorted by model first: mostly the one before's
+                last = read.model
+                model = bytes(last)
+                model = models.setdefault(model, model)
+            key = (model, bytes(read.request))
             call = calls.get(key)
             if call is None:
                 call = calls[key] = _Recorded(key, [])

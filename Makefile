@@ -24,7 +24,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
-	$(BIN)/pyright examples
+	$(BIN)/pyright src examples
 
 # The typing cases run mypy as a command: the venv's bin comes first on PATH.
 unit: $(STAMP)

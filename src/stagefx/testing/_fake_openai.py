@@ -323,7 +323,7 @@ class FakeOpenAIServer:
             return _failure(output)
         if output.usage is None:
             output = attrs.evolve(output, usage=_usage(decoded, output, self._model))
-        encoded = encode_response(output, model=self._model, response_id=f"{next(self._ids):06d}")
+        encoded = encode_response(output, model=self._model, response_id=response_id)
         return web.json_response(encoded, headers=self._extra_headers(decoded))
 
     def _extra_headers(self, request: ModelRequest) -> dict[str, str] | None:

@@ -126,7 +126,8 @@ def _plan(env: Env) -> _Plan:
     layers = [provider for provider in env.providers if isinstance(provider, CallLayer)]
     if not layers:
         return model, None, model
-    layers.sort(key=_depth)  # stable: Env order within a depth
+    if len(layers) > 1:  # a lone layer's depth is never asked for
+        layers.sort(key=_depth)  # stable: Env order within a depth
     if model is None:
         return None, layers[0], None
     inner: GenerativeModel = model

@@ -899,12 +899,19 @@ TURN = ModelInput(MultimodalContent.of("hi"))
         ModelRequest("", (ModelInput(MultimodalContent(cast(tuple[ContentPart, ...], None))),)),
         ModelRequest("", (ModelOutput(tool_requests=cast(tuple[ModelToolRequest, ...], 3)),)),
         ModelRequest("", (TURN,), extra=cast(dict[str, object], None)),
+        # A string UTF-8 cannot hold, and a fault found before it by the reference:
+        ModelRequest(
+            "x",
+            (ModelInput(MultimodalContent.of("\ud800")),),
+            extra=cast(dict[str, object], None),
+        ),
+        ModelRequest(cast(str, 1), (), extra={"k": "\ud800"}),
     ],
 )
 def test_a_malformed_request_is_refused_alike_by_both_encoders(request_: ModelRequest) -> None:
     """A CodecError, and nothing else, saying the same, even with several faults."""
     with pytest.raises(CodecError) as direct:
-        encode_request(request_)
+        codec.canonical(encode_request(request_))
     with pytest.raises(CodecError) as remembered:
         codec.RequestEncoder().canonical(request_)
     assert str(remembered.value) == str(direct.value)

@@ -204,44 +204,47 @@ class RequestEncoder:
 
     def canonical(self, request: object) -> bytes:
         """`canonical(encode_request(request))`, the same bytes, built from
-        remembered parts; anything else is refused as `encode_request` refuses it."""
-        if not isinstance(request, ModelRequest):
-            _fail("request", f"expected a ModelRequest, got {_kind(request)}")
-        turns: tuple[object, ...] | list[object] = request.context
-        if type(turns) is not tuple:
-            turns = _items(turns, ("request", "context"), "turns")
-        known = self._turns
-        context: list[bytes] = []
-        for turn in turns:
-            found = known.get(id(turn))
-            if found is None or found[0] is not turn:
-                found = self._turn(turn, len(context))
-            context.append(found[1])
-        instructions, output, tools, extra = (
-            request.instructions,
-            request.output,
-            request.tools,
-            request.extra,
-        )
-        rest = self._last_rest  # the same stage again, usually
-        if (
-            rest[0] is not instructions
-            or rest[1] is not output
-            or rest[2] is not tools
-            or rest[3] is not extra
-        ):
-            remembered = self._rests.get((id(instructions), id(output), id(tools), id(extra)))
+        remembered parts; what that refuses, this refuses with its message."""
+        try:
+            if not isinstance(request, ModelRequest):
+                _fail("request", f"expected a ModelRequest, got {_kind(request)}")
+            turns: tuple[object, ...] | list[object] = request.context
+            if type(turns) is not tuple:
+                turns = _items(turns, ("request", "context"), "turns")
+            known = self._turns
+            context: list[bytes] = []
+            for turn in turns:
+                found = known.get(id(turn))
+                if found is None or found[0] is not turn:
+                    found = self._turn(turn, len(context))
+                context.append(found[1])
+            instructions, output, tools, extra = (
+                request.instructions,
+                request.output,
+                request.tools,
+                request.extra,
+            )
+            rest = self._last_rest  # the same stage again, usually
             if (
-                remembered is None
-                or remembered[0] is not instructions
-                or remembered[1] is not output
-                or remembered[2] is not tools
-                or remembered[3] is not extra
+                rest[0] is not instructions
+                or rest[1] is not output
+                or rest[2] is not tools
+                or rest[3] is not extra
             ):
-                remembered = self._rest(instructions, output, tools, extra)
-            rest = self._last_rest = remembered
-        # The keys of encode_request's object in sorted order, as canonical() writes them.
-        return b"".join((b'{"context":[', b",".join(context), rest[4]))
+                remembered = self._rests.get((id(instructions), id(output), id(tools), id(extra)))
+                if (
+                    remembered is None
+                    or remembered[0] is not instructions
+                    or remembered[1] is not output
+                    or remembered[2] is not tools
+                    or remembered[3] is not extra
+                ):
+                    remembered = self._rest(instructions, output, tools, extra)
+                rest = self._last_rest = remembered
+            # The keys of encode_request's object in sorted order, as canonical() writes them.
+            return b"".join((b'{"context":[', b",".join(context), rest[4]))
+        except CodecError:  # the reference's checks, in its order, say what is wrong
+            return canonical(encode_request(cast(ModelRequest, request)))
 
     def _turn(self, turn: object, index: int) -> tuple[object, bytes]:
         """Encode a turn not seen before, and remember it."""

@@ -550,8 +550,8 @@ class Fingerprinted(GenerativeModel):
 
 
 async def test_the_fingerprint_is_computed_once_with_other_layers_inside(tmp_path: Path) -> None:
-    """Rate limits under the Recorder wrap the model anew at every call: the
-    Recorder still asks the model for its fingerprint once per Env."""
+    """With rate limits between the Recorder and the model, the Recorder
+    still asks the model for its fingerprint once per Env."""
     cassette = tmp_path / "limited.json"
     ask = Stage.completion("hi").with_volatile_context()
     calls = Stage.loop(ask, condition=lambda *, state, iteration: iteration < 20)
@@ -563,6 +563,32 @@ async def test_the_fingerprint_is_computed_once_with_other_layers_inside(tmp_pat
     env = Env.of(replaying, Recorder(cassette, mode="replay"), RateLimits(requests_per_minute=10))
     await calls.execute(env=env)
     assert replaying.fingerprints == 1
+
+
+class Setting:
+    """A value `with_ctx` adds: the stage runs in a new Env each time."""
+
+
+async def test_a_stage_making_an_env_per_run_does_not_grow_the_recorder(tmp_path: Path) -> None:
+    """`with_ctx` (like a durable run) makes a new Env at every run: the
+    Recorder's fingerprints per (model, Env) stay bounded, and every call
+    still replays its own answer."""
+    calls = 4_500
+    one = tmp_path / "one.json"
+    ask = Stage.completion("hi").with_volatile_context().with_ctx(Setting())
+    await ask.execute(env=Env.of(Fingerprinted("hello"), Recorder(one)))
+    data = json.loads(one.read_text())
+    data["calls"] = data["calls"] * calls
+    cassette = tmp_path / "many.json"
+    cassette.write_text(json.dumps(data))
+    recorder = Recorder(cassette, mode="replay")
+    model = Fingerprinted()
+    loop = Stage.loop(ask, condition=lambda *, state, iteration: iteration < calls)
+    state = await loop.execute(env=Env.of(model, recorder))
+    assert state.result == MultimodalContent.of("hello")
+    assert model.fingerprints == calls  # each Env is new: its fingerprint is asked for
+    assert recorder.unused() == []
+    assert len(recorder._fingerprints) <= 4096  # the bound is the behaviour
 
 
 @pytest.mark.parametrize("secret", ['pa"ss-word-123', "back\\slash-secret", "tab\there-secret"])

@@ -50,6 +50,7 @@ _MODES = ("once", "replay", "record", "new")
 _KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9._~+/=\-]{8,})")
 _SECRET_NAMES = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 _DIFF_LINES = 80
+_FINGERPRINTS_KEPT = 4096
 _WRITE = msgspec.json.Encoder(order="sorted")
 
 
@@ -256,6 +257,8 @@ class Recorder(CallLayer):
             # Through JSON and back: tuples become lists, and what is not JSON shows as text.
             loaded: JSON = json.loads(json.dumps(model.fingerprint(env), default=str))
             known = (model, env, canonical(loaded))
+            if len(self._fingerprints) >= _FINGERPRINTS_KEPT:  # a stage may make an Env per run
+                self._fingerprints.clear()
             self._fingerprints[(id(model), id(env))] = known  # kept alive: the ids stay theirs
         self._last_fingerprint = known
         return known[2]

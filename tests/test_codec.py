@@ -10,7 +10,7 @@ import enum
 import json
 import math
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, KeysView, Sequence
 from typing import TypeAlias, TypeVar, cast, get_args
 
 import attrs
@@ -915,3 +915,17 @@ def test_a_malformed_request_is_refused_alike_by_both_encoders(request_: ModelRe
     with pytest.raises(CodecError) as remembered:
         codec.RequestEncoder().canonical(request_)
     assert str(remembered.value) == str(direct.value)
+
+
+class HidingDict(dict[str, JSON]):
+    """A dict whose `keys()` shows only `content`, whatever it holds."""
+
+    def keys(self) -> KeysView[str]:  # type: ignore[override]  # narrower on purpose: it lies
+        return dict.fromkeys(["content"]).keys()
+
+
+def test_a_dict_hiding_keys_from_keys_is_still_refused_for_them() -> None:
+    """The fast path trusts `keys()` only on an exact dict; a subclass gets
+    the full check, which sees every key."""
+    with pytest.raises(CodecError, match="unexpected key 'bogus'"):
+        decode_answer({"output": HidingDict(content=["hi"], bogus=1)})  # a hostile caller

@@ -639,6 +639,12 @@ def _as_dict(data: object) -> dict[object, object] | None:
     return cast("dict[object, object]", data) if isinstance(data, dict) else None
 
 
+def _exact_dict(data: object) -> dict[str, object] | None:
+    """`data` if it is exactly a dict (its keys not checked yet), for fast
+    paths that trust `keys()`: a subclass could hide keys from it."""
+    return cast("dict[str, object]", data) if type(data) is dict else None
+
+
 def _tagged(data: object, path: _Path, tags: tuple[str, ...]) -> tuple[str, object]:
     """The one key of `data` (one of `tags`) and its value."""
     tagged = _as_dict(data)
@@ -851,10 +857,12 @@ def _decode_response(data: object, path: _Path) -> ModelToolResponse:
 
 
 def _decode_output(data: object, path: _Path) -> ModelOutput:
-    fields = _as_dict(data)
-    if fields is None or not fields.keys() <= _OUTPUT_KEYS:
-        _fields(data, path, (), tuple(sorted(_OUTPUT_KEYS)))  # says what is wrong
-    assert fields is not None  # checked just above
+    exact = _exact_dict(data)
+    fields: dict[str, object] = (
+        exact
+        if exact is not None and exact.keys() <= _OUTPUT_KEYS
+        else _fields(data, path, (), tuple(sorted(_OUTPUT_KEYS)))  # says what is wrong
+    )
     data = fields
     requests: tuple[ModelToolRequest, ...] = ()
     listed = data.get("tool_requests")
@@ -1020,7 +1028,7 @@ _READ_OUTPUT = msgspec.json.Decoder(_ReadAnswer)
 
 
 def _decode_answer(data: object, path: _Path) -> ModelOutput | ModelFailure:
-    answer = _as_dict(data)
+    answer = _exact_dict(data)
     if answer is not None and len(answer) == 1 and "output" in answer:  # the usual answer, quickly
         return _decode_output(answer["output"], (path, "output"))
     tag, body = _tagged(data, path, ("output", "failure"))

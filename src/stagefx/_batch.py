@@ -58,7 +58,7 @@ class BatchProgress:
     total: int | None = None
     usage: UsageTotals = attrs.field(factory=UsageTotals)
     elapsed: float = 0.0
-    outcomes: Mapping[str, int] = attrs.field(factory=dict[str, int])
+    outcomes: Mapping[str, int] = attrs.field(factory=dict)  # pyright: ignore[reportUnknownVariableType]  # it reads factory=dict as dict[Unknown, Unknown]; the annotation is the type
 
     @property
     def tokens_per_minute(self) -> float:

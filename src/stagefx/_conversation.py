@@ -31,8 +31,8 @@ class ModelToolRequest:
 
     identifier: str
     tool: str
-    arguments: Mapping[str, object] = attrs.field(
-        factory=dict[str, object], converter=_frozen_arguments
+    arguments: Mapping[str, object] = attrs.field(  # pyright: ignore[reportUnknownVariableType]  # it reads factory=dict as dict[Unknown, Unknown]; the annotation is the type
+        factory=dict, converter=_frozen_arguments
     )
 
     def __hash__(self) -> int:

@@ -52,7 +52,7 @@ class EvaluatorResult:
     evaluator: str
     score: float = attrs.field(validator=_finite)
     threshold: float = attrs.field(validator=_finite)
-    meta: Mapping[str, object] = attrs.field(factory=dict[str, object])
+    meta: Mapping[str, object] = attrs.field(factory=dict)  # pyright: ignore[reportUnknownVariableType]  # it reads factory=dict as dict[Unknown, Unknown]; the annotation is the type
 
     @classmethod
     def of(

@@ -36,7 +36,7 @@ class StageMeta:
 
     name: str | None = None
     description: str | None = None
-    values: Mapping[str, AttributeValue] = attrs.field(factory=dict[str, AttributeValue])
+    values: Mapping[str, AttributeValue] = attrs.field(factory=dict)  # pyright: ignore[reportUnknownVariableType]  # it reads factory=dict as dict[Unknown, Unknown]; the annotation is the type
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
 
     def merged_with(self, other: StageMeta) -> StageMeta:

@@ -84,7 +84,7 @@ class ModelRequest:
     context: ModelContext
     tools: tuple[ToolSpec, ...] = ()
     output: OutputSpec = OutputSpec()
-    extra: Mapping[str, object] = attrs.field(factory=dict[str, object])
+    extra: Mapping[str, object] = attrs.field(factory=dict)  # pyright: ignore[reportUnknownVariableType]  # it reads factory=dict as dict[Unknown, Unknown]; the annotation is the type
 
 
 class GenerativeModel(HoldsSecrets):

@@ -25,7 +25,7 @@ class StageNode:
 
     kind: str
     name: str | None = None
-    details: Mapping[str, Detail] = attrs.field(factory=dict[str, Detail])
+    details: Mapping[str, Detail] = attrs.field(factory=dict)  # pyright: ignore[reportUnknownVariableType]  # it reads factory=dict as dict[Unknown, Unknown]; the annotation is the type
     children: tuple[StageNode, ...] = ()
 
     @property

@@ -26,7 +26,7 @@ class OpenAIResponsesConfig:
     temperature: float | None = None
     top_p: float | None = None
     max_output_tokens: int | None = None
-    extra: Mapping[str, object] = attrs.field(factory=dict[str, object])
+    extra: Mapping[str, object] = attrs.field(factory=dict)  # pyright: ignore[reportUnknownVariableType]  # it reads factory=dict as dict[Unknown, Unknown]; the annotation is the type
 
     def options(self) -> dict[str, object]:
         """The request fields these settings add (unset ones left out)."""
@@ -53,7 +53,7 @@ class OpenAIChatConfig:
     temperature: float | None = None
     top_p: float | None = None
     max_completion_tokens: int | None = None
-    extra: Mapping[str, object] = attrs.field(factory=dict[str, object])
+    extra: Mapping[str, object] = attrs.field(factory=dict)  # pyright: ignore[reportUnknownVariableType]  # it reads factory=dict as dict[Unknown, Unknown]; the annotation is the type
 
     def options(self) -> dict[str, object]:
         """The request fields these settings add (unset ones left out)."""

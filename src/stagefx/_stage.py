@@ -196,7 +196,7 @@ class Stage:
     def tool_call(cls, tool: Tool[P, object], /, *args: P.args, **kwargs: P.kwargs) -> Stage: ...
 
     @classmethod
-    def tool_call(cls, tool: Tool[..., object], /, *args: object, **kwargs: object) -> Stage:  # pyright: ignore[reportInconsistentOverload]  # pyright does not match `...` to Tool's invariant ParamSpec (Tool[Any, ...] would pass, but shows Any in the API)
+    def tool_call(cls, tool: Tool[..., object], /, *args: object, **kwargs: object) -> Stage:  # pyright: ignore[reportInconsistentOverload]  # pyright does not match `...` to Tool's invariant ParamSpec (Tool[Any, object] would pass, but puts Any in a public method's signature)
         """Call `tool` with keyword arguments and add the exchange to the
         context (a tool request, then its response), as if the model had asked;
         the result is untouched (a tool taking a `ToolContext` gets the stage's).

@@ -128,13 +128,12 @@ class TransformResult(Node):
 
     async def run(self, state: StageState, env: Env) -> Outcome:
         try:
-            # `object`: a mistyped transformation may return anything, checked just below.
-            value = cast(object, self.transformation(state.result))
+            value = self.transformation(state.result)
             if not isinstance(value, MultimodalContent):
                 value = await resolve(value)
         except Exception as error:
             return failure(error, state)
-        if not isinstance(value, MultimodalContent):
+        if not isinstance(value, MultimodalContent):  # pyright: ignore[reportUnnecessaryIsInstance]  # a mistyped transformation may return anything; no cast: this runs every time
             return _wrong_type("transform_result", "MultimodalContent", value, state)
         return state.updated(result=value)
 

@@ -69,13 +69,17 @@ def _default(cls: griffe.Class, member: griffe.Attribute) -> str | None:
         return None if value is None else str(value)
     field = _arguments(value)
     default = field.get("default")
+    computed = False
     if isinstance(default, griffe.ExprCall) and default.canonical_path in _FACTORIES:
+        # `attrs.Factory(f, takes_self=True)` computes the default from the
+        # instance, like a `@name.default` method: shown as `...`, not as `f()`.
+        computed = str(_arguments(default).get("takes_self")) == "True"
         factory = default.arguments[0] if default.arguments else None
         default = None if factory is None else griffe.ExprCall(factory, [])  # type: ignore[arg-type]
     if "factory" in field:
         default = griffe.ExprCall(field["factory"], [])
     shown = None if default is None else str(default)
-    if shown is None and _computed(cls, member.name):
+    if computed or (shown is None and _computed(cls, member.name)):
         shown = "..."
     member.value = shown
     return shown

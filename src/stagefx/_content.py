@@ -74,6 +74,11 @@ def jsonable(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _rendered_value(artifact: ArtifactContent) -> str:
+    """An artifact's default text: its value rendered."""
+    return _render(artifact.value)
+
+
 @final
 @attrs.frozen(slots=True)
 class ArtifactContent:
@@ -84,13 +89,7 @@ class ArtifactContent:
     """
 
     value: object
-    text: str = attrs.field()
-
-    # Kept as attrs' decorator, not `attrs.Factory(..., takes_self=True)`: the API
-    # reference (docs/hooks/griffe_attrs.py) shows a default computed so as `...`.
-    @text.default  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUntypedFunctionDecorator]  # attrs' field decorator, which pyright does not model (microsoft/pyright#4330)
-    def _default_text(self) -> str:
-        return _render(self.value)
+    text: str = attrs.field(default=attrs.Factory(_rendered_value, takes_self=True))
 
     def __hash__(self) -> int:
         # Artifact values (dicts, lists) are often unhashable; the text identifies them.

@@ -243,15 +243,12 @@ class RequestEncoder:
                 rest = self._last_rest = remembered
             # The keys of encode_request's object in sorted order, as canonical() writes them.
             return b"".join((b'{"context":[', b",".join(context), rest[4]))
-        except CodecError:  # the reference's checks, in its order, say what is wrong
+        except (CodecError, RecursionError):  # the reference's checks, in its order, say why
             return canonical(encode_request(cast(ModelRequest, request)))
 
     def _turn(self, turn: object, index: int) -> tuple[object, bytes]:
         """Encode a turn not seen before, and remember it."""
-        try:
-            encoded = canonical(_encode_turn(turn, (("request", "context"), index)))
-        except RecursionError as error:
-            raise _too_deep("request") from error
+        encoded = canonical(_encode_turn(turn, (("request", "context"), index)))
         return _remember(self._turns, turn, encoded)
 
     def _rest(
@@ -261,27 +258,24 @@ class RequestEncoder:
         remembered by their identity (a stage sends the same ones with every call)."""
         path: _Path = "request"
         listed: _Path = (path, "tools")
-        try:
-            rest = b"".join(
-                (
-                    b'],"extra":',
-                    canonical(_json_object(extra, (path, "extra"))),
-                    b',"instructions":',
-                    canonical(_string(instructions, (path, "instructions"))),
-                    b',"output":',
-                    canonical(_encode_output_spec(output, (path, "output"))),
-                    b',"tools":[',
-                    b",".join(
-                        [
-                            canonical(_encode_tool(tool, (listed, index)))
-                            for index, tool in enumerate(_items(tools, listed, "tool specs"))
-                        ]
-                    ),
-                    b"]}",
-                )
+        rest = b"".join(
+            (
+                b'],"extra":',
+                canonical(_json_object(extra, (path, "extra"))),
+                b',"instructions":',
+                canonical(_string(instructions, (path, "instructions"))),
+                b',"output":',
+                canonical(_encode_output_spec(output, (path, "output"))),
+                b',"tools":[',
+                b",".join(
+                    [
+                        canonical(_encode_tool(tool, (listed, index)))
+                        for index, tool in enumerate(_items(tools, listed, "tool specs"))
+                    ]
+                ),
+                b"]}",
             )
-        except RecursionError as error:
-            raise _too_deep("request") from error
+        )
         if len(self._rests) >= _KNOWN_LIMIT:
             self._rests.clear()
         # The parts kept alive with the bytes: their ids stay their own.
@@ -705,10 +699,8 @@ def _encode_part(part: object, path: _Path) -> JSON:
 
 
 def _decode_content(data: object, path: _Path) -> MultimodalContent:
-    if type(data) is not list:
-        _fail(path, f"expected a list, got {_kind(data)}")
     parts: list[ContentPart] = []
-    for index, item in enumerate(cast("list[object]", data)):
+    for index, item in enumerate(_list(data, path)):
         parts.append(TextContent(item) if type(item) is str else _decode_part(item, (path, index)))
     return MultimodalContent(tuple(parts))
 
@@ -863,10 +855,9 @@ def _decode_output(data: object, path: _Path) -> ModelOutput:
         if exact is not None and exact.keys() <= _OUTPUT_KEYS
         else _fields(data, path, (), tuple(sorted(_OUTPUT_KEYS)))  # says what is wrong
     )
-    data = fields
     requests: tuple[ModelToolRequest, ...] = ()
-    listed = data.get("tool_requests")
-    if listed is not None or "tool_requests" in data:
+    listed = fields.get("tool_requests")
+    if listed is not None or "tool_requests" in fields:
         where = (path, "tool_requests")
         requests = tuple(
             [
@@ -874,10 +865,10 @@ def _decode_output(data: object, path: _Path) -> ModelOutput:
                 for index, item in enumerate(_list(listed, where))
             ]
         )
-    usage = data.get("usage")
-    finish_reason = data.get("finish_reason")
+    usage = fields.get("usage")
+    finish_reason = fields.get("finish_reason")
     return ModelOutput(
-        _decode_content(data.get("content", _NO_PARTS), (path, "content")),
+        _decode_content(fields.get("content", _NO_PARTS), (path, "content")),
         requests,
         None if usage is None else _decode_usage(usage, (path, "usage")),
         None if finish_reason is None else _string(finish_reason, (path, "finish_reason")),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import ClassVar, TypeAlias, TypeVar, cast, final
+from typing import ClassVar, TypeAlias, TypeVar, final
 
 import attrs
 
@@ -126,12 +126,12 @@ class MultimodalContent:
     @classmethod
     def of(cls, *elements: ContentElement) -> MultimodalContent:
         parts: list[ContentPart] = []
-        for element in cast("tuple[object, ...]", elements):  # callers may not have typed theirs
+        for element in elements:
             if isinstance(element, MultimodalContent):
                 parts.extend(element.parts)
             elif isinstance(element, str):
                 parts.append(TextContent(element))
-            elif isinstance(element, _PARTS):
+            elif isinstance(element, _PARTS):  # pyright: ignore[reportUnnecessaryIsInstance]  # callers may not have typed theirs; no cast: this runs for every result
                 parts.append(element)
             else:
                 raise TypeError(

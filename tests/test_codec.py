@@ -480,6 +480,7 @@ def test_codec_error_is_a_value_error_and_the_version_is_one() -> None:
             "encode_content",
             "encode_request",
             "encode_state",
+            "json_value",
         ]
     )
 

@@ -301,3 +301,42 @@ def test_three_workers_share_a_queue_while_one_is_killed(postgres: str, tmp_path
     assert max(per_process) <= WORKER_CONCURRENCY
     assert _in_flight(events) <= GLOBAL_CONCURRENCY
     assert _in_flight(events) > WORKER_CONCURRENCY  # the limit was reached, across workers
+
+
+def test_a_durable_run_streams_its_live_steps_and_a_finished_one_only_finishes(
+    database: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.json"
+    secret = "live-" + uuid.uuid4().hex  # not key-shaped: found as the env var's value
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.dbos_streaming", database, "streamed-1", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "STAGEFX_TEST_API_KEY": secret},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(out.read_text())
+    first, again = shown["first"], shown["again"]
+    assert first["deltas"][:4] == [
+        ["a fi", ["one"]],
+        ["rst ", ["one"]],
+        ["answ", ["one"]],
+        ["er", ["one"]],
+    ]
+    assert "".join(text for text, path in first["deltas"] if path == ["two"]) == "scaled"
+    assert again["deltas"] == []  # finished: its recorded state, no call
+    assert first["state"] == again["state"] == shown["live"]  # NaN arguments: one outcome
+    context = first["state"]["context"]
+    error = context[4]["input"]["tool_responses"][0]
+    assert error["error"] is True
+    assert "not JSON" in error["content"][0]
+    refused = context[-2]["input"]["tool_responses"][0]
+    assert refused["content"] == ["sign_in failed: PermissionError: refused credential ***"]
+    assert secret not in out.read_text()
+    if database.startswith("sqlite"):  # the rows a team shares hold no credential either
+        with sqlite3.connect(database.removeprefix("sqlite:///")) as connection:
+            rows = connection.execute("select output from operation_outputs").fetchall()
+        assert len(rows) == 8
+        assert not any(secret in str(row) for row in rows)

@@ -11,10 +11,7 @@ import pytest
 from stagefx import (
     CacheStore,
     Env,
-    GenerativeModel,
     MissingEnvironmentError,
-    ModelFailure,
-    ModelOutput,
     ModelRequest,
     MultimodalContent,
     RecordingTracer,
@@ -23,7 +20,8 @@ from stagefx import (
     ctx,
     stage,
 )
-from stagefx._model_call import CallLayer
+from stagefx._model import ModelStream
+from stagefx._model_call import CallLayer, ModelPath
 from stagefx.testing import ScriptedModel, VirtualClock
 
 pytestmark = pytest.mark.anyio
@@ -219,12 +217,10 @@ async def test_an_updated_env_sees_the_layers_and_model_added_to_it() -> None:
         def __init__(self, name: str) -> None:
             self.name = name
 
-        async def call(
-            self, request: ModelRequest, env: Env, model: GenerativeModel | None
-        ) -> ModelOutput | ModelFailure:
+        def model_stream(self, request: ModelRequest, env: Env, inner: ModelPath) -> ModelStream:
             seen.append(self.name)
-            assert model is not None
-            return await model.generate(request, env)
+            assert inner.model is not None
+            return inner.stream(request, env)
 
     ask = Stage.completion("hi")
     first = Env.of(ScriptedModel("a", "b", "c"), Tag("outer"))

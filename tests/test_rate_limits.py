@@ -498,7 +498,7 @@ async def test_good_arguments_are_kept() -> None:
     limits = RateLimits(1, 2, max_pause=0)
     assert (limits.requests_per_minute, limits.tokens_per_minute, limits.max_pause) == (1, 2, 0.0)
     assert repr(limits) == "RateLimits(requests_per_minute=1, tokens_per_minute=2)"
-    assert RateLimits.depth == 10
+    assert RateLimits.place == "pacing"
 
 
 async def test_one_rate_limits_refuses_two_clocks() -> None:

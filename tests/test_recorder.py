@@ -36,6 +36,7 @@ from stagefx import (
     ctx,
 )
 from stagefx._codec import JSON, encode_answer, encode_request
+from stagefx._model_call import ModelPath
 from stagefx.openai import OpenAI, OpenAIChatConfig
 from stagefx.testing import (
     FakeOpenAIServer,
@@ -51,6 +52,17 @@ from tests.test_codec import GARBAGE_SETTINGS, SETTINGS, Answer, answers, garbag
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).parents[1]
+
+
+async def through(
+    layer: Recorder, request: ModelRequest, env: Env, model: GenerativeModel | None
+) -> ModelOutput | ModelFailure:
+    """One model call through `layer` alone, as the model boundary makes it."""
+    answer: object = None
+    async for item in layer.model_stream(request, env, ModelPath(model)):
+        answer = item
+    assert isinstance(answer, ModelOutput | ModelFailure)
+    return answer
 
 
 class OutOfOrder:
@@ -332,9 +344,9 @@ def test_recorded_calls_replay_as_equal_answers(calls: list[tuple[ModelRequest, 
         recorder = Recorder(cassette, mode="record")
         env = Env.of(model, recorder)
         for request, _ in calls:
-            await recorder.call(request, env, model)
+            await through(recorder, request, env, model)
         replay = Recorder(cassette, mode="replay")
-        replayed = [await replay.call(request, env, model) for request, _ in reversed(calls)]
+        replayed = [await through(replay, request, env, model) for request, _ in reversed(calls)]
         assert replay.unused() == []
         return list(reversed(replayed))
 
@@ -477,13 +489,13 @@ async def test_a_miss_does_not_change_how_recorded_calls_match(tmp_path: Path) -
     )
     model = ScriptedModel("21.5 in Paris")
     recorder = Recorder(cassette, mode="record")
-    await recorder.call(weather, Env.of(model, recorder), model)
+    await through(recorder, weather, Env.of(model, recorder), model)
 
     later = ScriptedModel("answer to the new call")  # a second call would fail: none scripted
     recorder = Recorder(cassette, mode="new")
     env = Env.of(later, recorder)
-    await recorder.call(other, env, later)  # a miss: recorded
-    replayed = await recorder.call(weather, env, later)
+    await through(recorder, other, env, later)  # a miss: recorded
+    replayed = await through(recorder, weather, env, later)
     assert isinstance(replayed, ModelOutput)
     assert replayed.content.as_string() == "21.5 in Paris"
     assert len(later.requests) == 1
@@ -495,7 +507,7 @@ async def test_one_call_written_two_ways_replays_each_answer_once(tmp_path: Path
     request = ModelRequest("", (ModelInput(MultimodalContent.of("roll a die")),))
     recorder = Recorder(cassette, mode="record")
     model = ScriptedModel("6")
-    await recorder.call(request, Env.of(model, recorder), model)
+    await through(recorder, request, Env.of(model, recorder), model)
     data = json.loads(cassette.read_text())
     hand_written = {
         "model": {"provider": "ScriptedModel"},
@@ -509,7 +521,7 @@ async def test_one_call_written_two_ways_replays_each_answer_once(tmp_path: Path
     env = Env.of(ScriptedModel(), replay)
     rolls = []
     for _ in range(2):
-        answer = await replay.call(request, env, ScriptedModel())
+        answer = await through(replay, request, env, ScriptedModel())
         assert isinstance(answer, ModelOutput)
         rolls.append(answer.content.as_string())
     assert sorted(rolls) == ["2", "6"]
@@ -646,7 +658,7 @@ async def _roll(recorder: Recorder, model: ScriptedModel, times: int) -> list[st
     env = Env.of(model, recorder)
     rolls = []
     for _ in range(times):
-        answer = await recorder.call(ROLL, env, model)
+        answer = await through(recorder, ROLL, env, model)
         assert isinstance(answer, ModelOutput)
         rolls.append(answer.content.as_string())
     return rolls

@@ -19,8 +19,8 @@ from stagefx import (
     ctx,
     tool,
 )
+from stagefx._model_call import CallLayer, ToolPath
 from stagefx._schema import SchemaError
-from stagefx._tools import ToolLayer
 from stagefx.testing import ScriptedModel
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
@@ -123,9 +123,13 @@ async def test_tool_call_stages_give_the_context_too() -> None:
 async def test_a_tool_layer_calling_tool_call_passes_the_context_on() -> None:
     layered: list[str] = []
 
-    class Layer(ToolLayer):
-        async def call(
-            self, tool: Tool[..., object], request: ModelToolRequest, env: Env
+    class Layer(CallLayer):
+        async def tool_call(
+            self,
+            tool: Tool[..., object],
+            request: ModelToolRequest,
+            context: ToolContext,
+            inner: ToolPath,
         ) -> object:
             layered.append(tool.name)
             return await tool.call(request.arguments)

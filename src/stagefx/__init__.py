@@ -45,8 +45,26 @@ from stagefx._errors import (
     ToolRoundsExceededError,
 )
 from stagefx._evaluation import Evaluation, EvaluatorResult
+from stagefx._events import (
+    Finished,
+    PartialOutput,
+    Retrying,
+    StageEvent,
+    TextDelta,
+    ToolAnswered,
+    ToolCalled,
+)
 from stagefx._memory import Memory, StageMemory
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, OutputSpec, ToolSpec
+from stagefx._model import (
+    GenerativeModel,
+    ModelFailure,
+    ModelRequest,
+    ModelStream,
+    ModelStreamItem,
+    OutputSpec,
+    ToolSpec,
+)
+from stagefx._model_call import LAYER_ORDER, CallLayer, ModelPath
 from stagefx._public import publish as _publish
 from stagefx._rate_limits import RateLimits
 from stagefx._stage import Stage, StageMeta, stage
@@ -62,6 +80,7 @@ __all__ = [
     "BatchProgress",
     "BatchResults",
     "CacheStore",
+    "CallLayer",
     "Clock",
     "ContentElement",
     "ContentPart",
@@ -69,8 +88,10 @@ __all__ = [
     "Evaluation",
     "EvaluationError",
     "EvaluatorResult",
+    "Finished",
     "GenerativeModel",
     "ImageContent",
+    "LAYER_ORDER",
     "Memory",
     "MemoryCacheStore",
     "MissingEnvironmentError",
@@ -82,9 +103,12 @@ __all__ = [
     "ModelInput",
     "ModelInvalidRequestError",
     "ModelOutput",
+    "ModelPath",
     "ModelRateLimitError",
     "ModelRefusalError",
     "ModelRequest",
+    "ModelStream",
+    "ModelStreamItem",
     "ModelToolRequest",
     "ModelToolResponse",
     "ModelUnavailableError",
@@ -92,13 +116,16 @@ __all__ = [
     "NoopTracer",
     "OutputSpec",
     "OutputValidationError",
+    "PartialOutput",
     "RateLimitHint",
     "RateLimits",
     "RecordingTracer",
     "ResourceContent",
+    "Retrying",
     "RoutingError",
     "SpanRecord",
     "Stage",
+    "StageEvent",
     "StageException",
     "StageExecutionError",
     "StageMemory",
@@ -108,8 +135,11 @@ __all__ = [
     "StageTimeoutError",
     "SystemClock",
     "TextContent",
+    "TextDelta",
     "TokenUsage",
     "Tool",
+    "ToolAnswered",
+    "ToolCalled",
     "ToolContext",
     "ToolError",
     "ToolRoundsExceededError",

@@ -99,6 +99,7 @@ __all__ = [
     "encode_content",
     "encode_request",
     "encode_state",
+    "json_value",
     "pretty",
 ]
 
@@ -319,6 +320,16 @@ def decode_request(data: JSON) -> ModelRequest:
         return _decode_request(data, "request")
     except RecursionError as error:
         raise _too_deep("request") from error
+
+
+def json_value(value: object, what: str) -> JSON:
+    """`value` (tool arguments, a schema, `extra`) as the codec writes it;
+    `CodecError`, naming `what`, for what JSON cannot hold: NaN, infinities,
+    integers of thousands of digits, other objects, absurd nesting."""
+    try:
+        return _json(value, what)
+    except RecursionError as error:
+        raise _too_deep(what) from error
 
 
 def encode_answer(answer: ModelOutput | ModelFailure) -> dict[str, JSON]:

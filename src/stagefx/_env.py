@@ -9,7 +9,6 @@ variable that only the `scope` block sets.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from contextlib import (
     AbstractAsyncContextManager,
@@ -23,44 +22,15 @@ from typing import TypeVar, cast, final
 import attrs
 
 from stagefx._clock import Clock, SystemClock
+from stagefx._events import EventSink
+from stagefx._secrets import redact
 from stagefx._tracing import NoopTracer, Tracer, current_span, is_tracing
 
-__all__ = ["Env", "HoldsSecrets", "ambient", "ctx", "derived", "redact", "resolved", "scrub"]
+__all__ = ["Env", "HoldsSecrets", "ambient", "ctx", "derived", "resolved"]
 
 T = TypeVar("T")
 
 _logger = logging.getLogger("stagefx")
-_SECRET_KEY = re.compile(
-    r"(?:^|[_\-.])(api[_\-]?key|authori[sz]ation|secret|password|passwd|credentials?|token|auth)"
-    r"(?:$|[_\-.])",
-    re.I,
-)
-"""A whole word of an attribute's name: `api_key`, `access_token`, `client_secret`,
-but not `input_tokens`, `max_tokens` or `tokenizer`."""
-_SECRET_VALUE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+)")
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with the exact `secrets` and key-shaped strings replaced by `***`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _SECRET_VALUE.sub("***", text)
-
-
-def redact(attributes: Mapping[str, object], secrets: Iterable[str] = ()) -> dict[str, object]:
-    """Attributes safe to log: values of secret-named attributes are hidden, and
-    the exact `secrets` (a provider's key) and key-shaped strings are scrubbed."""
-    known = tuple(secrets)
-    safe: dict[str, object] = {}
-    for key, value in attributes.items():
-        if _SECRET_KEY.search(key):
-            safe[key] = "***"
-        elif isinstance(value, str):
-            safe[key] = scrub(value, known)
-        else:
-            safe[key] = value
-    return safe
 
 
 class HoldsSecrets:
@@ -100,6 +70,8 @@ class Env:
     providers: tuple[object, ...] = ()
     clock: Clock = attrs.field(factory=SystemClock)
     tracer: Tracer = attrs.field(factory=NoopTracer)
+    events: EventSink | None = attrs.field(default=None, eq=False, repr=False)
+    """Where a streamed run's events go (`Stage.stream`); None when not streamed."""
     tracer_active: bool = attrs.field(
         init=False, eq=False, repr=False, default=attrs.Factory(_tracing, takes_self=True)
     )
@@ -129,7 +101,12 @@ class Env:
             providers=tuple(rest),
             clock=clock,
             tracer=tracer,
+            events=self.events,
         )
+
+    def streaming_to(self, events: EventSink | None) -> Env:
+        """A copy whose nodes emit their events to `events`."""
+        return attrs.evolve(self, events=events)
 
     def secrets(self) -> tuple[str, ...]:
         """Every string a provider in this Env says must never be written (API keys)."""

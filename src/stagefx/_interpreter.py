@@ -103,7 +103,11 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
                     push(_EnvFrame(env))
                     env = step.env
                     tracing = env.tracer_active
-                    step = (step.node, step.state)
+                    step = (
+                        (step.node, step.state)
+                        if step.frame is None
+                        else (step.node, step.state, step.frame)
+                    )
                 elif type(step) is _Restore:  # type: ignore[comparison-overlap]  # cast in _EnvFrame
                     env = step.env  # type: ignore[unreachable]
                     tracing = env.tracer_active

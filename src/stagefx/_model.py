@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Literal, TypeAlias, final
 
 import attrs
@@ -26,6 +26,8 @@ __all__ = [
     "GenerativeModel",
     "ModelFailure",
     "ModelRequest",
+    "ModelStream",
+    "ModelStreamItem",
     "OutputSpec",
     "ToolSpec",
     "model_error",
@@ -87,18 +89,47 @@ class ModelRequest:
     extra: Mapping[str, object] = attrs.field(factory=dict)  # pyright: ignore[reportUnknownVariableType]  # it reads factory=dict as dict[Unknown, Unknown]; the annotation is the type
 
 
-class GenerativeModel(HoldsSecrets):
-    """A provider: answers a request with a `ModelOutput` or a `ModelFailure`.
+ModelStreamItem: TypeAlias = "str | ModelOutput | ModelFailure"
+"""What a model's stream yields: text deltas as they arrive, then its whole
+answer, last (a `ModelOutput` whose text is the deltas joined, or a failure)."""
 
-    Expected failures (rate limits, outages, refusals) are returned; anything
-    raised is treated as a bug in the provider and surfaces with its cause.
-    A role: subclass it to give an Env your model. An object that merely has
-    a `generate` method is only a value to the Env.
+ModelStream: TypeAlias = AsyncIterator[ModelStreamItem]
+
+
+class GenerativeModel(HoldsSecrets):
+    """A provider: answers a request with a `ModelOutput` or a `ModelFailure`,
+    whole (`generate`) or as a stream of text deltas ending with it (`stream`).
+
+    Define either (a provider that streams natively defines both); each
+    defaults to the other. Expected failures (rate limits, outages, refusals)
+    are returned; anything raised is treated as a bug in the provider and
+    surfaces with its cause. A role: subclass it to give an Env your model.
+    An object that merely has a `generate` method is only a value to the Env.
     """
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
-        """Answer `request`; `env` gives access to configs and other providers."""
-        raise NotImplementedError(f"{type(self).__name__} must define generate()")
+        """Answer `request`; `env` gives access to configs and other providers.
+        Default: `stream`'s last item."""
+        if type(self).stream is GenerativeModel.stream:
+            raise NotImplementedError(f"{type(self).__name__} must define generate() or stream()")
+        last: ModelStreamItem | None = None
+        items = self.stream(request, env)
+        try:
+            async for item in items:
+                last = item
+        finally:
+            close = getattr(items, "aclose", None)  # a generator's: its resources go now
+            if close is not None:
+                await close()
+        if last is None or isinstance(last, str):
+            raise TypeError(f"{type(self).__name__}.stream() did not end with its answer")
+        return last
+
+    async def stream(self, request: ModelRequest, env: Env) -> ModelStream:
+        """Answer `request` as it is produced: text deltas (`str`), then the
+        whole answer, last. Leaving early (`aclose`) must stop the call.
+        Default: `generate`'s answer, whole (its text is then one delta)."""
+        yield await self.generate(request, env)
 
     def fingerprint(self, env: Env) -> Mapping[str, object]:
         """What besides the request decides this model's answer (provider, model

@@ -1,48 +1,218 @@
-"""The one path every model call takes: completions and the default router alike.
+"""The model boundary: the one path every model call and every tool call takes.
 
-It finds the Env's model, opens the "generate" span, passes the call through
-the Env's `CallLayer`s if it has any (a `Recorder`, `RateLimits`, DBOS steps;
-the chain is worked out once per Env), lifts a
-`ModelFailure` or a raised exception into a failure value, and adds the usage
-the answer reports to the state, so the state's `UsageTotals` and the trace
-always agree.
+A model call, streamed or whole, passes, outermost first::
+
+    call_model ─ span "generate", usage added to the state, events emitted
+      └ durable step      (stagefx.dbos: a completed call is never made again)
+        └ Recorder        (stagefx.testing: a replayed call is never paced or sent)
+          └ RateLimits    (paced before it starts, reconciled with its usage at its end)
+            └ your layers (in Env order)
+              └ the Env's model: `stream` when the run is streamed, else `generate`
+
+Layers are `CallLayer`s in the Env, nested by `LAYER_ORDER`; each sees a
+model call as a stream (text deltas, then the whole answer) and a tool call
+as an awaitable, and passes it on to what is inside it. A whole answer is the
+stream collected: the boundary emits a stream's deltas as `TextDelta`s (one
+delta of the whole text if the stream gave none) and keeps its last item.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Mapping
-from typing import ClassVar, TypeAlias, final
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias, final
 
-from stagefx._conversation import ModelOutput
+import attrs
+import pydantic_core
+
+from stagefx._codec import CodecError, json_value
+from stagefx._conversation import ModelOutput, ModelToolRequest
 from stagefx._env import Env, derived
-from stagefx._errors import StageException
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, missing_model, model_error
+from stagefx._errors import MissingEnvironmentError, StageException
+from stagefx._events import EventSink, PartialOutput, TextDelta
+from stagefx._model import (
+    GenerativeModel,
+    ModelFailure,
+    ModelRequest,
+    ModelStream,
+    ModelStreamItem,
+    missing_model,
+    model_error,
+)
 from stagefx._nodes._calls import failure
 from stagefx._state import StageState
 from stagefx._tracing import close_span, close_span_raised, open_span
 from stagefx._usage import UsageTotals, record_spend
 
-__all__ = ["CallLayer", "call_model"]
+if TYPE_CHECKING:
+    from stagefx._tools import Tool, ToolContext
+
+__all__ = [
+    "LAYER_ORDER",
+    "CallLayer",
+    "LayerPlace",
+    "ModelPath",
+    "ToolPath",
+    "call_model",
+    "call_tool",
+    "close_stream",
+    "text_of",
+]
+
+LayerPlace: TypeAlias = Literal["durable", "recording", "pacing", "yours"]
+LAYER_ORDER: tuple[LayerPlace, ...] = ("durable", "recording", "pacing", "yours")
+"""Where layers stand, outermost first: a durable step outside everything (a
+completed call replays without reaching anything else), the Recorder (a
+replayed call is never paced), rate limits (what they pace is what is sent),
+then the user's own layers, in the order the Env holds them."""
+
+ToolPath: TypeAlias = (
+    "Callable[[Tool[..., object], ModelToolRequest, ToolContext], Awaitable[object]]"
+)
+"""What a layer passes a tool call on to: the layers inside it, then the tool."""
 
 
 class CallLayer:
-    """A role every model call under an Env passes through, model or not.
+    """A role every model call and tool call under an Env passes through.
 
-    Subclass it to stand between stages and the model (a `Recorder` replays
-    calls without any model; `RateLimits` paces them). Layers nest by `depth`,
-    smallest outermost (a Recorder, 0, replays before rate limits, 10, are
-    consulted), then by their order in the Env. A `StageException` a layer
-    raises becomes the stage's failure, carrying the stage's state.
+    Subclass it and override what you need; each method passes the call on
+    to `inner` by default. `place` says where it stands (`LAYER_ORDER`).
+    A `StageException` a layer raises becomes the stage's failure, carrying
+    the stage's state; anything else it raises, a failure with it as cause.
     """
 
-    depth: ClassVar[int] = 50
+    place: ClassVar[LayerPlace] = "yours"
 
-    async def call(
-        self, request: ModelRequest, env: Env, model: GenerativeModel | None
-    ) -> ModelOutput | ModelFailure:
-        """Answer `request`, asking `model` (the Env's, if any) where needed."""
-        raise NotImplementedError(f"{type(self).__name__} must define call()")
+    def model_stream(self, request: ModelRequest, env: Env, inner: ModelPath) -> ModelStream:
+        """The answer to `request` as a stream: text deltas, then the answer."""
+        return inner.stream(request, env)
+
+    async def tool_call(
+        self,
+        tool: Tool[..., object],
+        request: ModelToolRequest,
+        context: ToolContext,
+        inner: ToolPath,
+    ) -> object:
+        """The tool's result for the model's `request` (or raise as it would)."""
+        return await inner(tool, request, context)
+
+
+@final
+class ModelPath:
+    """What a layer passes a model call on to: the layers inside it, then the
+    Env's `model` (None: there is none; a call reaching it fails). Built once
+    per Env, so a layer is handed the same object for every call."""
+
+    __slots__ = ("_inner", "_layer", "model")
+
+    def __init__(
+        self,
+        model: GenerativeModel | None,
+        layer: CallLayer | None = None,
+        inner: ModelPath | None = None,
+    ) -> None:
+        self.model = model
+        self._layer = layer
+        self._inner = inner
+
+    @property
+    def bare(self) -> bool:
+        """Whether nothing stands between the caller and the model."""
+        return self._layer is None
+
+    def stream(self, request: ModelRequest, env: Env) -> ModelStream:
+        """The call as a stream, through what is inside."""
+        if self._layer is not None and self._inner is not None:
+            return self._layer.model_stream(request, env, self._inner)
+        return _asked(self.model, request, env)
+
+
+async def _asked(model: GenerativeModel | None, request: ModelRequest, env: Env) -> ModelStream:
+    """The model itself: natively streamed when someone reads the stream, else whole."""
+    if model is None:
+        raise MissingEnvironmentError(
+            "no GenerativeModel in the Env to answer this call", state=StageState.empty
+        )
+    if env.events is None:
+        yield as_json(await model.generate(request, env))
+        return
+    stream = model.stream(request, env)
+    try:
+        async for item in stream:
+            yield as_json(item) if isinstance(item, ModelOutput) else item
+    finally:
+        await close_stream(stream)
+
+
+NOT_JSON = "(arguments are not JSON)"
+"""The one argument a tool gets when the model's arguments are not JSON."""
+
+
+def as_json(answer: ModelOutput | ModelFailure) -> ModelOutput | ModelFailure:
+    """`answer` with tool arguments that JSON cannot hold (NaN, infinities,
+    integers of thousands of digits, other objects) replaced by
+    `{NOT_JSON: why}`: the tool's validation answers the model with an error it
+    can correct. Done where the answer leaves the model, so every layer, the
+    cassette and the durable step see the same arguments the tool does."""
+    if not isinstance(answer, ModelOutput) or not answer.tool_requests:
+        return answer
+    requests: list[ModelToolRequest] = []
+    for asked in answer.tool_requests:
+        try:
+            json_value(asked.arguments, "arguments")
+        except CodecError as error:
+            asked = ModelToolRequest(asked.identifier, asked.tool, {NOT_JSON: str(error)})
+        requests.append(asked)
+    return attrs.evolve(answer, tool_requests=tuple(requests))
+
+
+def _path(env: Env) -> ModelPath | None:
+    """The Env's model under its layers, outermost first; None with neither.
+    Worked out once per Env."""
+    model = env.get(GenerativeModel)
+    layers = [provider for provider in env.providers if isinstance(provider, CallLayer)]
+    if model is None and not layers:
+        return None
+    path = ModelPath(model)
+    for layer in reversed(_ordered(layers)):
+        path = ModelPath(model, layer, path)
+    return path
+
+
+def _ordered(layers: list[CallLayer]) -> list[CallLayer]:
+    """`layers` outermost first: by `LAYER_ORDER`, then in Env order."""
+    return sorted(layers, key=lambda layer: LAYER_ORDER.index(layer.place))
+
+
+def _tool_path(env: Env) -> ToolPath:
+    """The tool call under the Env's layers, outermost first. Once per Env."""
+    path: ToolPath = _run_tool
+    for layer in reversed(_ordered([p for p in env.providers if isinstance(p, CallLayer)])):
+        path = _through(layer, path)
+    return path
+
+
+def _through(layer: CallLayer, inner: ToolPath) -> ToolPath:
+    def call(
+        tool: Tool[..., object], request: ModelToolRequest, context: ToolContext
+    ) -> Awaitable[object]:
+        return layer.tool_call(tool, request, context, inner)
+
+    return call
+
+
+def _run_tool(
+    tool: Tool[..., object], request: ModelToolRequest, context: ToolContext
+) -> Awaitable[object]:
+    return tool.call(request.arguments, context)
+
+
+def call_tool(
+    tool: Tool[..., object], request: ModelToolRequest, context: ToolContext
+) -> Awaitable[object]:
+    """Run `tool` for the model's `request` through the Env's layers."""
+    return derived(context.env, _tool_path)(tool, request, context)
 
 
 async def call_model(
@@ -51,23 +221,25 @@ async def call_model(
     env: Env,
     attributes: Mapping[str, str | int | bool] | None = None,
 ) -> tuple[ModelOutput, StageState] | StageException:
-    """Ask the Env's model; the answer and `state` with its usage added, or a
-    failure carrying `state` (and so the usage spent before this call).
-    `attributes` are added to the call's span (an output retry's number)."""
-    model, layer, inner = derived(env, _plan)
-    if model is None and layer is None:
+    """Ask the Env's model through its layers; the answer and `state` with its
+    usage added, or a failure carrying `state` (and so the usage spent before
+    this call). `attributes` are added to the call's span (an output retry's
+    number); the span also gets the time to the first delta of a streamed call."""
+    path = derived(env, _path)
+    if path is None:
         return missing_model(state)
     if not env.tracer_active:
         try:
-            answer = await _asked(request, env, model, layer, inner)
+            answer = await _answer(path, request, env, None)
         except Exception as error:
             return _failed(error, state)
         return _settled(answer, state)
     span = open_span(env.tracer, env.clock.now, "generate")
     if attributes:
         span.attributes.update(attributes)
+    first: list[float] = []
     try:
-        answer = await _asked(request, env, model, layer, inner)
+        answer = await _answer(path, request, env, first)
     except Exception as error:
         outcome = _failed(error, state)
         close_span(span, outcome)
@@ -75,6 +247,8 @@ async def call_model(
     except BaseException as error:
         close_span_raised(span, error)
         raise
+    if first:
+        span.attributes["time_to_first_delta_ms"] = round((first[0] - span.start) * 1000, 3)
     settled = _settled(answer, state)
     if isinstance(settled, StageException):
         if isinstance(answer, ModelFailure):
@@ -95,62 +269,85 @@ async def call_model(
     return settled
 
 
+async def _answer(
+    path: ModelPath, request: ModelRequest, env: Env, first: list[float] | None
+) -> object:
+    """The stream's last item, its text deltas emitted on the way (with the
+    structured output they add up to, when one is asked for)."""
+    if path.model is not None and path.bare and env.events is None:
+        return as_json(await path.model.generate(request, env))  # no layer, no reader: whole
+    events = env.events
+    partial = _Partial(events, request) if events is not None else None
+    stream = path.stream(request, env)
+    last: object = None
+    streamed = False
+    try:
+        async for item in stream:
+            if last is not None:
+                raise TypeError("a model's stream went on after its answer")
+            if type(item) is not str:
+                last = item
+                continue
+            if not streamed and first is not None:
+                first.append(env.clock.now())
+            streamed = True
+            if events is not None and item:
+                events.emit(TextDelta(item, events.path))
+                if partial is not None:
+                    partial.add(item)
+    finally:
+        await close_stream(stream)
+    if last is None:
+        raise TypeError("a model's stream ended without its answer")
+    if events is not None and not streamed and isinstance(last, ModelOutput):
+        text = text_of(last)
+        if text:  # a whole answer: its text as one delta
+            events.emit(TextDelta(text, events.path))
+            if partial is not None:
+                partial.add(text)
+    return last
+
+
 @final
-class _Through(GenerativeModel):
-    """A layer and what it passes calls to, seen as one model by the layer
-    outside it; built once per Env, so a layer may key caches by it."""
+class _Partial:
+    """The structured output a stream's text adds up to, emitted as it grows."""
 
-    def __init__(self, layer: CallLayer, inner: GenerativeModel, model: GenerativeModel) -> None:
-        self.layer = layer
-        self.inner = inner
-        self.model = model
+    __slots__ = ("_events", "_last", "_text", "_wanted")
 
-    async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
-        return await self.layer.call(request, env, self.inner)
+    def __init__(self, events: EventSink, request: ModelRequest) -> None:
+        self._events = events
+        self._wanted = request.output.mode in ("json", "schema")
+        self._text = ""
+        self._last: object = _NOTHING
 
-    def fingerprint(self, env: Env) -> Mapping[str, object]:
-        return self.model.fingerprint(env)
-
-    def secrets(self) -> tuple[str, ...]:
-        return self.model.secrets()
-
-
-_Plan: TypeAlias = tuple[GenerativeModel | None, CallLayer | None, GenerativeModel | None]
-
-
-def _plan(env: Env) -> _Plan:
-    """The Env's model, its outermost `CallLayer` and what that layer passes
-    calls to: the layers inside it over the model (with no model, the layers
-    inside have nothing to pass a call to). Worked out once per Env."""
-    model = env.get(GenerativeModel)
-    layers = [provider for provider in env.providers if isinstance(provider, CallLayer)]
-    if not layers:
-        return model, None, model
-    if len(layers) > 1:  # a lone layer's depth is never asked for
-        layers.sort(key=_depth)  # stable: Env order within a depth
-    if model is None:
-        return None, layers[0], None
-    inner: GenerativeModel = model
-    for layer in reversed(layers[1:]):
-        inner = _Through(layer, inner, model)
-    return model, layers[0], inner
+    def add(self, delta: str) -> None:
+        if not self._wanted:
+            return
+        self._text += delta
+        try:
+            value: object = pydantic_core.from_json(self._text, allow_partial="trailing-strings")
+        except ValueError:  # not JSON (yet, or at all): the final parse says why
+            return
+        if value != self._last:
+            self._last = value
+            self._events.emit(PartialOutput(value, self._events.path))
 
 
-def _depth(layer: CallLayer) -> int:
-    return layer.depth
+_NOTHING = object()
 
 
-def _asked(
-    request: ModelRequest,
-    env: Env,
-    model: GenerativeModel | None,
-    layer: CallLayer | None,
-    inner: GenerativeModel | None,
-) -> Awaitable[object]:
-    if layer is None:
-        assert model is not None  # checked by the caller
-        return model.generate(request, env)
-    return layer.call(request, env, inner)
+def text_of(output: ModelOutput) -> str:
+    """An answer's text as a stream gives it: its text parts, joined."""
+    return "".join(part.text for part in output.content.texts())
+
+
+async def close_stream(stream: AsyncIterator[ModelStreamItem]) -> None:
+    """Close a stream left early (its HTTP response, its layers' resources)."""
+    close: object = getattr(stream, "aclose", None)
+    if callable(close):
+        closed = close()
+        if isinstance(closed, Awaitable):
+            await closed
 
 
 def _failed(error: Exception, state: StageState) -> StageException:
@@ -166,8 +363,7 @@ def _settled(answer: object, state: StageState) -> tuple[ModelOutput, StageState
         return model_error(answer, state)
     if not isinstance(answer, ModelOutput):
         wrong = TypeError(
-            f"a model's generate() must return ModelOutput or ModelFailure, "
-            f"got {type(answer).__name__}"
+            f"a model must answer with ModelOutput or ModelFailure, got {type(answer).__name__}"
         )
         return failure(wrong, state)
     if answer.usage is None:

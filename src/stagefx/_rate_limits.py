@@ -1,7 +1,7 @@
 """`RateLimits`: requests and tokens per minute, spread evenly over every model call.
 
-A `RateLimits` is a `CallLayer` (depth 10: inside a `Recorder`, so a replayed
-call is never paced), so every model call made under its Env passes through
+A `RateLimits` is a `CallLayer` (place "pacing": inside a `Recorder`, so a
+replayed call is never paced), so every model call made under its Env passes through
 it: batch items, concurrent branches, retries and tool rounds alike. Put one
 object in the Env and every call under it shares its budgets.
 
@@ -51,9 +51,8 @@ from anyio.lowlevel import RunVar
 from stagefx._clock import Clock, SystemClock
 from stagefx._conversation import ModelInput, ModelOutput, RateLimitHint
 from stagefx._env import Env
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, missing_model
-from stagefx._model_call import CallLayer
-from stagefx._state import StageState
+from stagefx._model import ModelFailure, ModelRequest, ModelStream
+from stagefx._model_call import CallLayer, LayerPlace, ModelPath, close_stream
 
 __all__ = [
     "CHARACTERS_PER_TOKEN",
@@ -354,7 +353,7 @@ class RateLimits(CallLayer):
     Example: `Env.of(OpenAIChatConfig(model="gpt-4o"), RateLimits(tokens_per_minute=30_000))`
     """
 
-    depth: ClassVar[int] = 10  # inside a Recorder (0): a replayed call is never paced
+    place: ClassVar[LayerPlace] = "pacing"
 
     def __init__(
         self,
@@ -408,21 +407,26 @@ class RateLimits(CallLayer):
 
     # The model-call path ------------------------------------------------------
 
-    async def call(
-        self, request: ModelRequest, env: Env, model: GenerativeModel | None
-    ) -> ModelOutput | ModelFailure:
-        """Wait for room in the budgets, ask `model`, and settle the charge."""
-        if model is None:
-            raise missing_model(StageState.empty)
+    async def model_stream(self, request: ModelRequest, env: Env, inner: ModelPath) -> ModelStream:
+        """Wait for room in the budgets, pass the call on (streamed as it comes),
+        and settle the charge with the usage its answer reports."""
         clock = env.clock
         self._check_clock(clock)
         counted = self._tokens is not None or self._token_cap is not None
         tokens = self.estimate(request) if counted else 0
         charge = await self._admit(tokens, clock)
-        answer = await model.generate(request, env)
-        if self._settle(charge, answer, clock):
-            self._wake_head()  # tokens came back: the front may fit now
-        return answer
+        stream = inner.stream(request, env)
+        try:
+            async for item in stream:
+                if isinstance(item, str):
+                    yield item
+                    continue
+                if self._settle(charge, item, clock):
+                    self._wake_head()  # tokens came back: the front may fit now
+                yield item
+                return
+        finally:
+            await close_stream(stream)
 
     async def _admit(self, tokens: int, clock: Clock) -> _Charge | None:
         """Wait in line until admitted (charged); the token charge. A caller

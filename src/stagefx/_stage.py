@@ -23,6 +23,7 @@ from stagefx._content import ContentElement
 from stagefx._conversation import ModelContext
 from stagefx._env import Env, resolved
 from stagefx._errors import StageException, StageExecutionError
+from stagefx._events import StageEvent
 from stagefx._interpreter import interpret
 from stagefx._memory import StageMemory
 from stagefx._meta import MetaInput, StageMeta
@@ -38,6 +39,7 @@ from stagefx._nodes._base import Node, describe
 from stagefx._nodes.completion import DEFAULT_TOOL_ROUNDS
 from stagefx._output import OutputSelection
 from stagefx._state import StageState
+from stagefx._streaming import stream_run
 from stagefx._structure import StageNode
 from stagefx._tools import Tool, ToolContext
 from stagefx._tracing import AttributeValue
@@ -566,6 +568,28 @@ class Stage:
         if isinstance(outcome, StageException):
             raise outcome
         return outcome
+
+    def stream(
+        self, state: StageState | None = None, *, env: Env | None = None
+    ) -> AsyncGenerator[StageEvent]:
+        """Run as `attempt` would, yielding events while it runs: `TextDelta`s
+        as the model writes, `PartialOutput`, `ToolCalled`, `ToolAnswered`,
+        `Retrying`, and always last `Finished`, whose `outcome` is what
+        `attempt` gives. Nothing but cancellation is raised.
+
+        Iterate inside `contextlib.aclosing(...)`: leaving the loop then
+        cancels the run at once (its model streams closed, no task left).
+
+        Example:
+            ```python
+            async with contextlib.aclosing(pipeline.stream(state)) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        print(event.text, end="")
+            ```
+        """
+        initial = StageState.empty if state is None else state
+        return stream_run(self.node, initial, resolved(env))
 
     # Many inputs --------------------------------------------------------------
 

@@ -16,8 +16,11 @@ from stagefx._content import ArtifactContent, MultimodalContent, TextContent, js
 from stagefx._conversation import ModelToolRequest, ModelToolResponse
 from stagefx._env import Env, ambient
 from stagefx._errors import describe
+from stagefx._events import ToolAnswered, ToolCalled
 from stagefx._model import ToolSpec
+from stagefx._model_call import call_tool
 from stagefx._schema import ValidationFailure, parameters_shape
+from stagefx._secrets import scrub
 from stagefx._state import StageState
 from stagefx._tracing import close_span, close_span_raised, is_tracing, open_span
 
@@ -29,7 +32,6 @@ __all__ = [
     "Tool",
     "ToolContext",
     "ToolOptions",
-    "ToolLayer",
     "Toolbox",
     "tool",
 ]
@@ -124,7 +126,7 @@ class Tool(Generic[P, R_co]):
     ) -> object:
         """Validate model-given `arguments` against the schema, then call. A tool
         that takes a `ToolContext` gets `context`, else the one of the call a
-        stage is making (so a `ToolLayer` calling `tool.call(arguments)` passes
+        stage is making (so a `CallLayer` calling `tool.call(arguments)` passes
         it on); with neither it fails with `TypeError`."""
         validated = self._arguments.validate(dict(arguments))
         if not self.takes_context:
@@ -276,16 +278,6 @@ def _unshowable(name: str, failure: Exception) -> str:
     return f"{name} returned a result that cannot be shown: {why}"
 
 
-class ToolLayer:
-    """A role every tool call under an Env passes through (a durable run makes
-    each call a recorded step). `call` gives the tool's result for the model's
-    request, or raises as the tool would."""
-
-    async def call(self, tool: Tool[..., object], request: ModelToolRequest, env: Env) -> object:
-        """Run `tool` on the request's arguments (or give its recorded result)."""
-        return await tool.call(request.arguments)
-
-
 @final
 class Toolbox:
     """The tools one completion may use, by name."""
@@ -310,11 +302,19 @@ class Toolbox:
         responses: list[ModelToolResponse | None] = [None] * len(requests)
         context = ToolContext(env, state)
         fatal: list[tuple[str, Exception]] = []
+        events = env.events
 
         async def answer(index: int, request: ModelToolRequest) -> None:
+            if events is not None:
+                events.emit(ToolCalled(request, events.path))
             if not is_tracing(env.tracer):
                 await respond_to(index, request)
-                return
+            else:
+                await traced(index, request)
+            if events is not None:
+                events.emit(ToolAnswered(cast(ModelToolResponse, responses[index]), events.path))
+
+        async def traced(index: int, request: ModelToolRequest) -> None:
             span = open_span(env.tracer, env.clock.now, f"tool {request.tool}")
             try:
                 await respond_to(index, request)
@@ -332,13 +332,8 @@ class Toolbox:
                 text, error = f"unknown tool {request.tool!r}; available tools: {available}", True
             else:
                 try:
-                    layer = env.get(ToolLayer)
                     with _running(context):
-                        text_or_value = await (
-                            found.call(request.arguments, context)
-                            if layer is None
-                            else layer.call(found, request, env)
-                        )
+                        text_or_value = await call_tool(found, request, context)
                 except ValidationFailure as failure:
                     text, error = f"invalid arguments for {found.name}: {failure}", True
                     if found.stop_on_error:
@@ -359,8 +354,9 @@ class Toolbox:
                             request.identifier, request.tool, content
                         )
                         return
+            shown = scrub(text, env.secrets())  # a tool may echo a credential it was given
             responses[index] = ModelToolResponse(
-                request.identifier, request.tool, as_content(text), error=error
+                request.identifier, request.tool, as_content(shown), error=error
             )
 
         if len(requests) == 1:

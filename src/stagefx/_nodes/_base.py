@@ -10,8 +10,9 @@ A leaf node (`leaf = True`) does its work in `run`. A composite node answers
   `frame.resume`, which answers with a `Next` again;
 - an awaitable of a `Next`, for nodes that must wait (a condition, a clock,
   a cache store) before they know;
-- `Within(node, state, env)`: evaluate that child in another Env (`with_ctx`);
-  the interpreter returns to the current Env once the child has its outcome.
+- `Within(node, state, env[, frame])`: evaluate that child in another Env
+  (`with_ctx`, a named stage's event path); the interpreter returns to the
+  current Env once the child has its outcome.
 
 Frames live on the interpreter's explicit stack, never on Python's, so any
 depth of nesting runs. `Frame.abort` is told when an exception (cancellation,
@@ -55,15 +56,17 @@ Next: TypeAlias = (
 
 class Within:
     """A `Next`: evaluate `node` on `state` in `env`, then come back to the Env
-    the interpreter was in. Frames keep the Env they started in, so only the
-    interpreter's own Env switches; any depth of nesting stays stack-safe."""
+    the interpreter was in (handing the outcome to `frame`, if given, first).
+    Frames keep the Env they started in, so only the interpreter's own Env
+    switches; any depth of nesting stays stack-safe."""
 
-    __slots__ = ("env", "node", "state")
+    __slots__ = ("env", "frame", "node", "state")
 
-    def __init__(self, node: Node, state: StageState, env: Env) -> None:
+    def __init__(self, node: Node, state: StageState, env: Env, frame: Frame | None = None) -> None:
         self.node = node
         self.state = state
         self.env = env
+        self.frame = frame
 
 
 class Node:

@@ -34,6 +34,7 @@ from stagefx._cache_store import CacheStore, MemoryCacheStore
 from stagefx._content import ArtifactContent
 from stagefx._env import Env
 from stagefx._errors import StageException
+from stagefx._events import emit_result
 from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, SpanSpec
 from stagefx._nodes._calls import failure, require_count
 from stagefx._state import StageState
@@ -495,6 +496,7 @@ class Cached(Node):
                 return failure(error, state)
             if kept is not None:
                 annotate("cache", "hit")
+                emit_result(env, kept)
                 return with_usage(kept, usage)  # a hit spends nothing
             flight = flights.get(key)
             if flight is None:
@@ -505,6 +507,7 @@ class Cached(Node):
                 shared = flight.outcome  # the leader's run: its spend is the leader's to count
                 if isinstance(shared, StageException):
                     return shared
+                emit_result(env, shared)
                 return with_usage(shared, usage)
             # The leading run was cancelled: try again, perhaps as the leader.
         flight = flights[key] = _Flight()

@@ -21,6 +21,7 @@ from stagefx._errors import (
     StageExecutionError,
     StageTimeoutError,
 )
+from stagefx._events import Retrying
 from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, SpanSpec
 from stagefx._nodes._calls import failure, require_count, resolve_bool
 from stagefx._state import StageState
@@ -252,6 +253,9 @@ class _RetryFrame(Frame):
             return failure(error, carrying(self.state, outcome))
         self.attempt += 1
         self.state = carrying(self.state, outcome)
+        events = self.env.events
+        if events is not None:
+            events.emit(Retrying(outcome, events.path))
         if seconds > 0:
             return self._after(seconds)
         return (node.child, self.state, self)

@@ -9,6 +9,7 @@ import attrs
 
 from stagefx._env import Env
 from stagefx._errors import StageException
+from stagefx._events import emit_result
 from stagefx._nodes._base import Frame, Next, Node, Outcome, SpanSpec
 from stagefx._nodes._calls import failure, require_callable, resolve
 from stagefx._state import StageState
@@ -71,9 +72,9 @@ class CachedExternally(Node, Generic[Key]):
         return ("cached_externally", None)
 
     def start(self, state: StageState, env: Env) -> Next:
-        return self._looked_up(state)
+        return self._looked_up(state, env)
 
-    async def _looked_up(self, state: StageState) -> Next:
+    async def _looked_up(self, state: StageState, env: Env) -> Next:
         try:
             key = await resolve(self.make_key(state=state))
             kept = cast(object, await resolve(self.read(key)))  # the user's: anything
@@ -87,6 +88,7 @@ class CachedExternally(Node, Generic[Key]):
                 )
                 return failure(wrong, state)
             annotate("cache", "hit")
+            emit_result(env, kept)
             return with_usage(kept, state.get(UsageTotals, UsageTotals()))  # a hit spends nothing
         annotate("cache", "miss")
         return (self.child, state, _WriteFrame(self.write, key))

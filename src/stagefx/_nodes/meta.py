@@ -9,7 +9,7 @@ import attrs
 
 from stagefx._env import Env
 from stagefx._errors import StageException
-from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, SpanSpec, run_leaf
+from stagefx._nodes._base import Detail, Frame, Next, Node, Outcome, SpanSpec, Within, run_leaf
 from stagefx._state import StageState
 from stagefx._tracing import AttributeValue
 
@@ -44,6 +44,9 @@ class Named(Node):
         return (self.child,)
 
     def start(self, state: StageState, env: Env) -> Next:
+        if env.events is not None:  # streamed: the child's events name this stage
+            named = env.streaming_to(env.events.named(self.label))
+            return Within(self.child, state, named, _NamedFrame(self.label))
         return (self.child, state, _NamedFrame(self.label))
 
 

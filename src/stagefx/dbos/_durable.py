@@ -3,10 +3,10 @@
 The workflow's input and output are the codec's JSON of the state (DBOS's
 portable JSON serialization). Its first step records a hash of the pipeline's
 shape; a resumed run whose pipeline changed shape is refused. Then the
-pipeline runs in the Env the user's factory builds, with two layers added: a
-`CallLayer` outermost of all (a replayed call is never recorded, paced or
-sent) and a `ToolLayer`; each turns one call into one DBOS step whose output
-is plain JSON (`{"codec": 1, "request": <hash>, "answer": <encode_answer>}`).
+pipeline runs in the Env the user's factory builds, with one `CallLayer`
+added, outermost of all (a replayed call is never recorded, paced or sent):
+it turns each model call and tool call into one DBOS step whose output is
+plain JSON (`{"codec": 1, "request": <hash>, "answer": <encode_answer>}`).
 A replayed step gives back the recorded answer; DBOS assigns step ids in the
 order calls start, and a step whose request hash differs from the recorded
 one fails the run (`StepMismatchError`) instead of replaying a wrong answer.
@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+import math
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
+from contextvars import ContextVar
 from typing import ClassVar, TypeAlias, cast, final
 
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 from dbos import (
     DBOS,
     PortableWorkflowError,
@@ -27,10 +31,12 @@ from dbos import (
     WorkflowHandleAsync,
     WorkflowSerializationFormat,
 )
+from returns.result import Failure, Result, Success
 
 from stagefx._codec import (
     CODEC_VERSION,
     JSON,
+    canonical,
     decode_answer,
     decode_content,
     decode_state,
@@ -42,14 +48,17 @@ from stagefx._codec import (
 from stagefx._content import MultimodalContent
 from stagefx._conversation import ModelOutput, ModelToolRequest
 from stagefx._env import Env
-from stagefx._errors import MissingEnvironmentError, StageException
+from stagefx._errors import MissingEnvironmentError, StageException, describe
+from stagefx._events import EventSink, StageEvent
 from stagefx._interpreter import interpret
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest
-from stagefx._model_call import CallLayer
+from stagefx._model import ModelFailure, ModelRequest, ModelStream
+from stagefx._model_call import CallLayer, LayerPlace, ModelPath, ToolPath, close_stream
 from stagefx._schema import ValidationFailure
+from stagefx._secrets import scrub
 from stagefx._stage import Stage
 from stagefx._state import StageState
-from stagefx._tools import Tool, ToolLayer, as_content
+from stagefx._streaming import stream_events
+from stagefx._tools import Tool, ToolContext, as_content
 
 __all__ = [
     "DurablePipeline",
@@ -65,6 +74,10 @@ EnvFactory: TypeAlias = Callable[[], AbstractAsyncContextManager[Env]]
 """Builds a run's Env in the process that runs it: `lambda: ctx.scope("app", ...)`."""
 
 RunHandle: TypeAlias = WorkflowHandleAsync[dict[str, JSON]]
+
+_reader: ContextVar[EventSink | None] = ContextVar("stagefx_durable_events", default=None)
+"""The events sink of a streamed run, for the workflow DBOS starts (in a task
+that copies this context) to emit to."""
 
 _FAILURE_MARK = "stagefx.failure"
 _SHAPE_STEP = "stagefx.shape"
@@ -152,6 +165,31 @@ class DurablePipeline:
         handle = await self.start(state, workflow_id=workflow_id)
         return await self.result(handle)
 
+    def stream(
+        self, state: StageState | None = None, *, workflow_id: str | None = None
+    ) -> AsyncGenerator[StageEvent]:
+        """Run (or resume, or look up) the workflow in this process, yielding
+        its events as `Stage.stream` does: the calls it makes live stream as
+        they come, a recorded call replays its text as one delta, and
+        `Finished` comes last with the final state or the `DurableRunError`.
+        A workflow that already finished gives `Finished` alone. Iterate inside
+        `contextlib.aclosing(...)`."""
+
+        async def run(events: EventSink) -> Result[StageState, StageException]:
+            token = _reader.set(events)
+            try:
+                handle = await self.start(state, workflow_id=workflow_id)
+            except Exception as error:
+                return Failure(_as_failure(error, workflow_id))
+            finally:
+                _reader.reset(token)
+            try:
+                return Success(await self.result(handle))
+            except Exception as error:
+                return Failure(_as_failure(error, workflow_id))
+
+        return stream_events(run)
+
     async def start(
         self, state: StageState | None = None, *, workflow_id: str | None = None
     ) -> RunHandle:
@@ -198,9 +236,8 @@ class DurablePipeline:
                 self._types,
             )
         async with self._env() as env:
-            outcome = await interpret(
-                self.pipeline.node, initial, env.updated(_StepCalls(), _StepTools())
-            )
+            steps = env.updated(_Steps()).streaming_to(_reader.get())
+            outcome = await interpret(self.pipeline.node, initial, steps)
         if isinstance(outcome, StageException):
             raise _portable(outcome, self._types)
         return encode_state(outcome, types=self._types)
@@ -254,8 +291,9 @@ def durable(
 
 
 def _digest(data: JSON) -> str:
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    """The key a step is recorded under: a hash of the codec's canonical bytes,
+    the encoding every layer of the model boundary keys by."""
+    return hashlib.sha256(canonical(data)).hexdigest()[:32]
 
 
 def _checked(record: object, key: str, what: str) -> Mapping[str, JSON]:
@@ -288,9 +326,11 @@ def _raised(record: Mapping[str, JSON]) -> Exception | None:
     return kind(str(raised.get("message", "")))
 
 
-def _raised_record(key: str, error: Exception) -> dict[str, JSON]:
+def _raised_record(key: str, error: Exception, secrets: tuple[str, ...]) -> dict[str, JSON]:
+    """A call that raised, as its step's row: its message scrubbed, since the
+    row lives in a database a team shares."""
     try:
-        message = str(error)
+        message = scrub(str(error), secrets)
     except Exception:
         message = "<unprintable message>"
     return {
@@ -301,72 +341,114 @@ def _raised_record(key: str, error: Exception) -> dict[str, JSON]:
 
 
 @final
-class _StepCalls(CallLayer):
-    """Each model call as one DBOS step, outermost of all layers."""
+class _Steps(CallLayer):
+    """Each model call and each tool call as one DBOS step, outermost of all
+    layers: a completed step replays its recorded answer, whole, without
+    reaching anything else; a live step streams as it runs."""
 
-    depth: ClassVar[int] = -1_000
+    place: ClassVar[LayerPlace] = "durable"
 
-    async def call(
-        self, request: ModelRequest, env: Env, model: GenerativeModel | None
-    ) -> ModelOutput | ModelFailure:
+    async def model_stream(self, request: ModelRequest, env: Env, inner: ModelPath) -> ModelStream:
         key = _digest(encode_request(request))
         live: list[Exception] = []
+        deltas: MemoryObjectSendStream[str] | None = None
 
         async def step() -> dict[str, JSON]:
-            if model is None:
+            if inner.model is None:
                 raise MissingEnvironmentError(
                     "a durable run needs a GenerativeModel in its Env for the calls it has "
                     "not recorded",
                     state=StageState.empty,
                 )
+            answer: object = None
+            stream = inner.stream(request, env)
             try:
-                answer = cast(object, await model.generate(request, env))  # the user's: anything
+                async for item in stream:
+                    if not isinstance(item, str):
+                        answer = item
+                        break
+                    if deltas is not None:
+                        deltas.send_nowait(item)
                 if not isinstance(answer, ModelOutput | ModelFailure):
                     raise TypeError(
-                        f"a model's generate() must return ModelOutput or ModelFailure, "
+                        "a model must answer with ModelOutput or ModelFailure, "
                         f"got {type(answer).__name__}"
                     )
             except Exception as error:
                 live.append(error)
-                return _raised_record(key, error)
+                return _raised_record(key, error, env.secrets())
+            finally:
+                await close_stream(stream)
             return {"codec": CODEC_VERSION, "request": key, "answer": encode_answer(answer)}
 
-        record = _checked(await DBOS.run_step_async({"name": _MODEL_STEP}, step), key, "model")
+        if env.events is None:  # nobody reads the stream: the step, whole
+            recorded: object = await DBOS.run_step_async({"name": _MODEL_STEP}, step)
+        else:  # the step runs in a task of its own, its deltas handed over as they come
+            send, receive = anyio.create_memory_object_stream[str](math.inf)
+            deltas = send
+            reservation = DBOS.reserve_step()
+            outcome: list[object] = []
+
+            async def run() -> None:
+                with send:
+                    outcome.append(await reservation.run_async({"name": _MODEL_STEP}, step))
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(run)
+                with receive:
+                    async for delta in receive:
+                        yield delta
+            recorded = outcome[0]
+        record = _checked(recorded, key, "model")
         error = live[0] if live else _raised(record)
         if error is not None:
             raise error
-        return decode_answer(record.get("answer"))
+        yield decode_answer(record.get("answer"))
 
-
-@final
-class _StepTools(ToolLayer):
-    """Each tool call as one DBOS step: its result is stored as content."""
-
-    async def call(self, tool: Tool[..., object], request: ModelToolRequest, env: Env) -> object:
+    async def tool_call(
+        self,
+        tool: Tool[..., object],
+        request: ModelToolRequest,
+        context: ToolContext,
+        inner: ToolPath,
+    ) -> object:
         key = _digest({"tool": tool.name, "arguments": _plain(request.arguments)})
         live: list[Exception] = []
 
         async def step() -> dict[str, JSON]:
             try:
-                content = as_content(await tool.call(request.arguments))
+                content = as_content(await inner(tool, request, context))
             except ValidationFailure:
                 # Arguments are checked before the tool runs: checking again replays it.
                 return {"codec": CODEC_VERSION, "request": key, "invalid": True}
             except Exception as error:
                 live.append(error)
-                return _raised_record(key, error)
+                return _raised_record(key, error, context.env.secrets())
             return {"codec": CODEC_VERSION, "request": key, "content": encode_content(content)}
 
         record = _checked(
             await DBOS.run_step_async({"name": f"{_TOOL_STEP}:{tool.name}"}, step), key, "tool"
         )
         if record.get("invalid") is True:
-            return await tool.call(request.arguments)  # raises the same ValidationFailure
+            return await tool.call(request.arguments, context)  # raises the same ValidationFailure
         error = live[0] if live else _raised(record)
         if error is not None:
             raise error
         content: MultimodalContent = decode_content(record.get("content"))
         return content
+
+
+def _as_failure(error: Exception, workflow_id: str | None) -> StageException:
+    if isinstance(error, StageException):
+        return error
+    failed = DurableRunError(
+        f"the durable run could not start or finish: {describe(error)}",
+        state=StageState.empty,
+        kind=type(error).__name__,
+        workflow_id=workflow_id,
+    )
+    failed.__cause__ = error
+    return failed
 
 
 def _plain(arguments: Mapping[str, object]) -> JSON:

@@ -4,8 +4,8 @@
 - `body_failure`: an error object inside an answer (a Responses body whose
   `status` is `failed`, or an OpenAI-compatible server's 200 with `error`).
 - `retry_after`: the wait a server asks for, parsed leniently and capped.
-- `Scrubber`: the provider's exact API key, `Bearer` tokens and key-shaped
-  strings taken out of any text a failure carries, before it is shortened.
+- `Scrubber`: the provider's API key and anything else secret taken out of
+  any text a failure carries (stagefx's one secret policy), before it is shortened.
 """
 
 from __future__ import annotations
@@ -13,51 +13,32 @@ from __future__ import annotations
 import datetime
 import email.utils
 import math
-import re
 import time
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import cast, final
 
 import openai
 
-from stagefx._env import redact
 from stagefx._model import FailureKind, ModelFailure
+from stagefx._secrets import scrub
 
 __all__ = ["MAX_MESSAGE", "Scrubber", "body_failure", "failure_of", "kind_of", "retry_after"]
 
 MAX_MESSAGE = 1000
 """Characters of a server's own text a failure message keeps (after scrubbing)."""
 
-_BEARER = re.compile(r"Bearer\s+\S+", re.IGNORECASE)
-
-
-MIN_KEY = 4
-"""Keys shorter than this (placeholders such as `api_key="x"` for a local
-server) are not scrubbed: replacing every "x" would garble each message and
-protect nothing."""
-
 
 @final
 class Scrubber:
-    """Takes the provider's secrets out of text: each exact key (as sent and
-    URL-encoded) and any `Bearer <token>` become `***`; the shape patterns
-    of `stagefx._env.redact` (`sk-...`) stay as a second net."""
+    """Takes the provider's keys out of text by stagefx's one secret policy
+    (`stagefx._secrets.scrub`: each key as sent, URL-encoded or escaped, the
+    environment's credentials, `Bearer` tokens and `sk-...` shapes)."""
 
     def __init__(self, keys: Iterable[str]) -> None:
-        forms = {
-            form
-            for key in keys
-            if len(key) >= MIN_KEY
-            for form in (key, urllib.parse.quote(key, safe=""))
-        }
-        self._keys = sorted(forms, key=len, reverse=True)  # longest first: no partial leftovers
+        self._keys = tuple(keys)
 
     def __call__(self, text: str) -> str:
-        for key in self._keys:
-            text = text.replace(key, "***")
-        text = _BEARER.sub("***", text)
-        return str(redact({"message": text})["message"])
+        return scrub(text, self._keys)
 
     def clip(self, text: str, limit: int = MAX_MESSAGE) -> str:
         """`text` scrubbed, then cut to `limit` characters (never cut before

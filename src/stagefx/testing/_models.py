@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias, final
+from typing import TypeAlias, cast, final
 
 from stagefx._content import MultimodalContent
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest
+from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
 
 __all__ = ["Answer", "FunctionModel", "ScriptedModel", "as_output"]
 
@@ -32,12 +32,23 @@ class ScriptedModel(GenerativeModel):
     """Answers each call with the next scripted answer; records every request.
 
     Running out of answers is a test bug and fails loudly with the count.
+    Streamed, an answer's text comes in deltas of `chunk_size` characters
+    (None: whole, as one delta).
 
     Example: `ScriptedModel(ModelFailure("rate_limited", "slow", retry_after=2), "ok")`
     """
 
-    def __init__(self, *answers: Answer) -> None:
+    def __init__(self, *answers: Answer, chunk_size: int | None = None) -> None:
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool)
+            or not isinstance(cast(object, chunk_size), int)
+            or chunk_size < 1
+        ):
+            raise ValueError(
+                f"ScriptedModel(chunk_size=...) needs an int >= 1 or None, got {chunk_size!r}"
+            )
         self._answers = tuple(as_output(answer) for answer in answers)
+        self._chunk_size = chunk_size
         self.requests: list[ModelRequest] = []
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
@@ -49,6 +60,15 @@ class ScriptedModel(GenerativeModel):
                 f"but only {len(self._answers)} scripted"
             )
         return self._answers[len(self.requests) - 1]
+
+    async def stream(self, request: ModelRequest, env: Env) -> ModelStream:
+        """The next scripted answer, its text in deltas of `chunk_size` characters."""
+        answer = await self.generate(request, env)
+        if isinstance(answer, ModelOutput) and self._chunk_size is not None:
+            text = "".join(part.text for part in answer.content.texts())
+            for start in range(0, len(text), self._chunk_size):
+                yield text[start : start + self._chunk_size]
+        yield answer
 
     @property
     def remaining(self) -> int:

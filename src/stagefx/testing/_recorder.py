@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -34,8 +33,9 @@ from stagefx._codec import (
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import MissingEnvironmentError, StageException
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest
-from stagefx._model_call import CallLayer
+from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
+from stagefx._model_call import CallLayer, LayerPlace, ModelPath, close_stream
+from stagefx._secrets import held_secret
 from stagefx._state import StageState
 
 __all__ = ["CASSETTE_VERSION", "Recorder", "RecordMode", "ReplayMissError"]
@@ -47,8 +47,6 @@ recorded, record what is not."""
 
 CASSETTE_VERSION = 1
 _MODES = ("once", "replay", "record", "new")
-_KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9._~+/=\-]{8,})")
-_SECRET_NAMES = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 _DIFF_LINES = 80
 _FINGERPRINTS_KEPT = 4096
 _WRITE = msgspec.json.Encoder(order="sorted")
@@ -74,6 +72,9 @@ class ReplayMissError(StageException):
 _Key: TypeAlias = tuple[bytes, bytes]
 """A call: its model's fingerprint and its request, each as canonical JSON bytes."""
 
+_Answer: TypeAlias = tuple[bytes, bytes | None]
+"""A recorded answer (compact JSON) and, for a streamed call, its text deltas (a JSON list)."""
+
 
 @attrs.define(slots=True, eq=False)
 class _Recorded:
@@ -82,14 +83,14 @@ class _Recorded:
     taken by runs since the Recorder was made."""
 
     key: _Key
-    answers: list[bytes]
+    answers: list[_Answer]
     replayed: int = 0
 
     @property
     def left(self) -> int:
         return len(self.answers) - self.replayed
 
-    def take(self) -> bytes | None:
+    def take(self) -> _Answer | None:
         if self.replayed == len(self.answers):
             return None
         self.replayed += 1
@@ -113,6 +114,7 @@ class _Call(msgspec.Struct, gc=False):  # read from JSON: a tree, no cycle for t
     model: msgspec.Raw
     request: msgspec.Raw
     answer: msgspec.Raw
+    deltas: msgspec.Raw = msgspec.Raw()  # empty: not streamed
 
 
 class _Cassette(msgspec.Struct, gc=False):
@@ -149,7 +151,7 @@ class Recorder(CallLayer):
     Example: `Recorder("tests/cassettes/triage.json", mode="replay")`
     """
 
-    depth: ClassVar[int] = 0  # outermost: a replayed call is never paced or limited
+    place: ClassVar[LayerPlace] = "recording"  # outside rate limits: a replay is never paced
 
     def __init__(
         self,
@@ -185,11 +187,10 @@ class Recorder(CallLayer):
 
     # The model-call path ------------------------------------------------------
 
-    async def call(
-        self, request: ModelRequest, env: Env, model: GenerativeModel | None
-    ) -> ModelOutput | ModelFailure:
-        """Replay the recorded answer to `request`, or (where the mode allows)
-        ask `model` and record its answer."""
+    async def model_stream(self, request: ModelRequest, env: Env, inner: ModelPath) -> ModelStream:
+        """Replay the recorded answer to `request` (a streamed recording as its
+        deltas), or (where the mode allows) pass the call on and record it."""
+        model = inner.model
         last = self._last_fingerprint
         fingerprint = (
             last[2] if last[0] is model and last[1] is env else self._fingerprint(model, env)
@@ -201,13 +202,18 @@ class Recorder(CallLayer):
                 call = self._calls.get(key) if model is not None else None
                 if call is not None and call.replayed < len(call.answers):  # the usual replay
                     call.replayed += 1
-                    replayed: bytes | None = call.answers[call.replayed - 1]
+                    replayed: _Answer | None = call.answers[call.replayed - 1]
                 else:
                     replayed = self._take(key, by_model=model is not None)
             finally:
                 self._lock.release()
             if replayed is not None:
-                return decode_answer_json(replayed)
+                answer, deltas = replayed
+                if deltas is not None and env.events is not None:
+                    for delta in _deltas(deltas):
+                        yield delta
+                yield decode_answer_json(answer)
+                return
         if not self._records:
             raise self._miss(key)
         if model is None:
@@ -216,10 +222,23 @@ class Recorder(CallLayer):
                 "record it from: add the model to the Env, or record the cassette first",
                 state=StageState.empty,
             )
-        answer = await model.generate(request, env)
-        if isinstance(cast(object, answer), ModelOutput | ModelFailure):  # else a bug, reported
-            self._record(key, canonical(encode_answer(answer)), model)
-        return answer
+        stream = inner.stream(request, env)
+        deltas_seen: list[str] = []
+        try:
+            async for item in stream:
+                if isinstance(item, str):
+                    deltas_seen.append(item)
+                    yield item
+                    continue
+                if isinstance(
+                    cast(object, item), ModelOutput | ModelFailure
+                ):  # else a bug, reported
+                    streamed = canonical(cast(JSON, deltas_seen)) if deltas_seen else None
+                    self._record(key, (canonical(encode_answer(item)), streamed), model)
+                yield item
+                return
+        finally:
+            await close_stream(stream)
 
     # Cassette maintenance -----------------------------------------------------
 
@@ -263,7 +282,7 @@ class Recorder(CallLayer):
         self._last_fingerprint = known
         return known[2]
 
-    def _take(self, key: _Key, *, by_model: bool) -> bytes | None:
+    def _take(self, key: _Key, *, by_model: bool) -> _Answer | None:
         """The first answer to this call no run has taken yet (matched by
         request alone when the Env has no model to fingerprint); under the lock."""
         answer = self._first(key, by_model)
@@ -272,7 +291,7 @@ class Recorder(CallLayer):
             answer = self._first(key, by_model)
         return answer
 
-    def _first(self, key: _Key, by_model: bool) -> bytes | None:
+    def _first(self, key: _Key, by_model: bool) -> _Answer | None:
         if by_model:
             call = self._calls.get(key)
             return None if call is None else call.take()
@@ -322,7 +341,7 @@ class Recorder(CallLayer):
         """Each recorded call once (several keys may find one), in the order first read."""
         return list({id(call): call for call in self._calls.values()}.values())
 
-    def _record(self, key: _Key, answer: bytes, model: GenerativeModel) -> None:
+    def _record(self, key: _Key, answer: _Answer, model: GenerativeModel) -> None:
         with self._lock:
             call = self._calls.get(key)  # after its recorded answers: written with them
             if call is None:
@@ -343,7 +362,7 @@ class Recorder(CallLayer):
                 raise
 
     def _write(
-        self, calls: list[tuple[_Key, list[bytes]]], model_secrets: Iterable[str] = ()
+        self, calls: list[tuple[_Key, list[_Answer]]], model_secrets: Iterable[str] = ()
     ) -> None:
         document = {
             "format": "stagefx cassette",
@@ -353,9 +372,10 @@ class Recorder(CallLayer):
                     "model": msgspec.Raw(key[0]),
                     "request": msgspec.Raw(key[1]),
                     "answer": msgspec.Raw(answer),
+                    **({} if deltas is None else {"deltas": msgspec.Raw(deltas)}),
                 }
                 for key, answers in sorted(calls, key=lambda call: call[0])
-                for answer in answers
+                for answer, deltas in answers
             ],
         }
         # Each part is JSON already: the encoder splices it in, then the whole is indented.
@@ -399,7 +419,8 @@ class Recorder(CallLayer):
             call = calls.get(key)
             if call is None:
                 call = calls[key] = _Recorded(key, [])
-            call.answers.append(bytes(read.answer))
+            deltas = bytes(read.deltas) or None
+            call.answers.append((bytes(read.answer), deltas))
         return calls
 
     def _miss(self, key: _Key) -> ReplayMissError:
@@ -435,6 +456,18 @@ class Recorder(CallLayer):
         )
 
 
+def _deltas(recorded: bytes) -> list[str]:
+    """A streamed recording's deltas; what is not a list of strings gives none
+    (the answer's text, which the boundary then streams whole, is what counts)."""
+    try:
+        read: object = msgspec.json.decode(recorded)
+    except (msgspec.DecodeError, RecursionError):
+        return []
+    if isinstance(read, list) and all(isinstance(delta, str) for delta in cast(list[object], read)):
+        return cast(list[str], read)
+    return []
+
+
 def _shown(key: _Key) -> dict[str, JSON]:
     return {"model": _parsed(key[0]), "request": _parsed(key[1])}
 
@@ -444,31 +477,9 @@ def _secrets_of(model: GenerativeModel) -> tuple[str, ...]:
 
 
 def _refuse_secrets(text: str, secrets: Iterable[str]) -> None:
-    named = [
-        (name, value)
-        for name, value in os.environ.items()
-        if _SECRET_NAMES.search(name) and len(value) >= 8
-    ]
-    for secret in secrets:
-        if _written(secret, text):
-            raise ValueError("the cassette would hold a configured secret: not written")
-    for name, value in named:
-        if _written(value, text):
-            raise ValueError(f"the cassette would hold the value of ${name}: not written")
-    if _KEY_SHAPES.search(text):
-        raise ValueError("the cassette would hold an API-key-shaped string: not written")
-
-
-def _written(secret: str, text: str) -> bool:
-    """Whether `secret` is in the cassette's `text`, as is or as JSON writes it
-    inside a string (a quote, a backslash or a control character escaped)."""
-    if secret in text:
-        return True
-    try:
-        escaped = _WRITE.encode(secret)[1:-1].decode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: no cassette can hold it
-        return False
-    return escaped in text
+    held = held_secret(text, secrets)
+    if held is not None:
+        raise ValueError(f"the cassette would hold {held}: not written")
 
 
 def _nearest(wanted: str, keys: list[_Key]) -> _Key | None:

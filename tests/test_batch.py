@@ -194,6 +194,19 @@ async def test_cancelling_the_caller_cancels_every_item_in_flight() -> None:
     assert len(started) == len(cancelled) == limit
 
 
+async def test_leaving_map_early_is_quiet_and_does_not_mask_the_loop_body_error() -> None:
+    env, _ = model_env()
+    items = Stage.result_completion().map(["a", "b", "c", "d"], concurrency=2, env=env)
+    async with contextlib.aclosing(items) as finished:
+        async for _ in finished:
+            break  # leaving early: no exception group, nothing raised
+    with pytest.raises(KeyError, match="mine"):
+        items = Stage.result_completion().map(["a", "b", "c"], concurrency=2, env=env)
+        async with contextlib.aclosing(items) as finished:
+            async for _ in finished:
+                raise KeyError("mine")
+
+
 async def test_progress_reports_each_step_and_stays_silent_off_a_terminal(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

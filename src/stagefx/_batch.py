@@ -9,6 +9,7 @@ flight, and no task outlives the call.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from collections.abc import (
@@ -23,7 +24,7 @@ from typing import TypeAlias, final
 
 import anyio
 import attrs
-from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 from returns.result import Failure, Result, Success
 
 from stagefx._content import ContentElement, ContentPart, MultimodalContent
@@ -31,6 +32,7 @@ from stagefx._env import Env
 from stagefx._errors import StageException, StageExecutionError
 from stagefx._interpreter import interpret
 from stagefx._nodes._base import Node, run_leaf
+from stagefx._producer import produced
 from stagefx._state import StageState
 from stagefx._usage import UsageTotals
 
@@ -274,24 +276,20 @@ async def map_over(
     limit = _check_concurrency(concurrency)
     sink, bar = _progress_sink(progress, _total(inputs))
     tally = _Tally(env, _total(inputs), sink)
-    send, receive = anyio.create_memory_object_stream[tuple[int, Outcome]](limit)
     broken: list[Exception] = []
 
-    async def produce(stream: ObjectSendStream[tuple[int, Outcome]]) -> None:
-        async with stream:
+    async def produce(send: MemoryObjectSendStream[tuple[int, Outcome]]) -> None:
+        async def emit(index: int, outcome: Outcome) -> None:
+            await send.send((index, outcome))
 
-            async def emit(index: int, outcome: Outcome) -> None:
-                await stream.send((index, outcome))
-
-            try:
-                await _run(node, inputs, limit, env, tally, emit)
-            except Exception as error:  # the inputs failed: raised once the rest is out
-                broken.append(error)
+        try:
+            await _run(node, inputs, limit, env, tally, emit)
+        except Exception as error:  # the inputs failed: raised once the rest is out
+            broken.append(error)
 
     try:
-        async with anyio.create_task_group() as group, receive:
-            group.start_soon(produce, send)
-            async for found in receive:
+        async with contextlib.aclosing(produced(produce, limit)) as outcomes:
+            async for found in outcomes:
                 yield found
     finally:
         if bar is not None:

@@ -9,12 +9,11 @@ A run that is not streamed has no sink, and nothing is emitted.
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import TYPE_CHECKING, TypeAlias, final
 
 import anyio
 import attrs
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 from returns.result import Result
 
 from stagefx._conversation import ModelToolRequest, ModelToolResponse
@@ -34,7 +33,6 @@ __all__ = [
     "ToolAnswered",
     "ToolCalled",
     "emit_result",
-    "event_channel",
 ]
 
 Path: TypeAlias = tuple[str, ...]
@@ -127,10 +125,3 @@ def emit_result(env: Env, state: StageState) -> None:
         text = state.result.as_string()
         if text:
             events.emit(TextDelta(text, events.path))
-
-
-def event_channel() -> tuple[
-    MemoryObjectSendStream[StageEvent], MemoryObjectReceiveStream[StageEvent]
-]:
-    """An unbounded channel of events: nodes never wait for the reader."""
-    return anyio.create_memory_object_stream[StageEvent](math.inf)

@@ -1,24 +1,27 @@
 """`Stage.stream`: a run as its events, while it runs, ending with `Finished`.
 
-The run is the one `attempt` makes, in a task of a task group the generator
-opens; nodes emit to an unbounded channel in the run's Env, which the
+The run is the one `attempt` makes, in a task the generator owns
+(`produced`); nodes emit to an unbounded channel in the run's Env, which the
 generator reads. Leaving early (`aclose`, or the reader cancelled) cancels
-the run at once: the task group waits for it to unwind (its model streams
-closed) before the generator is done, so no task outlives the stream.
+the run at once and waits for it to unwind (its model streams closed), so no
+task outlives the stream.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
-import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 from returns.result import Failure, Result, Success
 
 from stagefx._env import Env
 from stagefx._errors import StageException
-from stagefx._events import EventSink, Finished, StageEvent, event_channel
+from stagefx._events import EventSink, Finished, StageEvent
 from stagefx._interpreter import interpret
 from stagefx._nodes._base import Node
+from stagefx._producer import produced
 from stagefx._state import StageState
 
 __all__ = ["stream_events", "stream_run"]
@@ -41,26 +44,13 @@ async def stream_events(
 ) -> AsyncGenerator[StageEvent]:
     """What `run` emits to the sink it is given, as it emits it, then
     `Finished` with its outcome. `run` must return its failures, not raise them."""
-    send, receive = event_channel()
     outcomes: list[Outcome] = []
 
-    async def running() -> None:
-        with send:  # closing it ends the reader's loop
-            outcomes.append(await run(EventSink(send)))
+    async def running(send: MemoryObjectSendStream[StageEvent]) -> None:
+        outcomes.append(await run(EventSink(send)))
 
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(running)
-            with receive:
-                async for event in receive:
-                    yield event
-    except BaseExceptionGroup as group:
-        # The reader left (`aclose` throws GeneratorExit at the yield): the
-        # task group has cancelled the run and waited for it; leave quietly.
-        left, rest = group.split(GeneratorExit)
-        if rest is not None:
-            raise rest from None
-        if left is not None:
-            raise GeneratorExit from None
-        raise
+    # Unbounded: nodes never wait to emit.
+    async with contextlib.aclosing(produced(running, math.inf)) as events:
+        async for event in events:
+            yield event
     yield Finished(outcomes[0])

@@ -1,0 +1,48 @@
+"""`produced`: an async generator over what a task produces, safe to leave early.
+
+An async generator that yields from inside a task group breaks when its
+reader leaves early: `aclose` throws `GeneratorExit` at the yield, and the
+task group wraps it in an exception group, which is neither a clean exit
+nor the error that made the reader leave. Here the producer runs in a task
+group the generator owns, items come over a memory channel, and leaving
+early cancels the producer, waits for it, and ends quietly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+__all__ = ["produced"]
+
+T = TypeVar("T")
+
+
+async def produced(
+    produce: Callable[[MemoryObjectSendStream[T]], Awaitable[None]], buffer: float
+) -> AsyncGenerator[T]:
+    """What `produce` sends on the channel it is given (at most `buffer` items
+    waiting), as it sends it; the generator ends when `produce` returns.
+    `produce` must not raise (what it raises would end the reader's loop)."""
+    send, receive = anyio.create_memory_object_stream[T](buffer)
+
+    async def producing() -> None:
+        with send:  # closing it ends the reader's loop
+            await produce(send)
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(producing)
+            with receive:
+                async for item in receive:
+                    yield item
+    except BaseExceptionGroup as group:
+        left, rest = group.split(GeneratorExit)
+        if rest is not None:
+            raise rest from None
+        if left is not None:  # the reader left: the producer is cancelled and done
+            raise GeneratorExit from None
+        raise

@@ -1,5 +1,6 @@
-"""Every request body the provider sends validates against the official OpenAPI
-description (../shared/spec/openai-openapi.json) for its endpoint."""
+"""Every request body the provider sends, whole or streamed, validates against
+the official OpenAPI description (../shared/spec/openai-openapi.json) for its
+endpoint."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
+import attrs
 import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from stagefx import ModelInput, Stage, ctx, tool
+from stagefx import Env, ModelInput, Stage, ctx, tool
+from stagefx._model import ModelRequest, OutputSpec
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, demo_answer
 from tests.contract.shared import shared_file
@@ -67,6 +70,22 @@ async def word_count(text: str) -> int:
     return len(text.split())
 
 
+async def _stream(provider: OpenAI, request: ModelRequest, env: Env) -> None:
+    async for _ in provider.stream(request, env):
+        pass
+
+
+def _streamed_requests() -> list[ModelRequest]:
+    """Requests sent streamed: every feature, JSON output, and a caller's own
+    `stream_options` (which the provider completes, never replaces)."""
+    rich = rich_request()
+    return [
+        rich,
+        attrs.evolve(rich, output=OutputSpec(mode="json"), extra={}),
+        attrs.evolve(rich, extra={"stream_options": {"include_obfuscation": False}}),
+    ]
+
+
 async def _send_everything(base_url: str) -> None:
     for config in (
         OpenAIResponsesConfig(model="gpt-4o", temperature=0.2, max_output_tokens=300),
@@ -78,6 +97,8 @@ async def _send_everything(base_url: str) -> None:
             provider = env.get(OpenAI)
             assert provider is not None
             await provider.generate(rich_request(), env)
+            for request in _streamed_requests():
+                await _stream(provider, request, env)
             pipeline = Stage.sequence(
                 Stage.predefined(ModelInput.of("Here is a document.")),
                 Stage.completion("Analyze the document.", instructions="Be thorough."),
@@ -99,7 +120,9 @@ async def test_every_request_body_matches_the_openapi_schema(
         await _send_everything(server.base_url)
     paths = [request.path for request in server.requests]
     assert set(paths) == set(ENDPOINTS), paths
-    assert len(server.requests) >= 12
+    assert len(server.requests) >= 18
+    streamed = {request.path for request in server.requests if request.body.get("stream")}
+    assert streamed == set(ENDPOINTS), streamed
     for request in server.requests:
         problems = [
             f"{'/'.join(str(part) for part in error.absolute_path)}: {error.message}"

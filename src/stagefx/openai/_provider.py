@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Self, cast, final
+from typing import Final, Self, cast, final
 
+import anyio
 import attrs
 import httpx2
 import openai
@@ -15,12 +17,13 @@ import openai
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import describe
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest
+from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
 from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
 from stagefx.openai._config import OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.openai._errors import Scrubber, failure_of, retry_after
 from stagefx.openai._limits import rate_limit_hint
+from stagefx.openai._stream import ChatStream, ResponsesStream, StreamReader
 
 __all__ = ["OpenAI"]
 
@@ -50,6 +53,12 @@ class OpenAI(GenerativeModel):
     `x-ratelimit-reset-requests` / `-tokens` headers, when present, come back
     as `ModelOutput.limits` (a `RateLimitHint`; values that cannot be read
     are left out), which a `RateLimits` in the Env uses to hold calls.
+
+    `stream` streams natively on both APIs (`"stream": true`): text deltas as
+    they arrive, then the same `ModelOutput` `generate` gives for the whole
+    body, tool calls, usage and limits included. A stream cut short, an error
+    midway or chunks that cannot be read end it with a typed failure;
+    leaving early (`aclose`, cancellation) closes the HTTP response at once.
 
     One provider may be entered by several scopes at once (nested or
     overlapping): it stays open until the last of them exits.
@@ -115,20 +124,9 @@ class OpenAI(GenerativeModel):
         Raises `RuntimeError` when used outside its scope and `LookupError` when
         the Env holds no OpenAI config (both surface as `StageExecutionError`).
         """
-        if not self._open and self._given is None:
-            raise RuntimeError("OpenAI() is not open: pass it in ctx.scope(..., disposables=(...))")
-        if self._client is None:
-            api_key, base_url, timeout, max_retries = self._settings
-            try:
-                self._client = openai.AsyncOpenAI(
-                    api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
-                )
-            except openai.OpenAIError:
-                return ModelFailure(
-                    "authentication",
-                    "no OpenAI API key: pass OpenAI(api_key=...) or set OPENAI_API_KEY",
-                )
-        client = self._client
+        client = self._opened()
+        if isinstance(client, ModelFailure):
+            return client
         config = _config(env)
         if isinstance(config, OpenAIResponsesConfig):
             path, encode, decode = "/responses", responses.encode_request, responses.decode_response
@@ -151,6 +149,23 @@ class OpenAI(GenerativeModel):
             )
         return self._decoded(answer, decode, config.model, scrub)
 
+    def _opened(self) -> openai.AsyncOpenAI | ModelFailure:
+        """The client, made on the first call; a failure when there is no key."""
+        if not self._open and self._given is None:
+            raise RuntimeError("OpenAI() is not open: pass it in ctx.scope(..., disposables=(...))")
+        if self._client is None:
+            api_key, base_url, timeout, max_retries = self._settings
+            try:
+                self._client = openai.AsyncOpenAI(
+                    api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+                )
+            except openai.OpenAIError:
+                return ModelFailure(
+                    "authentication",
+                    "no OpenAI API key: pass OpenAI(api_key=...) or set OPENAI_API_KEY",
+                )
+        return self._client
+
     def _decoded(
         self,
         answer: httpx2.Response,
@@ -167,14 +182,103 @@ class OpenAI(GenerativeModel):
             return ModelFailure(
                 "unavailable", f"malformed response from OpenAI: {scrub.clip(describe(error))}"
             )
+        return self._answered(decoded, answer.headers, scrub)
+
+    def _answered(
+        self, decoded: ModelOutput | ModelFailure, headers: httpx2.Headers, scrub: Scrubber
+    ) -> ModelOutput | ModelFailure:
+        """An output with the rate-limit hint of `headers`, or a failure with
+        its message scrubbed and a rate limit's wait read from `headers` (capped)."""
         if isinstance(decoded, ModelOutput):
-            hint = rate_limit_hint(answer.headers)
+            hint = rate_limit_hint(headers)
             return decoded if hint is None else attrs.evolve(decoded, limits=hint)
         message = f"OpenAI: {scrub.clip(decoded.message)}"
         if decoded.kind != "rate_limited":
             return ModelFailure(decoded.kind, message)
-        seconds, note = retry_after(answer.headers, self._max_retry_after)
+        seconds, note = retry_after(headers, self._max_retry_after)
         return ModelFailure("rate_limited", f"{message} ({note})" if note else message, seconds)
+
+    async def stream(self, request: ModelRequest, env: Env) -> ModelStream:
+        """Stream `request` from the API the Env's config names: text deltas as
+        they arrive, then the whole answer (as `generate` gives it), last.
+
+        Failures come back typed, as the last item: an HTTP error before the
+        stream starts as in `generate`; an error event midway as the failure
+        its code names; a stream cut short or unreadable as `unavailable`.
+        Leaving early (`aclose`, cancellation) closes the HTTP response at
+        once. Raises as `generate` does when used outside its scope or with
+        no OpenAI config in the Env.
+        """
+        client = self._opened()
+        if isinstance(client, ModelFailure):
+            yield client
+            return
+        config = _config(env)
+        options = {**config.options(), **request.extra}
+        reader: StreamReader
+        if isinstance(config, OpenAIResponsesConfig):
+            path, reader = "/responses", ResponsesStream(config.model)
+            body = {**responses.encode_request(request, config.model, options), "stream": True}
+        else:
+            path, reader = "/chat/completions", ChatStream(config.model)
+            body = {**chat.encode_request(request, config.model, options), "stream": True}
+            given = body.get("stream_options")
+            # A JSON object (a caller's option): its keys are str.
+            kept: Mapping[str, object] = (
+                cast("Mapping[str, object]", given) if isinstance(given, Mapping) else {}
+            )
+            body["stream_options"] = {**kept, "include_usage": True}
+        scrub = Scrubber(self.secrets())
+        try:
+            # What `responses.create(stream=True)` and `chat.completions.create(
+            # stream=True)` do, with the body as built and the events as JSON:
+            # one decoder reads streamed and whole answers alike.
+            events = await client.post(
+                path, cast_to=object, body=body, stream=True, stream_cls=openai.AsyncStream[object]
+            )
+        except openai.APIError as error:
+            yield failure_of(error, scrub, self._max_retry_after)
+            return
+        except Exception as error:
+            if not _is_transport(error):  # as in `generate`: a bug, raised as such
+                raise
+            yield ModelFailure(
+                "unavailable", f"could not read OpenAI's answer: {type(error).__name__}"
+            )
+            return
+        final: ModelOutput | ModelFailure | None = None  # set early when the stream breaks
+        try:
+            while not reader.done:
+                try:
+                    delta = reader.feed(await events.__anext__())
+                except StopAsyncIteration:
+                    break
+                except openai.APIError as error:
+                    if isinstance(error, openai.APIConnectionError) or error.body is None:
+                        final = _broken(error, scrub)
+                        break
+                    reader.fail(error.body)  # an error object in place of an event
+                    continue
+                except Exception as error:  # not JSON, not UTF-8, not the shape
+                    final = _broken(error, scrub)
+                    break
+                if delta:
+                    yield delta
+            if reader.done:
+                await _drain(events)
+            if final is None:
+                try:
+                    tail, answer = reader.finish()
+                except Exception as error:  # what the events add up to is not the API's shape
+                    final = _broken(error, scrub)
+                else:
+                    if tail:
+                        yield tail
+                    final = self._answered(answer, events.response.headers, scrub)
+        finally:
+            with anyio.move_on_after(_CLOSE_SECONDS, shield=True), contextlib.suppress(Exception):
+                await events.close()  # closing a broken connection changes no answer
+        yield final
 
     def secrets(self) -> tuple[str, ...]:
         """The API key this provider sends (given, or from `OPENAI_API_KEY`),
@@ -194,6 +298,39 @@ class OpenAI(GenerativeModel):
         config = _config(env)
         api = "responses" if isinstance(config, OpenAIResponsesConfig) else "chat"
         return {"provider": "openai", "api": api, "model": config.model, **config.options()}
+
+
+_DRAIN_SECONDS: Final = 0.1
+"""How long what follows a stream's last event is read, so that a
+well-behaved server's connection goes back to the pool."""
+
+_CLOSE_SECONDS: Final = 1.0
+"""How long closing a stream's HTTP response may take (shielded from cancellation)."""
+
+
+async def _drain(events: openai.AsyncStream[object]) -> None:
+    """Read the rest of a stream whose answer is complete, briefly."""
+    with anyio.move_on_after(_DRAIN_SECONDS):
+        try:
+            while True:
+                await events.__anext__()
+        except Exception:  # StopAsyncIteration when the stream ends, as it should
+            return
+
+
+def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
+    """`unavailable`, for a stream that could not be read to its end: the
+    connection was cut or timed out, or its chunks are not JSON or not the shape."""
+    if isinstance(error, openai.APITimeoutError):
+        return ModelFailure("unavailable", "the stream from OpenAI timed out")
+    if isinstance(error, openai.APIConnectionError):
+        cause = error.__cause__ if error.__cause__ is not None else error
+        return ModelFailure(
+            "unavailable", f"the stream from OpenAI broke off: {type(cause).__name__}"
+        )
+    return ModelFailure(
+        "unavailable", f"malformed stream from OpenAI: {scrub.clip(describe(error))}"
+    )
 
 
 _TRANSPORT_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio"})

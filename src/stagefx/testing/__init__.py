@@ -2,8 +2,9 @@
 
 `strategies` and `laws` need hypothesis (the `testing` extra); import them
 explicitly: `from stagefx.testing import strategies, laws`. `FakeOpenAIServer`
-needs the `openai` and `testing` extras and is imported on first use. Without
-an extra, each raises an `ImportError` that says what to install.
+(with `Fault`, `RecordedRequest` and `SentChunk`) needs the `openai` and
+`testing` extras and is imported on first use. Without an extra, each raises
+an `ImportError` that says what to install.
 """
 
 import importlib
@@ -16,7 +17,7 @@ from stagefx.testing._models import Answer, FunctionModel, ScriptedModel
 from stagefx.testing._recorder import Recorder, RecordMode, ReplayMissError
 
 if typing.TYPE_CHECKING:
-    from stagefx.testing._fake_openai import FakeOpenAIServer, Fault, RecordedRequest
+    from stagefx.testing._fake_openai import FakeOpenAIServer, Fault, RecordedRequest, SentChunk
 
 __all__ = [
     "Answer",
@@ -28,19 +29,21 @@ __all__ = [
     "Recorder",
     "ReplayMissError",
     "ScriptedModel",
+    "SentChunk",
     "VirtualClock",
     "demo_answer",
 ]
 
+_FAKE_OPENAI = ("FakeOpenAIServer", "Fault", "RecordedRequest", "SentChunk")
 
 _publish(__name__, globals(), [name for name in __all__ if name in globals()])
 
 
 def __getattr__(name: str) -> object:
-    if name in ("FakeOpenAIServer", "Fault", "RecordedRequest"):
+    if name in _FAKE_OPENAI:
         from stagefx.testing import _fake_openai as fake_openai  # needs the optional extras
 
-        _publish(__name__, vars(fake_openai), ("FakeOpenAIServer", "Fault", "RecordedRequest"))
+        _publish(__name__, vars(fake_openai), _FAKE_OPENAI)
         return getattr(fake_openai, name)
     if name in ("strategies", "laws"):  # `from stagefx.testing import laws`, first time
         try:

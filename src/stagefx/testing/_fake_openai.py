@@ -2,8 +2,9 @@
 
 It serves `/v1/responses` and `/v1/chat/completions` for the official
 `openai` client, turns each request back into a `ModelRequest`, answers with a
-FunctionModel-style callback, records every raw request, and injects faults
-on demand. It runs on its own thread and event loop (aiohttp), so it serves
+FunctionModel-style callback (whole, or as server-sent events when the request
+says `"stream": true`), records every raw request, and injects faults on
+demand. It runs on its own thread and event loop (aiohttp), so it serves
 sync and async tests alike, on any anyio backend.
 """
 
@@ -14,7 +15,8 @@ import inspect
 import itertools
 import json
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Literal, Self, cast, final
 
@@ -36,13 +38,15 @@ from stagefx.testing._demo import demo_answer
 from stagefx.testing._models import Answer, as_output
 from stagefx.testing._openai_codec import _chat as chat
 from stagefx.testing._openai_codec import _responses as responses
+from stagefx.testing._openai_codec._stream import Split, StreamEvent, splitter
 
 del openai  # imported above only to check it is installed
 
-__all__ = ["Fault", "FakeOpenAIServer", "RecordedRequest"]
+__all__ = ["Fault", "FakeOpenAIServer", "RecordedRequest", "SentChunk"]
 
 Callback = Callable[[ModelRequest], Answer | Awaitable[Answer]]
 Headers = Mapping[str, str] | Callable[[ModelRequest], Mapping[str, str]]
+ChunkHook = Callable[["SentChunk"], Awaitable[None] | None]
 
 
 @final
@@ -52,10 +56,24 @@ class Fault:
 
     Build with the class methods: `Fault.status(429, retry_after="2")`,
     `Fault.delay(0.05)`, `Fault.hang()`, `Fault.malformed()`,
-    `Fault.truncated()`, `Fault.drop()`, `Fault.raw(b"...", status=200)`.
+    `Fault.truncated()`, `Fault.drop()`, `Fault.raw(b"...", status=200)`; and,
+    for a streamed answer, `Fault.cut(after=3)`, `Fault.error_event(after=3)`,
+    `Fault.stall(after=3)`, where `after` counts the chunks of text or
+    tool-call arguments sent first (the end of the answer is never sent).
     """
 
-    kind: Literal["status", "delay", "hang", "malformed", "truncated", "drop", "raw"]
+    kind: Literal[
+        "status",
+        "delay",
+        "hang",
+        "malformed",
+        "truncated",
+        "drop",
+        "raw",
+        "cut",
+        "error_event",
+        "stall",
+    ]
     status_code: int = 500
     retry_after: str | None = None
     code: str | None = None
@@ -63,6 +81,7 @@ class Fault:
     seconds: float = 0.0
     body: bytes | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    after: int = 0
 
     @classmethod
     def status(
@@ -120,6 +139,47 @@ class Fault:
         """Close the connection without answering."""
         return cls("drop")
 
+    @classmethod
+    def cut(cls, *, after: int) -> Fault:
+        """Stream `after` chunks, then close the connection mid-answer.
+        (A request that does not stream gets `truncated()`.)"""
+        return cls("cut", after=_count(after))
+
+    @classmethod
+    def error_event(
+        cls, *, after: int, code: str | None = "server_error", message: str = "injected fault"
+    ) -> Fault:
+        """Stream `after` chunks, then the error OpenAI sends when a stream
+        fails midway (an `error` event; on Chat Completions an `error`
+        object), then end the stream. (A request that does not stream gets
+        that error object in a 200 body.)"""
+        return cls("error_event", code=code, message=message, after=_count(after))
+
+    @classmethod
+    def stall(cls, *, after: int) -> Fault:
+        """Stream `after` chunks, then send nothing more until the client goes
+        away. (A request that does not stream gets `hang()`.)"""
+        return cls("stall", after=_count(after))
+
+
+_STREAMING = frozenset({"cut", "error_event", "stall"})
+
+
+def _count(after: int) -> int:
+    if isinstance(after, bool) or not isinstance(cast(object, after), int) or after < 0:
+        raise ValueError(f"after= needs a number of chunks >= 0, got {after!r}")
+    return after
+
+
+def _whole(fault: Fault) -> Fault:
+    """What a streaming fault does to a request that does not stream."""
+    if fault.kind == "cut":
+        return Fault.truncated()
+    if fault.kind == "stall":
+        return Fault.hang()
+    error = {"message": fault.message, "type": "server_error", "param": None, "code": fault.code}
+    return Fault.raw(json.dumps({"error": error}))
+
 
 def _bytes(body: bytes | str | None) -> bytes | None:
     return body.encode() if isinstance(body, str) else body
@@ -136,6 +196,27 @@ class RecordedRequest:
 
 
 @final
+@attrs.frozen(slots=True)
+class SentChunk:
+    """One server-sent event of a streamed answer, as the server sent it.
+
+    `response_id` is the answer's number, as in its `id` (`resp_000001`,
+    `chatcmpl-000001`); `index` counts the events of its answer from 0;
+    `data` is the event's data line (JSON, or `[DONE]`); `last` says it ends
+    the answer (the Responses API's `response.completed`, Chat Completions'
+    `[DONE]`, or an injected error event); `at` is `time.monotonic()` when it
+    was written to the socket (for `on_chunk`, called just before the write:
+    the time of that call).
+    """
+
+    response_id: str
+    index: int
+    data: str
+    last: bool
+    at: float
+
+
+@final
 class FakeOpenAIServer:
     """An OpenAI-compatible server on 127.0.0.1 and an ephemeral port.
 
@@ -148,6 +229,17 @@ class FakeOpenAIServer:
     added to every answer the callback gives (not to errors or faults): a
     mapping, or a function of the `ModelRequest` returning one, e.g.
     `{"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6s"}`.
+
+    A request with `"stream": true` is answered as OpenAI streams: server-sent
+    events (Responses API events; Chat Completions chunks, the usage last when
+    `stream_options.include_usage`, then `[DONE]`), each written to the socket
+    on its own. `chunk_size` cuts text and tool-call arguments into pieces:
+    every that many characters, or a function of the text returning the pieces
+    in order (they must join to the text; a benchmark may ask for 1,000).
+    Each event sent is appended to `sent_chunks` (unless `record=False`), and
+    `on_chunk` (sync or async) is called on the server's thread just before
+    each is written: it may wait, holding the stream, so a test can see the
+    first delta arrive before the last chunk is sent.
     """
 
     def __init__(
@@ -158,7 +250,17 @@ class FakeOpenAIServer:
         latency: float = 0.0,
         record: bool = True,
         headers: Headers | None = None,
+        chunk_size: int | Split = 4,
+        on_chunk: ChunkHook | None = None,
     ) -> None:
+        if not callable(chunk_size) and (
+            isinstance(chunk_size, bool)
+            or not isinstance(cast(object, chunk_size), int)
+            or chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size needs characters >= 1 or a function, got {chunk_size!r}")
+        self._split = splitter(chunk_size)
+        self._on_chunk = on_chunk
         self._answer = answer
         self._headers = headers
         self._model = model
@@ -169,6 +271,7 @@ class FakeOpenAIServer:
         self._ids = itertools.count(1)
         self.requests: list[RecordedRequest] = []
         self.model_requests: list[ModelRequest] = []
+        self.sent_chunks: list[SentChunk] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -297,11 +400,15 @@ class FakeOpenAIServer:
             headers = {key.lower(): value for key, value in request.headers.items()}
             self.requests.append(RecordedRequest(request.path, body, headers))
         chat_api = request.path.endswith("/chat/completions")
+        streaming = body.get("stream") is True
         fault = self._next_fault()
-        if fault is not None and fault.kind != "delay":
+        if fault is not None and fault.kind in _STREAMING and not streaming:
+            fault = _whole(fault)
+        if fault is not None and fault.kind not in ("delay", *_STREAMING):
             return await _faulty(request, fault)
-        if fault is not None or self._latency:
-            await asyncio.sleep(fault.seconds if fault is not None else self._latency)
+        delay = fault.seconds if fault is not None and fault.kind == "delay" else self._latency
+        if delay:
+            await asyncio.sleep(delay)
         decode_request = chat.decode_request if chat_api else responses.decode_request
         encode_response = chat.encode_response if chat_api else responses.encode_response
         try:
@@ -316,15 +423,108 @@ class FakeOpenAIServer:
         output = as_output(answer)
         response_id = f"{next(self._ids):06d}"
         if isinstance(output, ModelFailure):
-            if output.kind == "refused":
-                encode_refusal = chat.encode_refusal if chat_api else responses.encode_refusal
-                refusal = encode_refusal(output.message, model=self._model, response_id=response_id)
-                return web.json_response(refusal, headers=self._extra_headers(decoded))
-            return _failure(output)
-        if output.usage is None:
-            output = attrs.evolve(output, usage=_usage(decoded, output, self._model))
-        encoded = encode_response(output, model=self._model, response_id=response_id)
-        return web.json_response(encoded, headers=self._extra_headers(decoded))
+            if output.kind != "refused":
+                return _failure(output)
+            encode_refusal = chat.encode_refusal if chat_api else responses.encode_refusal
+            encoded = encode_refusal(output.message, model=self._model, response_id=response_id)
+        else:
+            if output.usage is None:
+                output = attrs.evolve(output, usage=_usage(decoded, output, self._model))
+            encoded = encode_response(output, model=self._model, response_id=response_id)
+        if not streaming:
+            return web.json_response(encoded, headers=self._extra_headers(decoded))
+        if chat_api:
+            options = body.get("stream_options")
+            include_usage = (
+                isinstance(options, Mapping)
+                and cast("Mapping[str, object]", options).get("include_usage") is True
+            )
+            events = chat.encode_stream(encoded, self._split, include_usage=include_usage)
+        else:
+            events = responses.encode_stream(encoded, self._split)
+        stream_fault = None if fault is None or fault.kind == "delay" else fault
+        return await self._stream(
+            request, events, response_id, stream_fault, chat_api, self._extra_headers(decoded)
+        )
+
+    async def _stream(
+        self,
+        request: web.Request,
+        events: Sequence[StreamEvent],
+        response_id: str,
+        fault: Fault | None,
+        chat_api: bool,
+        headers: Mapping[str, str] | None,
+    ) -> web.StreamResponse:
+        """Send `events` one by one as server-sent events; a streaming `fault`
+        strikes before the first chunk past its `after`, or before the end."""
+        response = web.StreamResponse(
+            headers={
+                **(headers or {}),
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+            }
+        )
+        await response.prepare(request)
+        deltas = 0
+        try:
+            for index, event in enumerate(events):
+                if fault is not None and (event.end or (event.delta and deltas == fault.after)):
+                    return await self._strike(
+                        request, response, fault, chat_api, response_id, index
+                    )
+                await self._send(
+                    response, event, response_id, index, last=index == len(events) - 1
+                )
+                deltas += event.delta
+            await response.write_eof()
+        except ConnectionResetError:  # the client left mid-stream, as clients may
+            pass
+        return response
+
+    async def _send(
+        self,
+        response: web.StreamResponse,
+        event: StreamEvent,
+        response_id: str,
+        index: int,
+        *,
+        last: bool,
+    ) -> None:
+        chunk = SentChunk(response_id, index, event.text, last, time.monotonic())
+        if self._on_chunk is not None:
+            called = self._on_chunk(chunk)
+            if inspect.isawaitable(called):
+                await called
+        await response.write(event.encode())  # aiohttp writes each to the socket (chunked)
+        if self._record:
+            self.sent_chunks.append(attrs.evolve(chunk, at=time.monotonic()))
+
+    async def _strike(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        fault: Fault,
+        chat_api: bool,
+        response_id: str,
+        index: int,
+    ) -> web.StreamResponse:
+        if fault.kind == "cut":
+            transport = request.transport
+            if transport is not None:
+                transport.abort()  # no terminating chunk: the client sees the body cut
+            return response
+        if fault.kind == "error_event":
+            error = (
+                chat.encode_stream_error(fault.code, fault.message)
+                if chat_api
+                else responses.encode_stream_error(fault.code, fault.message, index)
+            )
+            await self._send(response, error, response_id, index, last=True)
+            await response.write_eof()
+            return response
+        await asyncio.Event().wait()  # stall: ends when the client disconnects
+        return response
 
     def _extra_headers(self, request: ModelRequest) -> dict[str, str] | None:
         headers = self._headers

@@ -28,8 +28,15 @@ from stagefx.openai._wire import (
     text,
 )
 from stagefx.testing._openai_codec._images import image_of
+from stagefx.testing._openai_codec._stream import Split, StreamEvent
 
-__all__ = ["decode_request", "encode_refusal", "encode_response"]
+__all__ = [
+    "decode_request",
+    "encode_refusal",
+    "encode_response",
+    "encode_stream",
+    "encode_stream_error",
+]
 
 
 def decode_request(body: Mapping[str, object]) -> ModelRequest:
@@ -172,3 +179,56 @@ def encode_refusal(reason: str, *, model: str, response_id: str) -> JSON:
     message = mapping(choice["message"], "message")
     body["choices"] = [{**choice, "message": {**message, "refusal": reason}}]
     return body
+
+
+def encode_stream(whole: JSON, split: Split, *, include_usage: bool) -> list[StreamEvent]:
+    """The `chat.completion.chunk`s OpenAI streams for the completion `whole`
+    (as `encode_response` or `encode_refusal` made it): the role, the content,
+    refusal and each tool call's arguments in pieces cut by `split`, the
+    finish reason, the usage (when `include_usage`), then `[DONE]`."""
+    base: JSON = {
+        "id": whole.get("id"),
+        "object": "chat.completion.chunk",
+        "created": whole.get("created"),
+        "model": whole.get("model"),
+    }
+    if include_usage:
+        base["usage"] = None  # on every chunk but the last, as OpenAI sends it
+    choice = mapping(items(whole.get("choices"), "choices")[0], "choice")
+    message = mapping(choice.get("message"), "message")
+
+    def chunk(delta: JSON, finish: object = None) -> JSON:
+        return {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    events = [StreamEvent(chunk({"role": "assistant", "content": "", "refusal": None}))]
+    for field in ("content", "refusal"):
+        said = message.get(field)
+        if isinstance(said, str):
+            events.extend(StreamEvent(chunk({field: piece}), delta=True) for piece in split(said))
+    for index, raw in enumerate(items(message.get("tool_calls") or [], "tool_calls")):
+        call = mapping(raw, "tool_call")
+        function = mapping(call.get("function"), "function")
+        opened = {
+            "index": index,
+            "id": call.get("id"),
+            "type": "function",
+            "function": {"name": function.get("name"), "arguments": ""},
+        }
+        events.append(StreamEvent(chunk({"tool_calls": [opened]})))
+        for piece in split(text(function.get("arguments"), "arguments")):
+            grown = {"index": index, "function": {"arguments": piece}}
+            events.append(StreamEvent(chunk({"tool_calls": [grown]}), delta=True))
+    events.append(StreamEvent(chunk({}, choice.get("finish_reason")), end=True))
+    if include_usage:
+        events.append(StreamEvent({**base, "choices": [], "usage": whole.get("usage")}, end=True))
+    events.append(StreamEvent(None, end=True))
+    return events
+
+
+def encode_stream_error(code: str | None, message: str) -> StreamEvent:
+    """The error object OpenAI sends in place of a chunk when a stream fails midway."""
+    error: JSON = {"message": message, "type": "server_error", "param": None, "code": code}
+    return StreamEvent({"error": error}, end=True)

@@ -28,8 +28,15 @@ from stagefx.openai._wire import (
     text,
 )
 from stagefx.testing._openai_codec._images import image_of
+from stagefx.testing._openai_codec._stream import Split, StreamEvent
 
-__all__ = ["decode_request", "encode_refusal", "encode_response"]
+__all__ = [
+    "decode_request",
+    "encode_refusal",
+    "encode_response",
+    "encode_stream",
+    "encode_stream_error",
+]
 
 
 def decode_request(body: Mapping[str, object]) -> ModelRequest:
@@ -37,7 +44,10 @@ def decode_request(body: Mapping[str, object]) -> ModelRequest:
     context: list[ModelInput | ModelOutput] = []
     responses: list[ModelToolResponse] = []
     names: dict[str, str] = {}
-    for index, raw in enumerate(items(body.get("input", []), "input")):
+    given = body.get("input", [])
+    if isinstance(given, str):  # the API takes a plain text as one user message
+        given = [{"role": "user", "content": given}]
+    for index, raw in enumerate(items(given, "input")):
         item = mapping(raw, f"input[{index}]")
         kind = item.get("type")
         if (kind == "function_call" or item.get("role") == "assistant") and responses:
@@ -186,3 +196,56 @@ def encode_refusal(reason: str, *, model: str, response_id: str) -> JSON:
         }
     ]
     return body
+
+
+def encode_stream(whole: JSON, split: Split) -> list[StreamEvent]:
+    """The events OpenAI streams for the response `whole` (as `encode_response`
+    or `encode_refusal` made it): created, then each output item added, its
+    text, refusal or arguments in pieces cut by `split`, done; then completed."""
+    events: list[StreamEvent] = []
+
+    def add(name: str, fields: JSON, *, delta: bool = False, end: bool = False) -> None:
+        data: JSON = {"type": name, "sequence_number": len(events), **fields}
+        events.append(StreamEvent(data, name, delta=delta, end=end))
+
+    started: JSON = {**whole, "status": "in_progress", "output": [], "usage": None}
+    add("response.created", {"response": started})
+    add("response.in_progress", {"response": started})
+    for output_index, raw in enumerate(items(whole.get("output"), "output")):
+        item = dict(mapping(raw, "output item"))
+        item_id = text(item.get("id"), "output item id")
+        where: JSON = {"item_id": item_id, "output_index": output_index}
+        if item.get("type") == "function_call":
+            arguments = text(item.get("arguments"), "arguments")
+            added: JSON = {**item, "status": "in_progress", "arguments": ""}
+            add("response.output_item.added", {"output_index": output_index, "item": added})
+            for piece in split(arguments):
+                add("response.function_call_arguments.delta", {**where, "delta": piece}, delta=True)
+            done = {**where, "name": item.get("name"), "arguments": arguments}
+            add("response.function_call_arguments.done", done)
+        else:
+            parts = items(item.get("content"), "content")
+            added = {**item, "status": "in_progress", "content": []}
+            add("response.output_item.added", {"output_index": output_index, "item": added})
+            for content_index, raw_part in enumerate(parts):
+                part = mapping(raw_part, "content part")
+                at: JSON = {**where, "content_index": content_index}
+                refusal = part.get("type") == "refusal"
+                field, kind = ("refusal", "refusal") if refusal else ("text", "output_text")
+                extra: JSON = {} if refusal else {"logprobs": []}
+                whole_text = text(part.get(field), field)
+                add("response.content_part.added", {**at, "part": {**part, field: ""}})
+                for piece in split(whole_text):
+                    add(f"response.{kind}.delta", {**at, "delta": piece, **extra}, delta=True)
+                add(f"response.{kind}.done", {**at, field: whole_text, **extra})
+                add("response.content_part.done", {**at, "part": dict(part)})
+        add("response.output_item.done", {"output_index": output_index, "item": item})
+    add("response.completed", {"response": whole}, end=True)
+    return events
+
+
+def encode_stream_error(code: str | None, message: str, sequence_number: int) -> StreamEvent:
+    """The `error` event OpenAI sends when a streamed response fails midway."""
+    fields: JSON = {"code": code, "message": message, "param": None}
+    data: JSON = {"type": "error", "sequence_number": sequence_number, **fields}
+    return StreamEvent(data, "error", end=True)

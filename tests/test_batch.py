@@ -200,11 +200,15 @@ async def test_leaving_map_early_is_quiet_and_does_not_mask_the_loop_body_error(
     async with contextlib.aclosing(items) as finished:
         async for _ in finished:
             break  # leaving early: no exception group, nothing raised
-    with pytest.raises(KeyError, match="mine"):
+
+    async def fail_in_the_loop() -> None:
         items = Stage.result_completion().map(["a", "b", "c"], concurrency=2, env=env)
         async with contextlib.aclosing(items) as finished:
             async for _ in finished:
                 raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        await fail_in_the_loop()
 
 
 async def test_progress_reports_each_step_and_stays_silent_off_a_terminal(

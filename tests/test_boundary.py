@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
 from stagefx import (
@@ -201,14 +201,8 @@ async def test_a_streamed_run_recorded_replays_as_the_same_stream_in_a_fresh_pro
     assert any(isinstance(e, ToolAnswered) for e in events)
     final = events[-1]
     assert isinstance(final, Finished)
-    replayed = subprocess.run(
-        [sys.executable, "-c", REPLAY, str(cassette)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    with anyio.fail_after(60):
+        replayed = await anyio.run_process([sys.executable, "-c", REPLAY, str(cassette)], cwd=ROOT)
     shown = json.loads(replayed.stdout)
     assert shown["deltas"] == deltas
     assert shown["state"] == json.loads(json.dumps(encode_state(final.outcome.unwrap())))

@@ -240,10 +240,14 @@ async def test_leaving_early_cancels_the_run_closes_the_stream_and_leaves_no_tas
 
 async def test_an_error_in_the_loop_body_is_not_masked_by_leaving() -> None:
     model = Endless()
-    with pytest.raises(KeyError):
+
+    async def fail_in_the_loop() -> None:
         async with contextlib.aclosing(Stage.completion("a").stream(env=Env.of(model))) as stream:
             async for _ in stream:
                 raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        await fail_in_the_loop()
     assert model.closed.is_set()
 
 

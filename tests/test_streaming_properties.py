@@ -151,7 +151,9 @@ def test_leaving_at_any_event_leaves_no_task_and_no_open_stream(
         model = Streaming()
         before = len(anyio.get_running_tasks())
         seen = 0
-        async with contextlib.aclosing(pipeline.stream(env=Env.of(model, VirtualClock()))) as events:
+        async with contextlib.aclosing(
+            pipeline.stream(env=Env.of(model, VirtualClock()))
+        ) as events:
             async for _ in events:
                 if seen == leave_at:
                     break

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LAYER_ORDER",
     "CallLayer",
+    "Known",
     "LayerPlace",
     "ModelPath",
     "ToolPath",
@@ -96,6 +97,35 @@ class CallLayer:
     ) -> object:
         """The tool's result for the model's `request` (or raise as it would)."""
         return await inner(tool, request, context)
+
+
+@final
+class Known:
+    """A stream whose items are at hand (a replayed answer): text deltas, then
+    the answer. A layer returns one when it has nothing to wait for; the
+    boundary then reads it without awaiting."""
+
+    __slots__ = ("_at", "items")
+
+    def __init__(self, *items: ModelStreamItem) -> None:
+        self.items = items
+        self._at = 0
+
+    def __aiter__(self) -> Known:
+        return self
+
+    async def __anext__(self) -> ModelStreamItem:
+        if self._at == len(self.items):
+            raise StopAsyncIteration
+        self._at += 1
+        return self.items[self._at - 1]
+
+    def answer(self) -> object:
+        """The last item, which must be the only one that is not text."""
+        *deltas, last = self.items or ("",)
+        if type(last) is str or (deltas and any(type(delta) is not str for delta in deltas)):
+            raise TypeError("a known stream must be text deltas, then one answer")
+        return last
 
 
 @final
@@ -277,8 +307,10 @@ async def _answer(
     if path.model is not None and path.bare and env.events is None:
         return as_json(await path.model.generate(request, env))  # no layer, no reader: whole
     events = env.events
-    partial = _Partial(events, request) if events is not None else None
     stream = path.stream(request, env)
+    if events is None and type(stream) is Known:  # an answer at hand, which nobody streams
+        return stream.answer()
+    partial = _Partial(events, request) if events is not None else None
     last: object = None
     streamed = False
     try:
@@ -295,8 +327,9 @@ async def _answer(
                 events.emit(TextDelta(item, events.path))
                 if partial is not None:
                     partial.add(item)
-    finally:
+    except BaseException:  # left early: close what the stream holds (a finished one holds nothing)
         await close_stream(stream)
+        raise
     if last is None:
         raise TypeError("a model's stream ended without its answer")
     if events is not None and not streamed and isinstance(last, ModelOutput):

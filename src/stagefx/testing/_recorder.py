@@ -34,7 +34,7 @@ from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import MissingEnvironmentError, StageException
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
-from stagefx._model_call import CallLayer, LayerPlace, ModelPath, close_stream
+from stagefx._model_call import CallLayer, Known, LayerPlace, ModelPath, close_stream
 from stagefx._secrets import held_secret
 from stagefx._state import StageState
 
@@ -187,7 +187,7 @@ class Recorder(CallLayer):
 
     # The model-call path ------------------------------------------------------
 
-    async def model_stream(self, request: ModelRequest, env: Env, inner: ModelPath) -> ModelStream:
+    def model_stream(self, request: ModelRequest, env: Env, inner: ModelPath) -> ModelStream:
         """Replay the recorded answer to `request` (a streamed recording as its
         deltas), or (where the mode allows) pass the call on and record it."""
         model = inner.model
@@ -209,11 +209,8 @@ class Recorder(CallLayer):
                 self._lock.release()
             if replayed is not None:
                 answer, deltas = replayed
-                if deltas is not None and env.events is not None:
-                    for delta in _deltas(deltas):
-                        yield delta
-                yield decode_answer_json(answer)
-                return
+                streamed = _deltas(deltas) if deltas is not None and env.events is not None else ()
+                return Known(*streamed, decode_answer_json(answer))
         if not self._records:
             raise self._miss(key)
         if model is None:
@@ -222,7 +219,12 @@ class Recorder(CallLayer):
                 "record it from: add the model to the Env, or record the cassette first",
                 state=StageState.empty,
             )
-        stream = inner.stream(request, env)
+        return self._recording(key, model, inner.stream(request, env))
+
+    async def _recording(
+        self, key: _Key, model: GenerativeModel, stream: ModelStream
+    ) -> ModelStream:
+        """`stream` passed on as it comes, and recorded once its answer is in."""
         deltas_seen: list[str] = []
         try:
             async for item in stream:

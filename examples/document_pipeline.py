@@ -1,5 +1,6 @@
 """The demo: the Stage guide's end-to-end document pipeline, through the real
-OpenAI provider; then the same pipeline over a small dataset with `batch`.
+OpenAI provider, its summary streamed to the terminal as the model writes it;
+then the same pipeline over a small dataset with `batch`.
 
 With OPENAI_API_KEY set it calls OpenAI. Without it, it starts FakeOpenAIServer
 on 127.0.0.1 with stagefx's small deterministic demo model and says so: the
@@ -8,13 +9,25 @@ same provider code, HTTP client and wire format, no key and no network.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from contextlib import ExitStack
 
 import anyio
+from returns.result import Failure
 
-from stagefx import BatchResults, RecordingTracer, Stage, StageState, ctx, format_trace, tool
+from stagefx import (
+    BatchResults,
+    Finished,
+    RecordingTracer,
+    Retrying,
+    Stage,
+    StageState,
+    TextDelta,
+    ctx,
+    format_trace,
+    tool,
+)
 from stagefx.openai import OpenAI, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, demo_answer
 
@@ -67,9 +80,32 @@ async def process_document(document: str, tracer: RecordingTracer) -> str:
         tracer,
         disposables=(OpenAI(),),
     ):
-        result_state = await pipeline(document).execute()
+        result_state = await stream_summary(pipeline(document))
         ctx.log_info("Generated document summary", summary=result_state.result.as_string())
         return result_state.result.as_string()
+
+
+async def stream_summary(document_pipeline: Stage) -> StageState:
+    """Run the pipeline, printing the summary stage's text as it arrives;
+    its final state, or its failure raised (as `execute` would)."""
+    print("Summary:\n  ", end="", flush=True)
+    finished: Finished | None = None
+    async with contextlib.aclosing(document_pipeline.stream()) as events:
+        async for event in events:
+            match event:
+                case TextDelta(text=text, stage_path=("summary",)):
+                    print(text, end="", flush=True)
+                case Retrying(error=error):  # what was printed since the attempt began is void
+                    print(f"\n  (retrying after {type(error).__name__})\n  ", end="", flush=True)
+                case Finished():
+                    finished = event
+                case _:
+                    pass
+    print("\n")
+    assert finished is not None  # always the last event
+    if isinstance(finished.outcome, Failure):
+        raise finished.outcome.failure()
+    return finished.outcome.unwrap()
 
 
 SECTIONS = [
@@ -99,7 +135,7 @@ async def process_dataset(documents: list[str]) -> BatchResults:
 
 async def main() -> None:
     tracer = RecordingTracer()
-    with ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
         if not os.environ.get("OPENAI_API_KEY"):
             server = stack.enter_context(FakeOpenAIServer(demo_answer))
             os.environ["OPENAI_API_KEY"] = "sk-demo-not-a-real-key"
@@ -108,8 +144,7 @@ async def main() -> None:
                 "No OPENAI_API_KEY: serving OpenAI's API from FakeOpenAIServer at "
                 f"{server.base_url} with stagefx's built-in demo model.\n"
             )
-        summary = await process_document(DOCUMENT, tracer)
-        print(f"Summary:\n  {summary}\n")
+        await process_document(DOCUMENT, tracer)  # prints the summary as it streams
         print(format_trace(tracer.spans, "Stage timings", color=sys.stdout.isatty()))
         totals = tracer.usage()
         print(f"Tokens: {totals.input_tokens} in, {totals.output_tokens} out\n")

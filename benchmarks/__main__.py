@@ -7,7 +7,7 @@ import sys
 
 import anyio
 
-from benchmarks import batch, core, durable, provider, replay
+from benchmarks import batch, core, durable, provider, replay, streaming
 from benchmarks.harness import Plan, render
 
 
@@ -16,6 +16,7 @@ async def main(quick: bool) -> None:
     rows = [
         *await core.run(plan),
         *await provider.run(plan),
+        *await streaming.run(plan),
         *await replay.run(plan),
         *await batch.run(plan),
         *await durable.run(plan),

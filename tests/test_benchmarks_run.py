@@ -6,7 +6,7 @@ import sqlite3
 import sys
 
 import pytest
-from benchmarks import batch, core, durable, load, provider, replay
+from benchmarks import batch, core, durable, load, provider, replay, streaming
 from benchmarks.harness import Plan, render
 
 pytestmark = pytest.mark.anyio
@@ -31,6 +31,12 @@ async def test_the_core_benchmarks_run_and_report_each_comparison() -> None:
 async def test_the_provider_benchmarks_run_against_the_loopback_server() -> None:
     rows = await provider.run(Plan(quick=True))
     assert [row.unit for row in rows] == ["call", "call"]
+    assert all(row.ours > 0 and row.floor > 0 for row in rows)
+
+
+async def test_the_streaming_benchmarks_run_against_the_loopback_server() -> None:
+    rows = await streaming.run(Plan(quick=True))
+    assert [row.name.split(" ")[0] for row in rows] == ["time", "whole"]
     assert all(row.ours > 0 and row.floor > 0 for row in rows)
 
 

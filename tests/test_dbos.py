@@ -182,9 +182,8 @@ def test_a_pipeline_that_changed_shape_is_not_resumed(run: Run, tmp_path: Path) 
     assert len(_lines(workdir / "calls")) == 1  # nothing replayed or called after the change
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # read back through sqlite3
 def test_steps_are_stored_as_codec_json(database: str, run: Run, tmp_path: Path) -> None:
-    if not database.startswith("sqlite"):
-        pytest.skip("read back through sqlite3; the format does not depend on the backend")
     assert run("ticket-11", tmp_path / "run").returncode == 0
     with sqlite3.connect(database.removeprefix("sqlite:///")) as connection:
         rows = connection.execute(

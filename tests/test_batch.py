@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
+import sys
 import tracemalloc
 from collections.abc import AsyncIterator
 
@@ -267,3 +269,66 @@ async def test_the_server_never_sees_more_requests_in_flight_than_the_concurrenc
     assert [outcome.unwrap().result.as_string() for outcome in outcomes] == [
         f"<{text}>" for text in inputs
     ]
+
+
+async def test_a_progress_callback_that_raises_loses_no_result(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env, _ = model_env()
+    calls: list[int] = []
+
+    def broken(progress: BatchProgress) -> None:
+        calls.append(progress.done)
+        raise RuntimeError("my progress view broke")
+
+    outcomes = await Stage.result_completion().batch(
+        ["a", "b", "c"], concurrency=2, env=env, progress=broken
+    )
+    assert [outcome.unwrap().result.as_string() for outcome in outcomes] == ["<a>", "<b>", "<c>"]
+    assert calls == [0]  # told once, then left alone
+    assert "progress callback raised" in caplog.text
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        if self.closed:  # as a closed real file does
+            raise ValueError("I/O operation on closed file")
+        return True
+
+
+async def test_the_progress_bar_draws_on_stderr_never_on_stdout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env, _ = model_env()
+    out, err = io.StringIO(), FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    await Stage.result_completion().batch(["a", "b"], concurrency=1, env=env, progress=True)
+    assert out.getvalue() == ""  # `python run.py > results.jsonl` gets only its data
+    assert "stagefx" in err.getvalue()
+
+
+@pytest.mark.parametrize("stderr", ["missing", "closed"])
+async def test_a_progress_bar_without_a_usable_stderr_is_silently_left_out(
+    monkeypatch: pytest.MonkeyPatch, stderr: str
+) -> None:
+    env, _ = model_env()
+    closed = FakeTerminal()
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", None if stderr == "missing" else closed)
+    outcomes = await Stage.result_completion().batch(["a"], concurrency=1, env=env, progress=True)
+    assert outcomes[0].unwrap().result.as_string() == "<a>"
+
+
+async def test_one_str_is_refused_as_the_inputs() -> None:
+    env, _ = model_env()
+    with pytest.raises(TypeError, match=r"pass \[text\]"):
+        await Stage.result_completion().batch("a long document", env=env)
+
+    async def map_over_text() -> None:
+        async with contextlib.aclosing(Stage.noop.map("text", env=env)) as items:
+            async for _ in items:
+                pass
+
+    with pytest.raises(TypeError, match=r"pass \[text\]"):
+        await map_over_text()

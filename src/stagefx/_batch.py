@@ -10,7 +10,9 @@ flight, and no task outlives the call.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import sys
 from collections import Counter
 from collections.abc import (
     AsyncGenerator,
@@ -20,7 +22,7 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import TypeAlias, final
+from typing import TextIO, TypeAlias, final
 
 import anyio
 import attrs
@@ -29,12 +31,14 @@ from returns.result import Failure, Result, Success
 
 from stagefx._content import ContentElement, ContentPart, MultimodalContent
 from stagefx._env import Env
-from stagefx._errors import StageException, StageExecutionError
+from stagefx._errors import StageException, StageExecutionError, describe
 from stagefx._interpreter import interpret
 from stagefx._nodes._base import Node, run_leaf
 from stagefx._producer import produced
 from stagefx._state import StageState
 from stagefx._usage import UsageTotals
+
+_logger = logging.getLogger("stagefx")
 
 __all__ = ["BatchInput", "BatchProgress", "BatchResults", "Outcome", "batch", "map_over"]
 
@@ -155,8 +159,18 @@ class _Tally:
         )
 
     def tell(self) -> None:
-        if self.sink is not None:
+        """Give the sink the counts; a sink that raises is the user's bug, not
+        the batch's: it is logged once and no longer called, and every item's
+        paid result is kept."""
+        if self.sink is None:
+            return
+        try:
             self.sink(self.snapshot())
+        except Exception as error:
+            self.sink = None
+            _logger.warning(
+                "the batch's progress callback raised; it is no longer called: %s", describe(error)
+            )
 
 
 async def _run(
@@ -229,6 +243,16 @@ def _total(inputs: object) -> int | None:
         return None
 
 
+def _check_inputs(inputs: object) -> None:
+    """Refuse one input given as the inputs: a str is an iterable of its
+    characters, and a batch over it would make a paid call per character."""
+    if isinstance(inputs, str | bytes | MultimodalContent | StageState):
+        raise TypeError(
+            f"batch and map take an iterable of inputs, not one {type(inputs).__name__}: "
+            "pass [text] for a single input"
+        )
+
+
 def _check_concurrency(concurrency: object) -> int:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency needs an int >= 1, got {concurrency!r}")
@@ -244,6 +268,7 @@ async def batch(
     progress: bool | ProgressCallback,
 ) -> BatchResults:
     """Every outcome, in input order, with the run's summary."""
+    _check_inputs(inputs)
     limit = _check_concurrency(concurrency)
     sink, bar = _progress_sink(progress, _total(inputs))
     tally = _Tally(env, _total(inputs), sink)
@@ -273,6 +298,7 @@ async def map_over(
     Break out early through `contextlib.aclosing(...)`, so the items still in
     flight are cancelled in the task that runs them.
     """
+    _check_inputs(inputs)
     limit = _check_concurrency(concurrency)
     sink, bar = _progress_sink(progress, _total(inputs))
     tally = _Tally(env, _total(inputs), sink)
@@ -303,8 +329,9 @@ class _Bar:
     """A rich progress bar on a terminal: done, failed, in flight, tokens per
     minute, time left."""
 
-    def __init__(self, total: int | None) -> None:
-        from rich.progress import (  # rich only when a bar is drawn
+    def __init__(self, total: int | None, terminal: TextIO) -> None:
+        from rich.console import Console  # rich only when a bar is drawn
+        from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
             Progress,
@@ -320,6 +347,7 @@ class _Bar:
             TextColumn("in flight {task.fields[in_flight]}"),
             TextColumn("{task.fields[tpm]} tok/min"),
             TimeRemainingColumn(),
+            console=Console(file=terminal),  # stderr: stdout may be the user's data
             transient=False,
         )
         self._task = self._progress.add_task("run", total=total, failed=0, in_flight=0, tpm=0)
@@ -338,17 +366,25 @@ class _Bar:
         self._progress.stop()
 
 
+def _terminal() -> TextIO | None:
+    """stderr, if it is an open terminal (a pythonw process or a daemon has none)."""
+    stream = sys.stderr
+    try:
+        return stream if stream is not None and stream.isatty() else None
+    except (ValueError, OSError):  # closed, or not a real file
+        return None
+
+
 def _progress_sink(
     progress: bool | ProgressCallback, total: int | None
 ) -> tuple[ProgressCallback | None, _Bar | None]:
     if progress is False:
         return None, None
     if progress is True:
-        import sys
-
-        if not sys.stderr.isatty():
-            return None, None  # silent when not a terminal
-        bar = _Bar(total)
+        terminal = _terminal()
+        if terminal is None:
+            return None, None  # silent when stderr is not a terminal (or is missing)
+        bar = _Bar(total, terminal)
         return bar.update, bar
     if callable(progress):
         return progress, None

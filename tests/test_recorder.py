@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -298,6 +299,46 @@ async def test_keys_of_any_shape_never_reach_a_cassette(
     assert "secret" in str(failed)
     assert key not in str(failed)
     assert key not in cassette.read_text()
+
+
+def test_no_two_tests_share_a_cassette(pytester: pytest.Pytester) -> None:
+    """Same-named tests in two classes, parameters that differ only in
+    punctuation, and same-named modules in two folders each get their own."""
+    flow = """
+        import anyio, pytest
+        from stagefx import Env, Stage
+        from stagefx.testing import ScriptedModel
+
+        def answer(stagefx_recorder, text):
+            env = Env.of(ScriptedModel(text), stagefx_recorder)
+            async def main():
+                return await Stage.completion("capital?").execute(env=env)
+            assert anyio.run(main).result.as_string() == text
+
+        class TestFrance:
+            def test_capital(self, stagefx_recorder):
+                answer(stagefx_recorder, "Paris")
+
+        class TestSpain:
+            def test_capital(self, stagefx_recorder):
+                answer(stagefx_recorder, "Madrid")
+
+        @pytest.mark.parametrize("city", ["a,b", "a;b"])
+        def test_city(stagefx_recorder, city):
+            answer(stagefx_recorder, city)
+        """
+    for folder in ("europe", "asia"):
+        (pytester.path / folder).mkdir()
+        (pytester.path / folder / "__init__.py").write_text("")
+        (pytester.path / folder / "test_capitals.py").write_text(textwrap.dedent(flow))
+    recorded = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    recorded.assert_outcomes(passed=8)
+    cassettes = sorted((pytester.path / "tests" / "cassettes").rglob("*.json"))
+    assert len(cassettes) == 8
+    replayed = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--stagefx-record-mode=replay"
+    )
+    replayed.assert_outcomes(passed=8)
 
 
 def test_the_pytest_option_runs_recorders_in_replay_mode(pytester: pytest.Pytester) -> None:

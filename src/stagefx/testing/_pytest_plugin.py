@@ -8,7 +8,7 @@ entry point, so installing stagefx makes them available).
 - `fake_openai`: a running `FakeOpenAIServer` with the demo model, with
   `OPENAI_API_KEY` and `OPENAI_BASE_URL` pointing `OpenAI()` at it for the test.
 - `stagefx_recorder`: a `Recorder` whose cassette is named after the test
-  (`tests/cassettes/<module>/<test>.json` under the rootdir), in the mode
+  (`tests/cassettes/<module path>/<class>/<test>.json` under the rootdir), in the mode
   `--stagefx-record-mode=once|replay|record|new` gives (default `once`; CI runs
   `replay`, so a missing cassette fails instead of calling a model).
 
@@ -18,6 +18,7 @@ of a project that has stagefx installed.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,10 +64,27 @@ def stagefx_recorder(request: pytest.FixtureRequest) -> Recorder:
 
     # One of the option's choices (its default included): argparse refuses any other.
     mode = cast("RecordMode", request.config.getoption("--stagefx-record-mode"))
-    module = request.node.path.stem if hasattr(request.node, "path") else "tests"
-    name = _SAFE.sub("_", request.node.name).strip("_") or "test"
-    path = Path(request.config.rootpath) / "tests" / "cassettes" / module / f"{name}.json"
-    return Recorder(path, mode=mode)
+    return Recorder(cassette_of(request.config.rootpath, request.node.nodeid), mode=mode)
+
+
+def cassette_of(root: Path, nodeid: str) -> Path:
+    """The cassette of the test `nodeid`: `tests/cassettes/` then the test's
+    module path (without a leading `tests/` and `.py`), its class, and its
+    name, each a safe file name. A part that had to be changed to be safe
+    gets a hash of what it was, so no two tests share a cassette."""
+    file, *names = nodeid.split("::")
+    module = Path(file).with_suffix("").parts
+    if module and module[0] == "tests":
+        module = module[1:]
+    *folders, name = [_segment(part) for part in (*module, *names)] or ["test"]
+    return root / "tests" / "cassettes" / Path(*folders) / f"{name}.json"
+
+
+def _segment(raw: str) -> str:
+    safe = _SAFE.sub("_", raw).strip("_.") or "test"
+    if safe == raw:
+        return safe
+    return f"{safe}-{hashlib.sha256(raw.encode('utf-8')).hexdigest()[:8]}"
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import sys
 import threading
@@ -172,13 +173,13 @@ async def test_concurrent_branches_interleave_each_with_its_own_path(config: Con
             async with contextlib.aclosing(stream) as reading:
                 async for event in reading:
                     events.append(event)
-                    paths = {e.stage_path for e in events if isinstance(e, TextDelta)}
-                    if paths == {("left",), ("right",)}:
+                    seen = {e.stage_path for e in events if isinstance(e, TextDelta)}
+                    if seen == {("left",), ("right",)}:
                         both_seen.set()
     paths = [e.stage_path for e in events if isinstance(e, TextDelta)]
     assert texts(events, ("left",)) == "left " * 6
     assert texts(events, ("right",)) == "right " * 6
-    switches = sum(1 for a, b in zip(paths, paths[1:], strict=False) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(paths) if a != b)
     assert switches >= 2  # interleaved, not one branch's stream after the other's
 
 

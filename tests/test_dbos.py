@@ -339,3 +339,23 @@ def test_a_durable_run_streams_its_live_steps_and_a_finished_one_only_finishes(
             rows = connection.execute("select output from operation_outputs").fetchall()
         assert len(rows) == 8
         assert not any(secret in str(row) for row in rows)
+
+
+def test_a_typed_artifact_comes_back_typed_and_a_broken_env_fails_alike_every_time(
+    database: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.dbos_promises", database, str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(out.read_text())
+    assert seen["typed first"] == seen["typed again"] == {"name": "Ada", "age": 36}
+    assert seen["broken first"] == seen["broken again"]
+    kind, cause, message = seen["broken first"]
+    assert (kind, cause) == ("DurableRunError", "ConnectionError")
+    assert "the vault is down" in message

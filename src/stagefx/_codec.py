@@ -119,6 +119,10 @@ class CodecError(ValueError):
     """Data that does not decode, or a value that does not encode; the message says where."""
 
 
+_Types: TypeAlias = Mapping[str, type[object]]
+"""The user types a state's values and artifacts may be of, by qualified name."""
+_NO_TYPES: _Types = {}
+
 _SORTED = msgspec.json.Encoder(order="sorted")
 _KNOWN_LIMIT = 4096
 
@@ -664,11 +668,11 @@ def _tagged(data: object, path: _Path, tags: tuple[str, ...]) -> tuple[str, obje
 # --- content -------------------------------------------------------------------------
 
 
-def _encode_content(content: object, path: _Path) -> list[JSON]:
+def _encode_content(content: object, path: _Path, types: _Types = _NO_TYPES) -> list[JSON]:
     if not isinstance(content, MultimodalContent):
         _fail(path, f"expected MultimodalContent, got {_kind(content)}")
     parts = _items(content.parts, (path, "parts"), "content parts")
-    return [_encode_part(part, (path, index)) for index, part in enumerate(parts)]
+    return [_encode_part(part, (path, index), types) for index, part in enumerate(parts)]
 
 
 def _items(value: object, path: _Path, what: str) -> tuple[object, ...] | list[object]:
@@ -678,7 +682,7 @@ def _items(value: object, path: _Path, what: str) -> tuple[object, ...] | list[o
     return cast("tuple[object, ...] | list[object]", value)
 
 
-def _encode_part(part: object, path: _Path) -> JSON:
+def _encode_part(part: object, path: _Path, types: _Types = _NO_TYPES) -> JSON:
     if isinstance(part, TextContent):
         return _string(part.text, path)
     if isinstance(part, ImageContent):
@@ -703,20 +707,25 @@ def _encode_part(part: object, path: _Path) -> JSON:
             "text": _string(part.text, (path, "text")),
             "type": _type_name(type(part.value)),
         }
+        kind = type(part.value)
         if _is_plain(part.value):
             artifact["value"] = _json(part.value, (path, "value"))
+        elif types.get(_type_name(kind)) is kind:  # a type the caller named: its dump, to rebuild
+            artifact["value"] = _dumped(part.value, f"{_render((path, 'value'))}")
         return {"artifact": artifact}
     _fail(path, f"expected a content part, got {_kind(part)}")
 
 
-def _decode_content(data: object, path: _Path) -> MultimodalContent:
+def _decode_content(data: object, path: _Path, types: _Types = _NO_TYPES) -> MultimodalContent:
     parts: list[ContentPart] = []
     for index, item in enumerate(_list(data, path)):
-        parts.append(TextContent(item) if type(item) is str else _decode_part(item, (path, index)))
+        parts.append(
+            TextContent(item) if type(item) is str else _decode_part(item, (path, index), types)
+        )
     return MultimodalContent(tuple(parts))
 
 
-def _decode_part(data: object, path: _Path) -> ContentPart:
+def _decode_part(data: object, path: _Path, types: _Types = _NO_TYPES) -> ContentPart:
     if isinstance(data, str):
         return TextContent(str.__str__(data))
     tag, body = _tagged(data, path, ("image", "resource", "artifact"))
@@ -731,9 +740,12 @@ def _decode_part(data: object, path: _Path) -> ContentPart:
         )
     fields = _fields(body, path, ("text",), ("type", "value"))
     text = _string(fields["text"], (path, "text"))
-    if "type" in fields:
-        _string(fields["type"], (path, "type"))  # informative only
+    kind = types.get(_string(fields["type"], (path, "type"))) if "type" in fields else None
     if "value" in fields:
+        if kind is not None:  # a type the caller named: rebuilt from its dump
+            return ArtifactContent(
+                _validated(kind, fields["value"], _render((path, "value"))), text
+            )
         return ArtifactContent(_json(fields["value"], (path, "value")), text)
     return ArtifactContent(_parsed(text), text)
 
@@ -759,20 +771,20 @@ def _decode_image(body: object, path: _Path) -> ImageContent:
 # --- conversation -----------------------------------------------------------------------
 
 
-def _encode_turn(turn: object, path: _Path) -> JSON:
+def _encode_turn(turn: object, path: _Path, types: _Types = _NO_TYPES) -> JSON:
     if isinstance(turn, ModelInput):
-        return {"input": _encode_input(turn, (path, "input"))}
+        return {"input": _encode_input(turn, (path, "input"), types)}
     if isinstance(turn, ModelOutput):
-        return {"output": _encode_output(turn, (path, "output"))}
+        return {"output": _encode_output(turn, (path, "output"), types)}
     _fail(path, f"expected a ModelInput or ModelOutput, got {_kind(turn)}")
 
 
-def _encode_context(context: object, path: _Path) -> list[JSON]:
+def _encode_context(context: object, path: _Path, types: _Types = _NO_TYPES) -> list[JSON]:
     turns = _items(context, path, "turns")
-    return [_encode_turn(turn, (path, index)) for index, turn in enumerate(turns)]
+    return [_encode_turn(turn, (path, index), types) for index, turn in enumerate(turns)]
 
 
-def _encode_input(turn: ModelInput, path: _Path) -> dict[str, JSON]:
+def _encode_input(turn: ModelInput, path: _Path, types: _Types = _NO_TYPES) -> dict[str, JSON]:
     responses: list[JSON] = []
     listed = _items(turn.tool_responses, (path, "tool_responses"), "tool responses")
     for index, response in enumerate(listed):
@@ -783,17 +795,17 @@ def _encode_input(turn: ModelInput, path: _Path) -> dict[str, JSON]:
             {
                 "identifier": _string(response.identifier, (where, "identifier")),
                 "tool": _string(response.tool, (where, "tool")),
-                "content": _encode_content(response.content, (where, "content")),
+                "content": _encode_content(response.content, (where, "content"), types),
                 "error": _boolean(response.error, (where, "error")),
             }
         )
     return {
-        "content": _encode_content(turn.content, (path, "content")),
+        "content": _encode_content(turn.content, (path, "content"), types),
         "tool_responses": responses,
     }
 
 
-def _encode_output(turn: ModelOutput, path: _Path) -> dict[str, JSON]:
+def _encode_output(turn: ModelOutput, path: _Path, types: _Types = _NO_TYPES) -> dict[str, JSON]:
     requests: list[JSON] = []
     listed = _items(turn.tool_requests, (path, "tool_requests"), "tool requests")
     for index, request in enumerate(listed):
@@ -811,7 +823,7 @@ def _encode_output(turn: ModelOutput, path: _Path) -> dict[str, JSON]:
     if turn.usage is not None:
         usage = _encode_usage(turn.usage, (path, "usage"))
     return {
-        "content": _encode_content(turn.content, (path, "content")),
+        "content": _encode_content(turn.content, (path, "content"), types),
         "tool_requests": requests,
         "usage": usage,
         "finish_reason": _optional_string(turn.finish_reason, (path, "finish_reason")),
@@ -828,38 +840,44 @@ def _encode_usage(usage: object, path: _Path) -> dict[str, JSON]:
     }
 
 
-def _decode_context(data: object, path: _Path) -> tuple[ModelInput | ModelOutput, ...]:
-    return tuple(_decode_turn(item, (path, index)) for index, item in enumerate(_list(data, path)))
+def _decode_context(
+    data: object, path: _Path, types: _Types = _NO_TYPES
+) -> tuple[ModelInput | ModelOutput, ...]:
+    return tuple(
+        _decode_turn(item, (path, index), types) for index, item in enumerate(_list(data, path))
+    )
 
 
-def _decode_turn(data: object, path: _Path) -> ModelInput | ModelOutput:
+def _decode_turn(data: object, path: _Path, types: _Types = _NO_TYPES) -> ModelInput | ModelOutput:
     tag, body = _tagged(data, path, ("input", "output"))
     if tag == "input":
-        return _decode_input(body, (path, tag))
-    return _decode_output(body, (path, tag))
+        return _decode_input(body, (path, tag), types)
+    return _decode_output(body, (path, tag), types)
 
 
-def _decode_input(data: object, path: _Path) -> ModelInput:
+def _decode_input(data: object, path: _Path, types: _Types = _NO_TYPES) -> ModelInput:
     fields = _fields(data, path, (), ("content", "tool_responses"))
     where = (path, "tool_responses")
     responses = _list(fields.get("tool_responses", []), where)
     return ModelInput(
-        _decode_content(fields.get("content", []), (path, "content")),
-        tuple(_decode_response(item, (where, index)) for index, item in enumerate(responses)),
+        _decode_content(fields.get("content", []), (path, "content"), types),
+        tuple(
+            _decode_response(item, (where, index), types) for index, item in enumerate(responses)
+        ),
     )
 
 
-def _decode_response(data: object, path: _Path) -> ModelToolResponse:
+def _decode_response(data: object, path: _Path, types: _Types = _NO_TYPES) -> ModelToolResponse:
     fields = _fields(data, path, ("identifier", "tool", "content"), ("error",))
     return ModelToolResponse(
         _string(fields["identifier"], (path, "identifier")),
         _string(fields["tool"], (path, "tool")),
-        _decode_content(fields["content"], (path, "content")),
+        _decode_content(fields["content"], (path, "content"), types),
         _boolean(fields.get("error", False), (path, "error")),
     )
 
 
-def _decode_output(data: object, path: _Path) -> ModelOutput:
+def _decode_output(data: object, path: _Path, types: _Types = _NO_TYPES) -> ModelOutput:
     exact = _exact_dict(data)
     fields: dict[str, object] = (
         exact
@@ -879,7 +897,7 @@ def _decode_output(data: object, path: _Path) -> ModelOutput:
     usage = fields.get("usage")
     finish_reason = fields.get("finish_reason")
     return ModelOutput(
-        _decode_content(fields.get("content", _NO_PARTS), (path, "content")),
+        _decode_content(fields.get("content", _NO_PARTS), (path, "content"), types),
         requests,
         None if usage is None else _decode_usage(usage, (path, "usage")),
         None if finish_reason is None else _string(finish_reason, (path, "finish_reason")),
@@ -1084,6 +1102,33 @@ def _adapter(kind: type[object], path: _Path) -> pydantic.TypeAdapter[object]:
     return adapter
 
 
+def _dumped(value: object, where: str) -> JSON:
+    """A value of a caller's type as JSON, by pydantic."""
+    kind = type(value)
+    try:
+        dumped = _adapter(kind, where).dump_python(value, mode="json")
+    except CodecError:
+        raise
+    except Exception as error:  # a type's own serializers run here: any failure is theirs
+        raise CodecError(
+            f"{where}: pydantic cannot dump the {_type_name(kind)}: {error}"
+        ) from error
+    return _json(dumped, where)
+
+
+def _validated(kind: type[object], dumped: object, where: str) -> object:
+    """A value of `kind` rebuilt from its dump, by pydantic."""
+    try:
+        value = _adapter(kind, where).validate_python(dumped)
+    except CodecError:
+        raise
+    except Exception as error:  # validation runs the type's own code: any failure is bad data
+        raise CodecError(f"{where}: not a valid {_type_name(kind)}: {error}") from error
+    if type(value) is not kind:
+        _fail(where, f"validation gave a {_type_name(type(value))}, not a {_type_name(kind)}")
+    return value
+
+
 def _encode_state(state: object, types: Mapping[str, type[object]], path: _Path) -> dict[str, JSON]:
     if not isinstance(state, StageState):
         _fail(path, f"expected a StageState, got {_kind(state)}")
@@ -1099,16 +1144,10 @@ def _encode_state(state: object, types: Mapping[str, type[object]], path: _Path)
         where = f"{_render((path, 'values'))}[{_show(name)}]"
         if types.get(name) is not kind:
             _fail(where, f"no codec for a value of type {name}: pass the type in types=")
-        try:
-            dumped = _adapter(kind, where).dump_python(value, mode="json")
-        except CodecError:
-            raise
-        except Exception as error:  # a type's own serializers run here: any failure is theirs
-            raise CodecError(f"{where}: pydantic cannot dump the {name}: {error}") from error
-        values[name] = _json(dumped, where)
+        values[name] = _dumped(value, where)
     return {
-        "context": _encode_context(state.context, (path, "context")),
-        "result": _encode_content(state.result, (path, "result")),
+        "context": _encode_context(state.context, (path, "context"), types),
+        "result": _encode_content(state.result, (path, "result"), types),
         "usage": usage,
         "values": values,
     }
@@ -1132,17 +1171,9 @@ def _decode_state(data: object, types: Mapping[str, type[object]], path: _Path) 
         kind = types.get(name) if isinstance(name, str) else None
         if kind is None or kind is UsageTotals:
             _fail(where, f"no codec for a value of type {_show(name)}: pass the type in types=")
-        try:
-            value = _adapter(kind, where).validate_python(dumped)
-        except CodecError:
-            raise
-        except Exception as error:  # validation runs the type's own code: any failure is bad data
-            raise CodecError(f"{where}: not a valid {name}: {error}") from error
-        if type(value) is not kind:
-            _fail(where, f"validation gave a {_type_name(type(value))}, not a {name}")
-        values.append(value)
+        values.append(_validated(kind, dumped, where))
     return StageState(
-        context=_decode_context(fields.get("context", []), (path, "context")),
-        result=_decode_content(fields.get("result", []), (path, "result")),
+        context=_decode_context(fields.get("context", []), (path, "context"), types),
+        result=_decode_content(fields.get("result", []), (path, "result"), types),
         values=tuple(values),
     )

@@ -36,6 +36,7 @@ from returns.result import Failure, Result, Success
 from stagefx._codec import (
     CODEC_VERSION,
     JSON,
+    CodecError,
     canonical,
     decode_answer,
     decode_content,
@@ -235,12 +236,31 @@ class DurablePipeline:
                 ),
                 self._types,
             )
-        async with self._env() as env:
-            steps = env.updated(_Steps()).streaming_to(_reader.get())
-            outcome = await interpret(self.pipeline.node, initial, steps)
+        try:
+            async with self._env() as env:
+                steps = env.updated(_Steps()).streaming_to(_reader.get())
+                outcome = await interpret(self.pipeline.node, initial, steps)
+        except Exception as error:  # the user's factory (or its disposables) failed
+            raise self._failed(
+                f"its Env could not be built or closed: {describe(error)}", error, initial
+            ) from None
         if isinstance(outcome, StageException):
             raise _portable(outcome, self._types)
-        return encode_state(outcome, types=self._types)
+        try:
+            return encode_state(outcome, types=self._types)
+        except CodecError as error:
+            raise self._failed(
+                f"its final state cannot be stored (pass its types in types=): {error}",
+                error,
+                outcome,
+            ) from None
+
+    def _failed(self, why: str, error: Exception, state: StageState) -> PortableWorkflowError:
+        """A failure of the run itself, as every `execute` of its id raises it."""
+        failed = DurableRunError(
+            f"durable pipeline {self.name!r} failed: {why}", state=state, kind=type(error).__name__
+        )
+        return _portable(failed, self._types)
 
     async def _shape_record(self) -> dict[str, JSON]:
         return {"codec": CODEC_VERSION, "shape": self.shape, "pipeline": self.name}

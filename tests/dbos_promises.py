@@ -1,0 +1,77 @@
+"""Durable runs keep what `execute` promises, run in its own process by tests/test_dbos.py.
+
+`python -m tests.dbos_promises DB_URL OUT`: a run with structured output gives
+back its typed artifact, first run and looked-up alike; a run whose Env
+factory fails raises `DurableRunError` the first time as every later time.
+Writes what it saw to OUT as JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pydantic
+from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer
+
+from stagefx import Env, Stage, ctx
+from stagefx.dbos import DurableRunError, durable
+from stagefx.testing import ScriptedModel
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+typed = durable(
+    Stage.completion("who?", output=Person),
+    name="typed",
+    env=lambda: ctx.scope("typed", ScriptedModel('{"name": "Ada", "age": 36}')),
+    types=[Person],
+)
+
+
+@contextlib.asynccontextmanager
+async def broken_env() -> AsyncIterator[Env]:
+    raise ConnectionError("the vault is down")
+    yield Env()  # pragma: no cover  # a generator-based context manager needs a yield
+
+
+broken = durable(Stage.completion("hi"), name="broken", env=broken_env)
+
+
+async def main() -> str:
+    seen: dict[str, object] = {}
+    for attempt in ("first", "again"):
+        state = await typed.execute(workflow_id="typed-1")
+        artifact = state.result.artifact(Person)
+        seen[f"typed {attempt}"] = None if artifact is None else artifact.model_dump()
+        try:
+            await broken.execute(workflow_id="broken-1")
+        except DurableRunError as error:
+            seen[f"broken {attempt}"] = [type(error).__name__, error.kind, error.message]
+        except Exception as error:  # what the promise rules out
+            seen[f"broken {attempt}"] = [type(error).__name__, None, str(error)]
+    return json.dumps(seen)
+
+
+if __name__ == "__main__":
+    config: DBOSConfig = {
+        "name": "stagefx-durable-promises-test",
+        "system_database_url": sys.argv[1],
+        "executor_id": "promises",
+        "serializer": DBOSPortableJSONSerializer(),
+        "log_level": "WARNING",
+        "notification_listener_polling_interval_sec": 0.05,
+    }
+    DBOS(config=config)
+    DBOS.launch()
+    try:
+        Path(sys.argv[2]).write_text(anyio.run(main))
+    finally:
+        DBOS.destroy()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -741,3 +741,49 @@ async def test_a_prune_that_cannot_write_changes_nothing(tmp_path: Path) -> None
         recorder.prune()  # what it keeps holds a key-shaped string: not written
     assert cassette.read_bytes() == before
     assert len(recorder.unused()) == 1
+
+
+async def test_recording_a_long_run_writes_in_linear_time_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past a few hundred calls a recorded call goes to the cassette's journal,
+    which is folded in as it grows: rewrites stay few, every call is readable
+    at once, and the cassette holds them all once its Recorder is gone."""
+    import gc
+
+    from stagefx.testing import _recorder
+
+    writes: list[int] = []
+    write = _recorder._write  # pyright: ignore[reportPrivateUsage]  # counted, not changed
+
+    def counted(
+        path: Path,
+        calls: list[tuple[tuple[bytes, bytes], list[tuple[bytes, bytes | None]]]],
+        secrets: Iterable[str] = (),
+    ) -> None:
+        writes.append(sum(len(answers) for _, answers in calls))
+        write(path, calls, secrets)
+
+    monkeypatch.setattr(_recorder, "_write", counted)
+    cassette = tmp_path / "long.json"
+    calls = 600
+
+    def more(*, state: StageState, iteration: int) -> bool:
+        return iteration < calls
+
+    ask = Stage.loop(Stage.completion("q").with_volatile_context(), condition=more)
+    recorder = Recorder(cassette)
+    await ask.execute(env=Env.of(ScriptedModel(*(["a"] * calls)), recorder))
+    assert len(writes) <= 256 + 4  # each call while small, then only as the journal doubles
+    # Past the first 256, answers written per call recorded stay bounded: linear, not quadratic.
+    assert sum(writes[256:]) <= 3 * (calls - 256)
+    pending = cassette.with_name(f".{cassette.name}.journal")
+    assert pending.exists()
+    replay = Recorder(cassette, mode="replay")  # a Recorder reads the journal too
+    await ask.execute(env=Env.of(ScriptedModel(), replay))
+    with pending.open("ab") as journal:
+        journal.write(b'{"model": {"provi')  # a line torn by a crash is skipped
+    del recorder, replay
+    gc.collect()
+    assert not pending.exists()  # folded in when its Recorder went
+    assert len(json.loads(cassette.read_text())["calls"]) == calls

@@ -8,10 +8,12 @@ the order concurrent calls arrive in, and it holds no header or key.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import ClassVar, Literal, TypeAlias, cast, final
@@ -123,6 +125,12 @@ class _Cassette(msgspec.Struct, gc=False):
 
 
 _READ = msgspec.json.Decoder(_Cassette)
+_READ_CALL = msgspec.json.Decoder(_Call)
+_REWRITTEN_UP_TO = 256
+"""A cassette of up to this many answers is rewritten whole after each
+recorded call (it is complete at every moment); a larger one takes new calls
+in its journal until they are half as many as it holds, and is then
+rewritten with them, so recording a long run costs linear time, not quadratic."""
 
 
 def _parsed(raw: bytes) -> JSON:
@@ -142,8 +150,12 @@ class Recorder(CallLayer):
     Put it in the Env beside the model: `ctx.scope("test", config, recorder,
     disposables=(OpenAI(),))`. Calls match by a canonical form of the request
     and of the model's `fingerprint` (API, model name, options), not by order;
-    identical calls replay in the order they were recorded. The cassette is
-    rewritten (atomically) after each recorded call, never by a replay.
+    identical calls replay in the order they were recorded. Each recorded call
+    is written as it is recorded (a replay never writes): the cassette is
+    rewritten atomically, or, once it holds hundreds of calls, the call is
+    appended to its journal (`.<name>.journal` beside it), which every
+    Recorder reads too and which is folded into the cassette when this
+    Recorder goes or the process exits.
     `secrets` adds strings that must never be written; the model's own
     `secrets()`, API-key-shaped strings and the values of environment
     variables named like keys are refused too.
@@ -173,7 +185,15 @@ class Recorder(CallLayer):
         # Every key a call matches by, to the call. Until checked, a call's key is
         # as read, canonical if the file is as a Recorder writes it; after, a call
         # written by hand is found by its canonical key and with its defaults filled in.
-        self._calls: dict[_Key, _Recorded] = self._load() if exists and mode != "record" else {}
+        self._calls: dict[_Key, _Recorded] = _read(self.path) if exists and mode != "record" else {}
+        self._written = (
+            sum(len(call.answers) for call in self._recorded_in(self._calls))
+            if exists and mode != "record"
+            else -1
+        )
+        """Answers the cassette file holds (-1: it is to be overwritten); the rest are journaled."""
+        self._journaled = 0
+        self._folds = False  # whether its journal is to be folded in when it goes
         self._checked = not self._calls
         self._broken: list[str] = []  # calls whose request does not decode, found when checked
         self._by_request: dict[bytes, list[_Recorded]] | None = None  # for an Env with no model
@@ -259,9 +279,10 @@ class Recorder(CallLayer):
             calls = self._recorded()
             dropped = sum(call.left for call in calls)
             if dropped:
-                self._write([(call.key, call.answers[: call.replayed]) for call in calls])
+                _write(self.path, [(call.key, call.answers[: call.replayed]) for call in calls])
                 for call in calls:  # written: now drop them here too
                     del call.answers[call.replayed :]
+                self._written, self._journaled = sum(call.replayed for call in calls), 0
                 self._calls = {key: call for key, call in self._calls.items() if call.answers}
                 self._by_request = None
             return dropped
@@ -341,9 +362,15 @@ class Recorder(CallLayer):
 
     def _recorded(self) -> list[_Recorded]:
         """Each recorded call once (several keys may find one), in the order first read."""
-        return list({id(call): call for call in self._calls.values()}.values())
+        return self._recorded_in(self._calls)
+
+    @staticmethod
+    def _recorded_in(calls: dict[_Key, _Recorded]) -> list[_Recorded]:
+        return list({id(call): call for call in calls.values()}.values())
 
     def _record(self, key: _Key, answer: _Answer, model: GenerativeModel) -> None:
+        """Keep a recorded answer: a line appended to the journal, or, once the
+        journal holds as many as half the cassette, the whole cassette rewritten."""
         with self._lock:
             call = self._calls.get(key)  # after its recorded answers: written with them
             if call is None:
@@ -351,10 +378,12 @@ class Recorder(CallLayer):
                 self._by_request = None
             call.answers.append(answer)
             call.replayed = len(call.answers)  # recorded by this run: used
+            secrets = (*self._secrets, *_secrets_of(model))
             try:
-                self._write(
-                    [(each.key, each.answers) for each in self._recorded()], _secrets_of(model)
-                )
+                if self._written < _REWRITTEN_UP_TO or self._journaled >= self._written // 2:
+                    self._rewrite(secrets)
+                else:
+                    self._journal(key, answer, secrets)
             except ValueError:
                 call.answers.pop()
                 call.replayed -= 1
@@ -363,67 +392,21 @@ class Recorder(CallLayer):
                     self._by_request = None
                 raise
 
-    def _write(
-        self, calls: list[tuple[_Key, list[_Answer]]], model_secrets: Iterable[str] = ()
-    ) -> None:
-        document = {
-            "format": "stagefx cassette",
-            "version": CASSETTE_VERSION,
-            "calls": [
-                {
-                    "model": msgspec.Raw(key[0]),
-                    "request": msgspec.Raw(key[1]),
-                    "answer": msgspec.Raw(answer),
-                    **({} if deltas is None else {"deltas": msgspec.Raw(deltas)}),
-                }
-                for key, answers in sorted(calls, key=lambda call: call[0])
-                for answer, deltas in answers
-            ],
-        }
-        # Each part is JSON already: the encoder splices it in, then the whole is indented.
-        text = msgspec.json.format(_WRITE.encode(document), indent=2).decode("utf-8") + "\n"
-        _refuse_secrets(text, (*self._secrets, *model_secrets))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, self.path)
+    def _rewrite(self, secrets: Iterable[str]) -> None:
+        calls = self._recorded()
+        _write(self.path, [(call.key, call.answers) for call in calls], secrets)
+        self._written = sum(len(call.answers) for call in calls)
+        self._journaled = 0
 
-    def _load(self) -> dict[_Key, _Recorded]:
-        """The cassette's calls; whitespace goes in one pass over the file, so
-        each part is compact JSON, as written (canonical if not hand-edited)."""
-        try:
-            text = self.path.read_bytes()
-            if not text.isascii():  # checked once here: msgspec leaves raw parts unchecked
-                text.decode("utf-8")
-            cassette = _READ.decode(msgspec.json.format(text, indent=-1))
-        except OSError as error:
-            raise ValueError(f"cassette {self.path} cannot be read: {error}") from error
-        except UnicodeDecodeError as error:
-            raise ValueError(f"cassette {self.path} is not UTF-8: {error}") from error
-        except msgspec.DecodeError as error:  # its message says where: `$.calls[3]`
-            raise ValueError(f"cassette {self.path} is not a stagefx cassette: {error}") from error
-        except RecursionError as error:
-            raise ValueError(f"cassette {self.path} is nested too deeply") from error
-        if cassette.version != CASSETTE_VERSION:
-            raise ValueError(
-                f"cassette {self.path} is of version {cassette.version}; "
-                f"this stagefx reads version {CASSETTE_VERSION}"
-            )
-        calls: dict[_Key, _Recorded] = {}
-        models: dict[bytes, bytes] = {}  # one copy of each model's fingerprint
-        last, model = msgspec.Raw(), b""
-        for read in cassette.calls:
-            if read.model != last:  # sorted by model first: mostly the one before's
-                last = read.model
-                model = bytes(last)
-                model = models.setdefault(model, model)
-            key = (model, bytes(read.request))
-            call = calls.get(key)
-            if call is None:
-                call = calls[key] = _Recorded(key, [])
-            deltas = bytes(read.deltas) or None
-            call.answers.append((bytes(read.answer), deltas))
-        return calls
+    def _journal(self, key: _Key, answer: _Answer, secrets: Iterable[str]) -> None:
+        line = _WRITE.encode(_entry(key, *answer)) + b"\n"
+        _refuse_secrets(line.decode("utf-8"), secrets)
+        with _journal_of(self.path).open("ab") as journal:
+            journal.write(line)
+        self._journaled += 1
+        if not self._folds:  # folded in when this Recorder goes, or at exit
+            weakref.finalize(self, _fold, self.path)
+            self._folds = True
 
     def _miss(self, key: _Key) -> ReplayMissError:
         wanted = _shown(key)
@@ -468,6 +451,109 @@ def _deltas(recorded: bytes) -> list[str]:
     if isinstance(read, list) and all(isinstance(delta, str) for delta in cast(list[object], read)):
         return cast(list[str], read)
     return []
+
+
+def _journal_of(path: Path) -> Path:
+    """Where calls recorded since the cassette was last written wait, one a line."""
+    return path.with_name(f".{path.name}.journal")
+
+
+def _read(path: Path) -> dict[_Key, _Recorded]:
+    """The cassette's calls, then those its journal holds (a torn last line, left
+    by a crash mid-write, is skipped). Whitespace goes in one pass over the
+    file, so each part is compact JSON, as written (canonical if not hand-edited)."""
+    try:
+        text = path.read_bytes()
+        if not text.isascii():  # checked once here: msgspec leaves raw parts unchecked
+            text.decode("utf-8")
+        cassette = _READ.decode(msgspec.json.format(text, indent=-1))
+    except OSError as error:
+        raise ValueError(f"cassette {path} cannot be read: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"cassette {path} is not UTF-8: {error}") from error
+    except msgspec.DecodeError as error:  # its message says where: `$.calls[3]`
+        raise ValueError(f"cassette {path} is not a stagefx cassette: {error}") from error
+    except RecursionError as error:
+        raise ValueError(f"cassette {path} is nested too deeply") from error
+    if cassette.version != CASSETTE_VERSION:
+        raise ValueError(
+            f"cassette {path} is of version {cassette.version}; "
+            f"this stagefx reads version {CASSETTE_VERSION}"
+        )
+    calls: dict[_Key, _Recorded] = {}
+    models: dict[bytes, bytes] = {}  # one copy of each model's fingerprint
+    last, model = msgspec.Raw(), b""
+    for read in [*cassette.calls, *_journaled(path)]:
+        if read.model != last:  # sorted by model first: mostly the one before's
+            last = read.model
+            model = bytes(last)
+            model = models.setdefault(model, model)
+        key = (model, bytes(read.request))
+        call = calls.get(key)
+        if call is None:
+            call = calls[key] = _Recorded(key, [])
+        call.answers.append((bytes(read.answer), bytes(read.deltas) or None))
+    return calls
+
+
+def _journaled(path: Path) -> list[_Call]:
+    try:
+        lines = _journal_of(path).read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise ValueError(f"the journal of cassette {path} cannot be read: {error}") from error
+    calls: list[_Call] = []
+    for line in lines:
+        try:
+            line.decode("utf-8")
+            calls.append(_READ_CALL.decode(line))
+        except (UnicodeDecodeError, msgspec.DecodeError, RecursionError):
+            continue  # a line torn by a crash mid-write: that call was not recorded
+    return calls
+
+
+def _entry(key: _Key, answer: bytes, deltas: bytes | None) -> dict[str, msgspec.Raw]:
+    entry = {
+        "model": msgspec.Raw(key[0]),
+        "request": msgspec.Raw(key[1]),
+        "answer": msgspec.Raw(answer),
+    }
+    if deltas is not None:
+        entry["deltas"] = msgspec.Raw(deltas)
+    return entry
+
+
+def _write(
+    path: Path, calls: list[tuple[_Key, list[_Answer]]], secrets: Iterable[str] = ()
+) -> None:
+    """The whole cassette, written atomically; its journal is then folded in."""
+    document = {
+        "format": "stagefx cassette",
+        "version": CASSETTE_VERSION,
+        "calls": [
+            _entry(key, answer, deltas)
+            for key, answers in sorted(calls, key=lambda call: call[0])
+            for answer, deltas in answers
+        ],
+    }
+    # Each part is JSON already: the encoder splices it in, then the whole is indented.
+    text = msgspec.json.format(_WRITE.encode(document), indent=2).decode("utf-8") + "\n"
+    _refuse_secrets(text, secrets)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    _journal_of(path).unlink(missing_ok=True)
+
+
+def _fold(path: Path) -> None:
+    """Fold a cassette's journal into it (at exit, or when its Recorder goes):
+    what was recorded is already safe in the journal, so a failure here loses
+    nothing; the next Recorder of this cassette reads the journal too."""
+    with contextlib.suppress(Exception):
+        if _journal_of(path).exists():
+            _write(path, [(call.key, call.answers) for call in _read(path).values()])
 
 
 def _shown(key: _Key) -> dict[str, JSON]:

@@ -33,6 +33,7 @@ from stagefx import (
     tool,
 )
 from stagefx._codec import encode_state
+from stagefx._model import close_stream
 from stagefx.testing import Recorder, ScriptedModel, VirtualClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
@@ -54,9 +55,13 @@ class Tag(CallLayer):
 
     async def model_stream(self, request: ModelRequest, env: Env, inner: ModelPath) -> ModelStream:
         self.seen.append(f"{self.name}>")
-        async for item in inner.stream(request, env):
-            yield item
-        self.seen.append(f"<{self.name}")
+        stream = inner.stream(request, env)
+        try:
+            async for item in stream:
+                yield item  # the answer is read last: what follows runs as the stream closes
+        finally:
+            await close_stream(stream)
+            self.seen.append(f"<{self.name}")
 
 
 async def test_layers_nest_in_the_documented_order_whatever_the_env_order() -> None:

@@ -23,7 +23,7 @@ import attrs
 
 from stagefx._clock import Clock, SystemClock
 from stagefx._events import EventSink
-from stagefx._secrets import redact
+from stagefx._secrets import redact, scrub
 from stagefx._tracing import NoopTracer, Tracer, current_span, is_tracing
 
 __all__ = ["Env", "HoldsSecrets", "ambient", "ctx", "derived", "resolved"]
@@ -105,15 +105,26 @@ class Env:
         )
 
     def streaming_to(self, events: EventSink | None) -> Env:
-        """A copy whose nodes emit their events to `events`."""
-        return attrs.evolve(self, events=events)
+        """A copy whose nodes emit their events to `events`; what `derived`
+        worked out from the providers (the same) is shared, not worked out again."""
+        streaming = attrs.evolve(self, events=events)
+        object.__setattr__(streaming, "_derived", self._derived)  # frozen: set once, here
+        return streaming
 
     def secrets(self) -> tuple[str, ...]:
         """Every string a provider in this Env says must never be written (API keys)."""
         found: list[str] = []
         for provider in self.providers:
             if isinstance(provider, HoldsSecrets):  # nominal, never by shape
-                found.extend(secret for secret in provider.secrets() if secret)
+                try:
+                    held = tuple(provider.secrets())
+                except Exception:  # a provider's bug must not stop failures being reported
+                    continue
+                found.extend(
+                    secret
+                    for secret in cast("tuple[object, ...]", held)  # the provider's: anything
+                    if isinstance(secret, str) and secret
+                )
         return tuple(found)
 
     def get(self, kind: type[T]) -> T | None:
@@ -202,12 +213,13 @@ class _Context:
         if not _logger.isEnabledFor(level):
             return
         env = _ambient.get()
-        safe = redact(attributes, () if env is None else env.secrets())
+        secrets = () if env is None else env.secrets()
+        safe = redact(attributes, secrets)
         span = current_span()
         _logger.log(
             level,
             "%s %s",
-            message,
+            scrub(message, secrets),
             " ".join(f"{key}={value!r}" for key, value in safe.items()),
             extra={
                 "stagefx_scope": env.name if env is not None else None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 
+from stagefx._secrets import scrub
 from stagefx._state import StageState
 from stagefx._usage import UsageTotals
 
@@ -67,6 +68,21 @@ class StageException(Exception):
         """The tokens spent up to this failure (kept in its state)."""
         return self.state.get(UsageTotals, UsageTotals())
 
+    def scrubbed(self, secrets: tuple[str, ...]) -> StageException:
+        """A copy whose message holds none of `secrets` (nor anything else
+        stagefx's secret policy keeps out): failure messages reach logs, spans
+        and people. The cause it chains to is the original."""
+        message = scrub(self.message, secrets)
+        if message == self.message:
+            return self
+        scrubbed = copy.copy(self)
+        scrubbed.message = message
+        scrubbed.args = (message,)
+        scrubbed.__cause__ = self.__cause__
+        scrubbed.__context__ = self.__context__
+        scrubbed.__traceback__ = self.__traceback__
+        return scrubbed
+
     def located(self, name: str) -> StageException:
         """A copy whose path starts with `name` (the enclosing named stage)."""
         located = copy.copy(self)
@@ -102,7 +118,7 @@ class StageExecutionError(StageException):
         """`error` as a failure value; a `StageException` passes through unchanged."""
         if isinstance(error, StageException):
             return error
-        wrapped = cls(describe(error), state=state)
+        wrapped = cls(scrub(describe(error)), state=state)  # credentials of the environment out
         wrapped.__cause__ = error
         return wrapped
 

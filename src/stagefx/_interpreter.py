@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import cast
 
+import anyio
+
 from stagefx._env import Env
 from stagefx._errors import StageException
 from stagefx._nodes._base import Frame, Next, Node, Outcome, Within, run_leaf
@@ -126,6 +128,20 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
                 tracing = env.tracer_active
 
 
+def _overrides(raised: BaseException) -> bool:
+    """Whether what a frame raised while unwinding replaces what unwound: not
+    its own errors, nor cancellations (alone or grouped with them)."""
+    cancelled = anyio.get_cancelled_exc_class()
+
+    def harmless(each: BaseException) -> bool:
+        return isinstance(each, Exception | cancelled)
+
+    if isinstance(raised, BaseExceptionGroup):
+        group = cast("BaseExceptionGroup[BaseException]", raised)
+        return group.split(harmless)[1] is not None
+    return not harmless(raised)
+
+
 async def _unwind(stack: list[Frame], error: BaseException) -> tuple[Outcome, Env | None]:
     """Abort frames from the top until one absorbs `error` and gives the
     outcome to go on with (and the Env to go on in, if frames left one);
@@ -137,8 +153,10 @@ async def _unwind(stack: list[Frame], error: BaseException) -> tuple[Outcome, En
             restored = frame.env
         try:
             absorbed = await frame.abort(error)
-        except BaseException as replaced:  # a frame's own exit raised: unwind that instead
-            error = replaced
+        except BaseException as replaced:
+            if not _overrides(replaced):  # a frame's clean-up failed: `error` still unwinds
+                continue
+            error = replaced  # an interrupt or an exit: unwind that instead
             continue
         if absorbed is not None:
             return absorbed, restored

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Mapping
-from typing import Literal, TypeAlias, final
+from typing import Literal, TypeAlias, cast, final
 
 import attrs
 
@@ -28,6 +29,9 @@ __all__ = [
     "ModelRequest",
     "ModelStream",
     "ModelStreamItem",
+    "NO_ANSWER",
+    "answer_of",
+    "close_stream",
     "OutputSpec",
     "ToolSpec",
     "model_error",
@@ -91,9 +95,39 @@ class ModelRequest:
 
 ModelStreamItem: TypeAlias = "str | ModelOutput | ModelFailure"
 """What a model's stream yields: text deltas as they arrive, then its whole
-answer, last (a `ModelOutput` whose text is the deltas joined, or a failure)."""
+answer (a `ModelOutput` whose text, `content.as_string()`, is the deltas
+joined, or a failure). The answer is the first item that is not a `str`;
+the stream is closed once it has come."""
 
 ModelStream: TypeAlias = AsyncIterator[ModelStreamItem]
+
+
+async def answer_of(stream: ModelStream) -> object:
+    """A stream's answer: its first item that is not text (None if it has none).
+    The stream is closed after it, whatever happens."""
+    try:
+        async for item in stream:
+            if not isinstance(item, str):
+                return item
+        return None
+    finally:
+        await close_stream(stream)
+
+
+async def close_stream(stream: object) -> None:
+    """Close a model stream (its HTTP response, its layers' resources): an
+    async generator's `aclose`, or a coroutine given in its place."""
+    if inspect.iscoroutine(stream):
+        stream.close()
+        return
+    close: object = getattr(stream, "aclose", None)
+    if callable(close):
+        closed = close()
+        if inspect.isawaitable(closed):
+            await closed
+
+
+NO_ANSWER = "a model gave no answer (generate returned None, or its stream ended without one)"
 
 
 class GenerativeModel(HoldsSecrets):
@@ -109,21 +143,11 @@ class GenerativeModel(HoldsSecrets):
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
         """Answer `request`; `env` gives access to configs and other providers.
-        Default: `stream`'s last item."""
+        Default: `stream`'s answer (its first item that is not text)."""
         if type(self).stream is GenerativeModel.stream:
             raise NotImplementedError(f"{type(self).__name__} must define generate() or stream()")
-        last: ModelStreamItem | None = None
-        items = self.stream(request, env)
-        try:
-            async for item in items:
-                last = item
-        finally:
-            close = getattr(items, "aclose", None)  # a generator's: its resources go now
-            if close is not None:
-                await close()
-        if last is None or isinstance(last, str):
-            raise TypeError(f"{type(self).__name__}.stream() did not end with its answer")
-        return last
+        answer = await answer_of(self.stream(request, env))
+        return cast("ModelOutput | ModelFailure", answer)  # checked by the model boundary
 
     async def stream(self, request: ModelRequest, env: Env) -> ModelStream:
         """Answer `request` as it is produced: text deltas (`str`), then the

@@ -19,9 +19,10 @@ delta of the whole text if the stream gave none) and keeps its last item.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias, final
 
+import anyio.lowlevel
 import attrs
 import pydantic_core
 
@@ -31,11 +32,13 @@ from stagefx._env import Env, derived
 from stagefx._errors import MissingEnvironmentError, StageException
 from stagefx._events import EventSink, PartialOutput, TextDelta
 from stagefx._model import (
+    NO_ANSWER,
     GenerativeModel,
     ModelFailure,
     ModelRequest,
     ModelStream,
     ModelStreamItem,
+    close_stream,
     missing_model,
     model_error,
 )
@@ -56,7 +59,6 @@ __all__ = [
     "ToolPath",
     "call_model",
     "call_tool",
-    "close_stream",
     "text_of",
 ]
 
@@ -78,6 +80,11 @@ class CallLayer:
 
     Subclass it and override what you need; each method passes the call on
     to `inner` by default. `place` says where it stands (`LAYER_ORDER`).
+    A layer that reads `inner.stream(...)` itself closes it when it is done or
+    left (`try`/`finally` with `aclose`, or `contextlib.aclosing`): the
+    boundary closes only the stream it is given, as soon as its answer (the
+    first item that is not text) has come, so a layer's code after yielding
+    the answer runs only in a `finally`.
     A `StageException` a layer raises becomes the stage's failure, carrying
     the stage's state; anything else it raises, a failure with it as cause.
     """
@@ -121,11 +128,11 @@ class Known:
         return self.items[self._at - 1]
 
     def answer(self) -> object:
-        """The last item, which must be the only one that is not text."""
-        *deltas, last = self.items or ("",)
-        if type(last) is str or (deltas and any(type(delta) is not str for delta in deltas)):
-            raise TypeError("a known stream must be text deltas, then one answer")
-        return last
+        """Its answer: the first item that is not text (None: none)."""
+        for item in self.items:
+            if not isinstance(item, str):
+                return item
+        return None
 
 
 @final
@@ -250,36 +257,46 @@ async def call_model(
     state: StageState,
     env: Env,
     attributes: Mapping[str, str | int | bool] | None = None,
+    *,
+    quiet: bool = False,
 ) -> tuple[ModelOutput, StageState] | StageException:
     """Ask the Env's model through its layers; the answer and `state` with its
     usage added, or a failure carrying `state` (and so the usage spent before
-    this call). `attributes` are added to the call's span (an output retry's
-    number); the span also gets the time to the first delta of a streamed call."""
+    this call), its message scrubbed of the Env's secrets. `attributes` are
+    added to the call's span (an output retry's number); the span also gets
+    the time to the first delta of a streamed call. A `quiet` call (a router's
+    choice: not text for the reader) emits no events."""
     path = derived(env, _path)
     if path is None:
         return missing_model(state)
     if not env.tracer_active:
         try:
-            answer = await _answer(path, request, env, None)
+            answer = await _answer(path, request, env, None, quiet)
         except Exception as error:
-            return _failed(error, state)
-        return _settled(answer, state)
+            await anyio.lowlevel.checkpoint_if_cancelled()  # an error raised while cancelled
+            return _failed(error, state, env)
+        return _settled(answer, state, env)
     span = open_span(env.tracer, env.clock.now, "generate")
     if attributes:
         span.attributes.update(attributes)
     first: list[float] = []
     try:
-        answer = await _answer(path, request, env, first)
+        answer = await _answer(path, request, env, first, quiet)
     except Exception as error:
-        outcome = _failed(error, state)
+        outcome = _failed(error, state, env)
         close_span(span, outcome)
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()  # an error raised while cancelled
+        except BaseException as cancelled:
+            close_span_raised(span, cancelled)
+            raise
         return outcome
     except BaseException as error:
         close_span_raised(span, error)
         raise
     if first:
         span.attributes["time_to_first_delta_ms"] = round((first[0] - span.start) * 1000, 3)
-    settled = _settled(answer, state)
+    settled = _settled(answer, state, env)
     if isinstance(settled, StageException):
         if isinstance(answer, ModelFailure):
             span.attributes["failure"] = answer.kind
@@ -300,45 +317,46 @@ async def call_model(
 
 
 async def _answer(
-    path: ModelPath, request: ModelRequest, env: Env, first: list[float] | None
+    path: ModelPath, request: ModelRequest, env: Env, first: list[float] | None, quiet: bool
 ) -> object:
-    """The stream's last item, its text deltas emitted on the way (with the
-    structured output they add up to, when one is asked for)."""
-    if path.model is not None and path.bare and env.events is None:
+    """The stream's answer (its first item that is not text), its text deltas
+    emitted on the way (with the structured output they add up to, when one
+    is asked for), unless the call is `quiet`. The stream is closed after it."""
+    events = None if quiet else env.events
+    if path.model is not None and path.bare and events is None:
         return as_json(await path.model.generate(request, env))  # no layer, no reader: whole
-    events = env.events
     stream = path.stream(request, env)
     if events is None and type(stream) is Known:  # an answer at hand, which nobody streams
         return stream.answer()
     partial = _Partial(events, request) if events is not None else None
-    last: object = None
-    streamed = False
+    answer: object = None
+    deltas: list[str] = []
     try:
         async for item in stream:
-            if last is not None:
-                raise TypeError("a model's stream went on after its answer")
-            if type(item) is not str:
-                last = item
+            if not isinstance(item, str):
+                answer = item
+                break
+            text = str.__str__(item)  # a str subclass's own methods are not trusted
+            if not text:
                 continue
-            if not streamed and first is not None:
+            if not deltas and first is not None:
                 first.append(env.clock.now())
-            streamed = True
-            if events is not None and item:
-                events.emit(TextDelta(item, events.path))
+            deltas.append(text)
+            if events is not None:
+                events.emit(TextDelta(text, events.path))
                 if partial is not None:
-                    partial.add(item)
-    except BaseException:  # left early: close what the stream holds (a finished one holds nothing)
+                    partial.add(text)
+    finally:
         await close_stream(stream)
-        raise
-    if last is None:
-        raise TypeError("a model's stream ended without its answer")
-    if events is not None and not streamed and isinstance(last, ModelOutput):
-        text = text_of(last)
+    if deltas and isinstance(answer, ModelOutput) and "".join(deltas) != text_of(answer):
+        raise ValueError("a model's stream gave deltas that do not join to its answer's text")
+    if events is not None and not deltas and isinstance(answer, ModelOutput):
+        text = text_of(answer)
         if text:  # a whole answer: its text as one delta
             events.emit(TextDelta(text, events.path))
             if partial is not None:
                 partial.add(text)
-    return last
+    return answer
 
 
 @final
@@ -359,7 +377,7 @@ class _Partial:
         self._text += delta
         try:
             value: object = pydantic_core.from_json(self._text, allow_partial="trailing-strings")
-        except ValueError:  # not JSON (yet, or at all): the final parse says why
+        except Exception:  # not JSON (yet, or at all: a lone surrogate): the final parse says why
             return
         if value != self._last:
             self._last = value
@@ -370,33 +388,29 @@ _NOTHING = object()
 
 
 def text_of(output: ModelOutput) -> str:
-    """An answer's text as a stream gives it: its text parts, joined."""
-    return "".join(part.text for part in output.content.texts())
+    """An answer's text, as its stream's deltas join to and a cache gives it."""
+    return output.content.as_string()
 
 
-async def close_stream(stream: AsyncIterator[ModelStreamItem]) -> None:
-    """Close a stream left early (its HTTP response, its layers' resources)."""
-    close: object = getattr(stream, "aclose", None)
-    if callable(close):
-        closed = close()
-        if isinstance(closed, Awaitable):
-            await closed
-
-
-def _failed(error: Exception, state: StageState) -> StageException:
+def _failed(error: Exception, state: StageState, env: Env) -> StageException:
     if isinstance(error, StageException):  # a layer's own failure: give it the stage's state
         located = copy.copy(error)
         located.state = state
-        return located
-    return failure(error, state)
+        return located.scrubbed(env.secrets())
+    return failure(error, state).scrubbed(env.secrets())
 
 
-def _settled(answer: object, state: StageState) -> tuple[ModelOutput, StageState] | StageException:
+def _settled(
+    answer: object, state: StageState, env: Env
+) -> tuple[ModelOutput, StageState] | StageException:
     if isinstance(answer, ModelFailure):
-        return model_error(answer, state)
+        return model_error(answer, state).scrubbed(env.secrets())
     if not isinstance(answer, ModelOutput):
+        got = type(answer).__name__
         wrong = TypeError(
-            f"a model must answer with ModelOutput or ModelFailure, got {type(answer).__name__}"
+            NO_ANSWER
+            if answer is None
+            else f"a model must answer with ModelOutput or ModelFailure, got {got}"
         )
         return failure(wrong, state)
     if answer.usage is None:

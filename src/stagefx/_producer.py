@@ -41,6 +41,12 @@ async def produced(
                     yield item
     except BaseExceptionGroup as group:
         left, rest = group.split(GeneratorExit)
+        if (
+            rest is not None
+            and len(rest.exceptions) == 1
+            and not isinstance(rest.exceptions[0], BaseExceptionGroup)
+        ):
+            raise rest.exceptions[0] from None  # KeyboardInterrupt as it is, not in a group
         if rest is not None:
             raise rest from None
         if left is not None:  # the reader left: the producer is cancelled and done

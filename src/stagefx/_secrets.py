@@ -98,8 +98,13 @@ def redact(attributes: Mapping[str, object], secrets: Iterable[str] = ()) -> dic
             safe[key] = "***"
         elif isinstance(value, str):
             safe[key] = scrub(value, known)
-        else:
+        elif value is None or isinstance(value, bool | int | float):
             safe[key] = value
+        else:  # a container or an object: its text, scrubbed (its repr may hold anything)
+            try:
+                safe[key] = scrub(repr(value), known)
+            except Exception:
+                safe[key] = "<unprintable>"
     return safe
 
 

@@ -577,8 +577,8 @@ class Stage:
         `Retrying`, and always last `Finished`, whose `outcome` is what
         `attempt` gives. Nothing but cancellation is raised.
 
-        Iterate inside `contextlib.aclosing(...)`: leaving the loop then
-        cancels the run at once (its model streams closed, no task left).
+        Iterate inside `contextlib.aclosing(...)`, from one task: leaving the
+        loop then cancels the run at once (its model streams closed, no task left).
 
         Example:
             ```python

@@ -155,7 +155,7 @@ class _Completion(Node):
                 name, cause = fatal[0]
                 stopped = ToolError(f"tool {name!r} failed: {describe(cause)}", state=spent)
                 stopped.__cause__ = cause
-                return stopped
+                return stopped.scrubbed(env.secrets())  # a tool may echo a credential
             context = (*context, ModelInput(tool_responses=responses))
             if asked > settings.tool_rounds:
                 return ToolRoundsExceededError(

@@ -147,7 +147,7 @@ async def _ask_model(
         else state.context,
         output=OutputSpec(mode="text"),
     )
-    answered = await call_model(request, state, env)
+    answered = await call_model(request, state, env, quiet=True)  # its choice is no text to show
     if not isinstance(answered, tuple):
         return answered
     answer, spent = answered

@@ -59,7 +59,7 @@ class ToolCall(Node):
             name, cause = fatal[0]
             stopped = ToolError(f"tool {name!r} failed: {describe(cause)}", state=state)
             stopped.__cause__ = cause
-            return stopped
+            return stopped.scrubbed(env.secrets())  # a tool may echo a credential
         return state.updated(
             context=(
                 *state.context,

@@ -52,8 +52,8 @@ from stagefx._env import Env
 from stagefx._errors import MissingEnvironmentError, StageException, describe
 from stagefx._events import EventSink, StageEvent
 from stagefx._interpreter import interpret
-from stagefx._model import ModelFailure, ModelRequest, ModelStream
-from stagefx._model_call import CallLayer, LayerPlace, ModelPath, ToolPath, close_stream
+from stagefx._model import ModelFailure, ModelRequest, ModelStream, close_stream
+from stagefx._model_call import CallLayer, LayerPlace, ModelPath, ToolPath
 from stagefx._schema import ValidationFailure
 from stagefx._secrets import scrub
 from stagefx._stage import Stage

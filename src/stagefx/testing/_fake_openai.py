@@ -473,9 +473,7 @@ class FakeOpenAIServer:
                     return await self._strike(
                         request, response, fault, chat_api, response_id, index
                     )
-                await self._send(
-                    response, event, response_id, index, last=index == len(events) - 1
-                )
+                await self._send(response, event, response_id, index, last=index == len(events) - 1)
                 deltas += event.delta
             await response.write_eof()
         except ConnectionResetError:  # the client left mid-stream, as clients may

@@ -65,7 +65,7 @@ class ScriptedModel(GenerativeModel):
         """The next scripted answer, its text in deltas of `chunk_size` characters."""
         answer = await self.generate(request, env)
         if isinstance(answer, ModelOutput) and self._chunk_size is not None:
-            text = "".join(part.text for part in answer.content.texts())
+            text = answer.content.as_string()
             for start in range(0, len(text), self._chunk_size):
                 yield text[start : start + self._chunk_size]
         yield answer

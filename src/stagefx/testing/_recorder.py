@@ -35,8 +35,8 @@ from stagefx._codec import (
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import MissingEnvironmentError, StageException
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
-from stagefx._model_call import CallLayer, Known, LayerPlace, ModelPath, close_stream
+from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream, close_stream
+from stagefx._model_call import CallLayer, Known, LayerPlace, ModelPath
 from stagefx._secrets import held_secret
 from stagefx._state import StageState
 

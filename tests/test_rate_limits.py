@@ -11,11 +11,15 @@ import functools
 import heapq
 import itertools
 import math
+import threading
+import time
 from collections.abc import Callable, Sequence
 
 import anyio
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stagefx import (
     Clock,
@@ -30,6 +34,7 @@ from stagefx import (
     ModelToolRequest,
     MultimodalContent,
     OutputSpec,
+    RateLimitHint,
     Stage,
     StageException,
     StageExecutionError,
@@ -39,13 +44,19 @@ from stagefx import (
     ToolSpec,
     tool,
 )
-from stagefx._rate_limits import DEFAULT_OUTPUT_TOKENS, IMAGE_TOKENS, RateLimits, estimate_tokens
+from stagefx._rate_limits import (
+    DEFAULT_OUTPUT_TOKENS,
+    IMAGE_TOKENS,
+    RateLimits,
+    _Timeline,  # pyright: ignore[reportPrivateUsage]  # its arithmetic, seen directly
+    estimate_tokens,
+)
 from stagefx.testing import FunctionModel, VirtualClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 RPM, TPM = 600, 60_000
-"""10 requests and 1,000 tokens per one-second window."""
+"""A request every 0.1 s, a token every millisecond: 10 and 1,000 a second."""
 EPSILON = 1e-9
 
 
@@ -116,10 +127,15 @@ async def run_all(stages: Sequence[Stage], env: Env) -> list[StageState | StageE
     return outcomes
 
 
-# Spread evenly, without over-throttling -------------------------------------------
+# Spaced, not in bursts, without over-throttling -------------------------------------
 
 
-async def test_200_concurrent_completions_stay_within_a_sixtieth_per_second() -> None:
+def spacing(rpm: int | None, tpm: int | None, tokens: int) -> float:
+    """Seconds a call of `tokens` holds the budgets before the next may go."""
+    return max(0.0 if rpm is None else 60 / rpm, 0.0 if tpm is None else tokens * 60 / tpm)
+
+
+async def test_200_concurrent_completions_are_spaced_within_a_sixtieth_per_second() -> None:
     clock = VirtualClock()
     limits = RateLimits(requests_per_minute=RPM, tokens_per_minute=TPM)
     model, sent = metered(clock, limits, latency=0.5)
@@ -129,27 +145,17 @@ async def test_200_concurrent_completions_stay_within_a_sixtieth_per_second() ->
     assert len(sent) == 200
     requests, tokens = busiest(sent)
     assert requests <= RPM // 60  # 10
-    assert tokens <= TPM // 60  # 1,000
-    # Not over-throttled: calls go out in whole-second waves (a wave's charges
-    # expire together), and each wave took every call in line that fit: the
-    # first call of the next wave would not have.
-    waves: dict[float, list[Sent]] = {}
-    for call in sent:
-        waves.setdefault(call.at, []).append(call)
-    assert list(waves) == [float(second) for second in range(len(waves))]
-    for second in range(len(waves) - 1):
-        wave, first_next = waves[float(second)], waves[float(second + 1)][0]
-        assert len(wave) == 10 or sum(call.tokens for call in wave) + first_next.tokens > 1000
-    # So the run takes about what the budgets allow (the first share being free at once).
-    total = sum(call.tokens for call in sent)
-    floor = max(200 / (RPM / 60), total / (TPM / 60)) - 1
-    last = max(call.at for call in sent)
-    # 22.72 <= 25.0 here; FIFO packing of any order of these calls gives 24 or 25.
-    assert floor <= last <= floor * 1.15, (floor, last)
-    assert tokens > 1000 - 170  # the busiest second is nearly full (1,000 here)
+    assert tokens <= TPM // 60 + 170  # 1,000, and the last call's (170 at most)
+    # Spaced: each call goes exactly when the one before has held the budgets
+    # long enough, 0.1 s (a request) or its tokens' share, whichever is longer.
+    # (Per-second windows sent whole waves at once: ten calls at 0, ten at 1.)
+    # So nothing is over-throttled either: the run takes what the budgets allow.
+    for before, call in itertools.pairwise(sent):
+        assert call.at - before.at == pytest.approx(spacing(RPM, TPM, before.tokens))
+    assert len({call.at for call in sent}) == 200  # no two calls at once
 
 
-async def test_a_call_larger_than_a_seconds_share_goes_alone_and_pays_it_off() -> None:
+async def test_a_call_larger_than_a_seconds_share_holds_the_budget_for_its_tokens() -> None:
     clock = VirtualClock()
     limits = RateLimits(tokens_per_minute=TPM)  # 1,000 a second
     model, sent = metered(clock, limits)
@@ -158,19 +164,21 @@ async def test_a_call_larger_than_a_seconds_share_goes_alone_and_pays_it_off() -
     env = Env.of(model, limits, clock)
     for stage in (small, big, small, small):
         await stage.execute(env=env)
-    # 500 at 0; 2,500 must wait for an empty window (1); it then counts for 2.5
-    # seconds; the next 500 goes at 3.5, the last with it (1,000 fits).
-    assert [call.at for call in sent] == [0.0, 1.0, 3.5, 3.5]
+    # 500 at 0 holds the budget for 0.5 s; 2,500 then holds it for 2.5 s; each
+    # 500 after it for 0.5 s. (Per-second windows sent the last two together.)
+    assert [call.at for call in sent] == [0.0, 0.5, 3.0, 3.5]
 
 
-async def test_fewer_than_60_requests_a_minute_space_calls_out() -> None:
-    clock = VirtualClock()
-    limits = RateLimits(requests_per_minute=30)
-    model, sent = metered(clock, limits)
-    env = Env.of(model, limits, clock)
-    for _ in range(4):
-        await Stage.completion("hi").execute(env=env)
-    assert [call.at for call in sent] == [0.0, 2.0, 4.0, 6.0]
+async def test_request_budgets_that_are_not_multiples_of_60_are_spaced_exactly() -> None:
+    for rpm, spaced in ((30, [0.0, 2.0, 4.0, 6.0]), (90, [0.0, 2 / 3, 4 / 3, 2.0])):
+        clock = VirtualClock()
+        limits = RateLimits(requests_per_minute=rpm)
+        model, sent = metered(clock, limits)
+        env = Env.of(model, limits, clock)
+        for _ in range(4):
+            await Stage.completion("hi").execute(env=env)
+        # 90 a minute: every 2/3 s (per-second windows rounded it down to 60).
+        assert [call.at for call in sent] == pytest.approx(spaced)
 
 
 # Reconciliation --------------------------------------------------------------------
@@ -192,11 +200,11 @@ async def paced(used: Callable[[int, int], int | None]) -> list[float]:
 async def test_reported_usage_below_the_estimate_lets_later_calls_go_sooner() -> None:
     estimated = await paced(lambda index, estimate: None)  # no usage: estimates stand
     reconciled = await paced(lambda index, estimate: 100)  # each gives 400 back
-    # Estimates alone: two calls of 500 a second. Given back: the window holds
-    # 100 per call sent, so six fit (5 x 100 + 500 <= 1,000) before the next wait.
-    assert estimated == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 5.0]
-    assert reconciled == [0.0] * 6 + [1.0] * 6
-    assert reconciled[-1] < estimated[-1]
+    # Estimates alone: a call of 500 every 0.5 s. Given back before the next
+    # call: each holds the budget only for the 100 it used, 0.1 s. (Per-second
+    # windows sent two at 0, two at 1, ...; and six at 0, six at 1.)
+    assert estimated == pytest.approx([0.5 * index for index in range(12)])
+    assert reconciled == pytest.approx([0.1 * index for index in range(12)])
 
 
 async def test_a_give_back_lets_the_next_in_line_go_at_once() -> None:
@@ -208,15 +216,49 @@ async def test_a_give_back_lets_the_next_in_line_go_at_once() -> None:
     async with anyio.create_task_group() as group:
         for _ in range(3):
             group.start_soon(functools.partial(stage.execute, env=env))
-    # The second waits for room; the first's answer at 0.5 gives 500 back, and
-    # the second goes then, not when the first's charge expires at 1.
+    # The second waits for 0.6; the first's answer at 0.5 gives 500 back, and
+    # the second goes then; the third likewise at 1.0, not at 1.1.
     assert [call.at for call in sent] == [0.0, 0.5, 1.0]
+
+
+async def test_a_give_back_never_lets_calls_bunch_up_behind_later_ones() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(tokens_per_minute=TPM)  # 1,000 a second: a token a millisecond
+    times: dict[str, float] = {}
+
+    async def answer(request: ModelRequest) -> ModelOutput:
+        name = request.instructions
+        times[name] = clock.now()
+        if name in ("L1", "L2"):  # answers late, having used 1 token of 450
+            await clock.sleep(1.55 if name == "L1" else 1.62)
+            return ModelOutput(MultimodalContent.of("ok"), usage=TokenUsage("m", 0, 1))
+        return ModelOutput(MultimodalContent.of("ok"), usage=TokenUsage("m", 0, 100))
+
+    env = Env.of(FunctionModel(answer), limits, clock)
+
+    def asking(name: str, tokens: int) -> Stage:  # the name is one token of them
+        return Stage.completion("", instructions=name, max_tokens=tokens - 1)
+
+    stages = [asking("L1", 450), asking("L2", 450)]
+    stages += [asking(f"s{index:02}", 100) for index in range(12)]
+    async with anyio.create_task_group() as group:
+        for stage in stages:  # joining the line in this order
+            group.start_soon(functools.partial(stage.execute, env=env))
+            await clock.sleep(0.001)
+    # L1 at 0 and L2 at 0.45 hold the budget until 0.9; then a call of 100
+    # every 0.1 s. Their answers (at 1.55 and 2.07) give back 449 each,
+    # but for time already spent: pulling the budget's time back would send
+    # calls early, on top of the ones that went since (twelve, not ten, in a
+    # second). So the small calls stay 0.1 s apart.
+    small = [times[f"s{index:02}"] for index in range(12)]
+    assert small == pytest.approx([0.9 + 0.1 * index for index in range(12)])
 
 
 async def test_reported_usage_above_the_estimate_takes_the_difference() -> None:
     overshot = await paced(lambda index, estimate: 900)  # each takes 400 more
-    # 900 in the window: the next 500 waits for it to expire.
-    assert overshot == [float(second) for second in range(12)]
+    # Each call holds the budget for the 900 it used: 0.9 s. (Per-second
+    # windows: one a second, 900 in each window.)
+    assert overshot == pytest.approx([0.9 * index for index in range(12)])
 
 
 async def test_overshoot_of_the_estimate_is_bounded_by_one_call() -> None:
@@ -230,20 +272,141 @@ async def test_overshoot_of_the_estimate_is_bounded_by_one_call() -> None:
     stages = [Stage.completion("x" * 240, max_tokens=40) for _ in range(120)]  # 100 each
     outcomes = await run_all(stages, Env.of(model, limits, clock))
     assert all(isinstance(outcome, StageState) for outcome in outcomes)
-    # Each call is admitted against what the earlier ones really used, so a
-    # second holds at most 1,000 plus its last call's overshoot: here 140 +
-    # 80 + 80 + ... + 140 = 1,040 (the tenth call fits at 900 and uses 140).
-    assert busiest(sent) == (10, 1040)
-    assert max(call.at for call in sent) == 11.0
+    # Each call answers before the next goes, so each holds the budgets for
+    # what it really used: 140 tokens for 0.14 s, 80 for a request's 0.1 s.
+    # A second holds 140 + 80 + 80 + 140 + ... = 900 (per-second windows let
+    # 1,040 through: the tenth call fit at 900 and used 140).
+    for before, call in itertools.pairwise(sent):
+        assert call.at - before.at == pytest.approx(spacing(RPM, TPM, before.tokens))
+    assert busiest(sent) == (9, 900)
+    assert max(call.at for call in sent) == pytest.approx(40 * 0.14 + 79 * 0.1)
 
 
-# A 429 pauses everyone ---------------------------------------------------------------
+# Any rates, any calls: never more than a sixtieth plus one ---------------------------
+
+
+@attrs.frozen
+class Call:
+    """One call of a drawn workload: when it joins, its size, how long its
+    answer takes, and what it reports using (at most its estimate)."""
+
+    joins: float
+    output: int
+    latency: float
+    used: int
+
+
+workload = st.tuples(
+    st.one_of(st.none(), st.integers(1, 3000)),  # requests per minute
+    st.one_of(st.none(), st.integers(60, 120_000)),  # tokens per minute
+    st.lists(
+        st.builds(
+            Call,
+            joins=st.sampled_from([0.0, 0.0, 0.05, 0.3, 1.0, 2.5]),
+            output=st.integers(0, 3000),
+            latency=st.sampled_from([0.0, 0.0, 0.04, 0.25, 1.3, 4.0]),
+            used=st.integers(1, 3000),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+).filter(lambda drawn: drawn[0] is not None or drawn[1] is not None)
+
+
+async def admitted(rpm: int | None, tpm: int | None, calls: Sequence[Call]) -> list[Sent]:
+    """When each of `calls` went out under the limits, with the tokens it used."""
+    clock = VirtualClock()
+    limits = RateLimits(requests_per_minute=rpm, tokens_per_minute=tpm)
+    sent: list[Sent] = []
+
+    async def answer(request: ModelRequest) -> ModelOutput:
+        call = calls[int(request.instructions)]
+        used = min(call.used, max(limits.estimate(request), 1))
+        sent.append(Sent(clock.now(), used))
+        await clock.sleep(call.latency)
+        return ModelOutput(MultimodalContent.of("ok"), usage=TokenUsage("m", 0, used))
+
+    env = Env.of(FunctionModel(answer), limits, clock)
+
+    async def run(index: int, call: Call) -> None:
+        await clock.sleep(call.joins)
+        await Stage.completion("", instructions=str(index), max_tokens=call.output).execute(env=env)
+
+    async with anyio.create_task_group() as group:
+        for index, call in enumerate(calls):
+            group.start_soon(run, index, call)
+    assert len(sent) == len(calls)
+    return sent
+
+
+def windows(sent: Sequence[Sent], width: float) -> list[list[Sent]]:
+    """The calls in each window [t, t + width) that starts at a call."""
+    ordered = sorted(sent, key=lambda call: call.at)
+    return [
+        [other for other in ordered[first:] if other.at < call.at + width - EPSILON]
+        for first, call in enumerate(ordered)
+    ]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=150, deadline=None)
+@given(drawn=workload)
+def test_no_one_second_window_holds_more_than_a_sixtieth_and_one_call(
+    backend: str, drawn: tuple[int | None, int | None, list[Call]]
+) -> None:
+    rpm, tpm, calls = drawn
+    sent = anyio.run(admitted, rpm, tpm, calls, backend=backend)
+    for window in windows(sent, 1.0):
+        if rpm is not None:
+            assert len(window) <= rpm / 60 + 1
+        if tpm is not None:  # what went before the window's last call fits the share
+            assert sum(call.tokens for call in window[:-1]) <= tpm / 60 + EPSILON
+            assert sum(call.tokens for call in window) <= tpm / 60 + max(
+                call.tokens for call in window
+            )
+    # And nothing is held longer than the estimates ask: the last call went
+    # no later than the last join plus every call's spacing at its estimate.
+    estimates = [max(len(str(index)) + call.output, 1) for index, call in enumerate(calls)]
+    longest = max(call.joins for call in calls) + sum(
+        spacing(rpm, tpm, estimate) for estimate in estimates
+    )
+    assert max(call.at for call in sent) <= longest + 1e-6
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=150, deadline=None)
+@given(
+    rpm=st.integers(60, 1500),
+    joins=st.lists(st.sampled_from([0.0, 0.0, 0.05, 0.5, 1.0, 2.5]), min_size=2, max_size=50),
+    jitter=st.floats(0.0, 0.9),
+    delays=st.lists(st.floats(0.0, 1.0), min_size=50, max_size=50),
+)
+def test_a_server_with_latency_jitter_sees_the_share_plus_one_and_the_jitters_worth(
+    backend: str, rpm: int, joins: list[float], jitter: float, delays: list[float]
+) -> None:
+    calls = [Call(joins=at, output=0, latency=0.0, used=1) for at in joins]
+    sent = anyio.run(admitted, rpm, None, calls, backend=backend)
+    # Each call reaches the server after a latency of 0 to `jitter` s, drawn.
+    arrived = [Sent(call.at + jitter * delay, 1) for call, delay in zip(sent, delays, strict=False)]
+    # A server second holds what the client sent in 1 + jitter seconds: at
+    # most (1 + jitter) sixtieths plus one. So with jitter under the spacing
+    # (60 / rpm) and rpm a multiple of 60, a sixtieth plus one, as at the
+    # client. (Per-second windows reached two sixtieths with any jitter at
+    # all: the wave sent at t arriving late, the wave at t + 1 early.) No
+    # pacing that uses the whole budget keeps a server second to a sixtieth
+    # plus one under any jitter: what is sent in 1 + jitter seconds may
+    # arrive within one.
+    share = rpm / 60
+    for window in windows(arrived, 1.0):
+        assert len(window) <= (1 + jitter) * share + 1 + EPSILON
+        if rpm % 60 == 0 and jitter < 60 / rpm:
+            assert len(window) <= share + 1
 
 
 async def test_a_429_storm_pauses_every_caller_and_with_retry_every_item_completes() -> None:
     clock = VirtualClock()
     limits = RateLimits(requests_per_minute=RPM, tokens_per_minute=TPM)
-    storm = 15
+    storm = 5
     answered_429: list[float] = []
 
     def fail(index: int) -> ModelFailure | None:
@@ -252,7 +415,7 @@ async def test_a_429_storm_pauses_every_caller_and_with_retry_every_item_complet
             return ModelFailure("rate_limited", "slow down", retry_after=5)
         return None
 
-    model, sent = metered(clock, limits, latency=0.2, fail=fail)
+    model, sent = metered(clock, limits, latency=0.15, fail=fail)
     items = [
         Stage.completion(f"item {index}", max_tokens=50).with_retry(limit=5) for index in range(30)
     ]
@@ -260,12 +423,15 @@ async def test_a_429_storm_pauses_every_caller_and_with_retry_every_item_complet
 
     assert all(isinstance(outcome, StageState) for outcome in outcomes)
     assert len(sent) == 30 + storm
-    # Ten go at 0 and are refused at 0.2: nobody sends until 5.2; ten go then,
-    # five are refused at 5.4: nobody sends until 10.4; then ten a second.
-    assert sorted(set(answered_429)) == pytest.approx([0.2, 5.4])
+    # Calls go 0.1 s apart; each answers 0.15 s after it went, so two are out
+    # before a refusal: 0 and 0.1 are refused at 0.15 and 0.25, and nobody
+    # sends until 5.25; likewise 5.25 and 5.35; then 10.5 (refused at 10.65)
+    # and 10.6; nobody sends until 15.65, then a call every 0.1 s.
+    # (Per-second windows sent ten at once, at 0, 5.2, 10.4, and after.)
+    assert answered_429 == pytest.approx([0.15, 0.25, 5.4, 5.5, 10.65])
     for start in answered_429:
         assert not [call for call in sent if start < call.at < start + 5 - EPSILON]
-    waves = [0.0] * 10 + [5.2] * 10 + [10.4] * 10 + [11.4] * 10 + [12.4] * 5
+    waves = [0.0, 0.1, 5.25, 5.35, 10.5, 10.6] + [15.65 + 0.1 * index for index in range(29)]
     assert [call.at for call in sent] == pytest.approx(waves)
     assert busiest(sent)[0] == 10
 
@@ -307,7 +473,7 @@ async def test_cancelled_waiters_leave_no_task_and_take_no_budget() -> None:
     stage = Stage.completion("", max_tokens=60)
     before = len(anyio.get_running_tasks())
 
-    await stage.execute(env=env)  # at 0: the second's request, and 60 tokens
+    await stage.execute(env=env)  # at 0: the requests budget's until 1, the tokens' until 0.6
     async with anyio.create_task_group() as group:
         for _ in range(5):
             group.start_soon(functools.partial(stage.execute, env=env))  # each waits for t=1
@@ -316,8 +482,8 @@ async def test_cancelled_waiters_leave_no_task_and_take_no_budget() -> None:
 
     assert len(anyio.get_running_tasks()) == before
     assert [call.at for call in sent] == [0.0]
-    # Nothing leaked either way: the next call goes when the first expires, as
-    # if the waiters never were, and finds the whole second's budget.
+    # Nothing leaked either way: the next call goes at 1, as if the waiters
+    # never were, and holds the budgets for a second (100 tokens), as alone.
     await Stage.completion("", max_tokens=100).execute(env=env)
     await stage.execute(env=env)
     assert [call.at for call in sent] == [0.0, 1.0, 2.0]
@@ -338,37 +504,60 @@ class HookedClock(Clock):
         self.on_wake()
 
 
-async def test_a_caller_admitted_then_cancelled_before_it_runs_gives_its_charge_back() -> None:
+async def test_a_caller_admitted_then_cancelled_before_it_runs_sends_nothing() -> None:
     clock = HookedClock()
-    limits = RateLimits(tokens_per_minute=6000)  # 100 a second
+    limits = RateLimits()  # no budgets: after a pause, everyone in line goes at once
     times: dict[str, float] = {}
     late = anyio.CancelScope()
 
-    def answer(request: ModelRequest) -> str:
+    def answer(request: ModelRequest) -> ModelOutput | ModelFailure:
         times[request.instructions] = clock.now()
-        return "ok"
+        if request.instructions == "x":
+            return ModelFailure("rate_limited", "slow down", retry_after=1)
+        return ModelOutput.of("ok")
 
     env = Env.of(FunctionModel(answer), limits, clock)
 
-    def asking(name: str, tokens: int) -> Stage:  # the name is one token of them
-        return Stage.completion("", instructions=name, max_tokens=tokens - 1)
-
     async def b() -> None:
         with late:
-            await asking("b", 40).execute(env=env)
+            await Stage.completion("", instructions="b").execute(env=env)
 
-    await asking("x", 100).execute(env=env)  # the first second's whole share
+    assert (await Stage.completion("", instructions="x").attempt(env=env)).failure() is not None
     async with anyio.create_task_group() as group:
-        group.start_soon(functools.partial(asking("a", 40).execute, env=env))
-        await clock.sleep(0.5)  # a is first in line, waiting for 1
+        group.start_soon(functools.partial(Stage.completion("", instructions="a").execute, env=env))
+        await clock.sleep(0.5)  # a is first in line, waiting for the pause to end at 1
         clock.on_wake = late.cancel  # as a wakes at 1, b is cancelled ...
         group.start_soon(b)
     clock.on_wake = lambda: None
-    # ... and a, first in line, admits a and b together (40 + 40 fit) before b
-    # runs. b never sends: its 40 come back, and c fits beside a (40 + 60 = 100).
-    await asking("c", 60).execute(env=env)
+    # ... and a, first in line, admits a and b together before b runs: b
+    # never sends, and the line goes on without it.
+    await Stage.completion("", instructions="c").execute(env=env)
     assert times == {"x": 0.0, "a": 1.0, "c": 1.0}
     assert late.cancelled_caught
+
+
+async def test_a_charge_given_back_whole_is_as_if_it_never_was_unless_others_went_since() -> None:
+    # An admitted caller cancelled before it resumed gives its charges back
+    # through `settle(charge, 0, now)`. With a budget the front is admitted
+    # alone (the one after it must wait its spacing), so this is seen here.
+    requests = _Timeline(600)  # a request every 0.1 s
+    first = requests.charge(1, 0.0)
+    second = requests.charge(1, 0.1)
+    assert requests.due() == pytest.approx(0.2)
+    assert requests.settle(second, 0, 0.1)  # never sent: as if it never was
+    assert requests.due() == pytest.approx(0.1)
+    requests.charge(1, 0.1)
+    # The first's time is spent and a call went after it: giving it back now
+    # would let the next go at once, two in 0.1 s.
+    assert not requests.settle(first, 0, 0.1)
+    assert requests.due() == pytest.approx(0.2)
+
+    tokens = _Timeline(TPM)  # a token a millisecond
+    charge = tokens.charge(500, 0.0)
+    assert tokens.settle(charge, 100, 0.05)  # used 100: the next may go at 0.1
+    assert tokens.due() == pytest.approx(0.1)
+    assert not tokens.settle(charge, 300, 0.05)  # a correction upward takes the difference
+    assert tokens.due() == pytest.approx(0.3)
 
 
 async def test_waiters_are_served_in_fifo_order_without_overtaking() -> None:
@@ -388,18 +577,28 @@ async def test_waiters_are_served_in_fifo_order_without_overtaking() -> None:
             await clock.sleep(0.1)
     assert order == [(name, float(second)) for second, name in enumerate("abcdef")]
 
-    # A small call behind a big one waits its turn, though it would fit now.
-    tokens = RateLimits(tokens_per_minute=6000)
+    # A small call behind a big one waits its turn, though it would fit now:
+    # a provider's hint leaves 50 tokens until 10 s on, too few for the big
+    # one (80), enough for the small one (10). Both wait for the reset.
+    hint = RateLimitHint(remaining_tokens=50, reset_tokens=10.0)
+
+    def hinting(request: ModelRequest) -> ModelOutput:
+        answer(request)
+        return ModelOutput(
+            MultimodalContent.of("ok"), limits=hint if request.instructions == "x" else None
+        )
+
+    capped = RateLimits(requests_per_minute=600)
     order.clear()
-    env = Env.of(FunctionModel(answer), tokens, clock)
+    env = Env.of(FunctionModel(hinting), capped, clock)
     start = clock.now()
-    await Stage.completion("", instructions="x", max_tokens=49).execute(env=env)  # 50
+    await Stage.completion("", instructions="x").execute(env=env)
     async with anyio.create_task_group() as group:
         for name, size in (("big", 80), ("small", 10)):
             stage = Stage.completion("", instructions=name, max_tokens=size - 1)
             group.start_soon(functools.partial(stage.execute, env=env))
             await clock.sleep(0.1)
-    assert order == [("x", start), ("big", start + 1), ("small", start + 1)]
+    assert order == [("x", start), ("big", start + 10), ("small", start + 10.1)]
 
 
 # Every call under the Env ----------------------------------------------------------------
@@ -536,6 +735,30 @@ def test_one_rate_limits_serves_one_event_loop_after_another() -> None:
     assert len(model.requests) == 6
 
 
+def test_event_loops_in_two_threads_share_the_spacing() -> None:
+    limits = RateLimits(requests_per_minute=6000)  # a request every 10 ms
+    model = FunctionModel(lambda request: "ok")
+
+    async def calls() -> None:
+        env = Env.of(model, limits)  # the system clock, shared by both threads
+        async with anyio.create_task_group() as group:
+            for _ in range(10):
+                group.start_soon(functools.partial(Stage.completion("hi").execute, env=env))
+
+    start = time.monotonic()
+    threads = [
+        threading.Thread(target=anyio.run, args=(calls,), kwargs={"backend": backend})
+        for backend in ("asyncio", "trio")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Twenty calls spaced 10 ms apart, whichever loop made them: 190 ms at least.
+    assert len(model.requests) == 20
+    assert time.monotonic() - start >= 0.19
+
+
 # Against a real HTTP server --------------------------------------------------------------
 
 
@@ -606,9 +829,12 @@ async def test_the_server_never_sees_more_than_allowed_in_any_window() -> None:
     assert all(isinstance(outcome, StageState) for outcome in outcomes)
     assert statuses == 43  # 40 items and the 3 refused first tries
     # Each call is estimated at 258 tokens (a few characters, and 256 for the
-    # output), so three fit the first second; the server refuses them, which
-    # pauses everyone until 2; from then the answers report 3 tokens used,
-    # giving the rest back, and the requests budget binds: ten a second.
+    # output): it holds the budget for 0.258 s. The first is refused, which
+    # pauses everyone until 2 (the clock stands while a request is out), the
+    # second likewise until 4, the third until 6; from then the answers report
+    # 3 tokens used, giving the rest back, and the requests budget binds: a
+    # call every 0.1 s. (Per-second windows sent ten at once, each second.)
     times = [call.at for call in arrived]
-    assert times == [0.0] * 3 + [2.0] * 10 + [3.0] * 10 + [4.0] * 10 + [5.0] * 10
+    assert times == pytest.approx([0.0, 2.0, 4.0] + [6.0 + 0.1 * index for index in range(40)])
     assert busiest(arrived)[0] == 10
+    assert len(set(times)) == len(times)  # never two at once

@@ -5,38 +5,43 @@ replayed call is never paced), so every model call made under its Env passes thr
 it: batch items, concurrent branches, retries and tool rounds alike. Put one
 object in the Env and every call under it shares its budgets.
 
-The algorithm, per budget (requests, tokens): a sliding-window ledger. Each
-call is charged when it is admitted, and the charge counts against the budget
-for one second from then (for a charge larger than the per-second share, for
-as many seconds as it takes to pay off at that share). A call is admitted only
-when what the ledger holds plus the call fits in the per-second share
-(`budget / 60`), or when the ledger is empty (a call larger than the share goes
-alone). So in any one-second window at most a sixtieth of each budget goes out,
-and a steady stream still gets the whole budget per minute. A token bucket
-refilled continuously would let up to twice the share through in one second
-(a full bucket, then its refill); the ledger does not.
+The algorithm, per budget (requests, tokens): calls are spaced, not let
+through in per-second batches (a budget kept per one-second window still
+reaches a server as bursts: ten calls at 0 and ten at 1 arrive, with latency
+jitter, as up to twenty in one of its seconds). Each budget keeps a
+theoretical arrival time (a GCRA, or leaky bucket with no burst allowance): a
+call is admitted once the clock has reached it, and pushes it on by its units
+times `60 / per_minute` seconds (one unit for a request, the estimated tokens,
+at least one, for tokens). Reported usage moves the token time back or on by
+the difference, and an admitted call that is cancelled before it resumes
+gives its charge back; a give-back never pulls the time before what the
+calls admitted after it, within the last second, have used (that would let a
+burst through). So between any two admissions less than a second apart, the
+calls admitted before the later one used less than the time between them
+allows: in any one-second window at most a sixtieth of each budget goes out
+plus one request (and one request's tokens), and a steady stream still gets
+the whole budget per minute.
 
 Callers wait in one FIFO line per event loop. The first in line (the head)
-sleeps on the Env's clock until enough of the ledger expires (or an answer
+sleeps on the Env's clock until the budgets' times are reached (or an answer
 gives tokens back, which cuts its sleep short), then admits, at once, every
-caller from the front of the line that fits: a later caller never overtakes
-an earlier one. A caller cancelled while waiting has taken nothing and gives
-nothing back; one admitted but cancelled before it resumed gives back exactly
-the charges taken for it.
+caller from the front of the line that fits (with a budget, that is one): a
+later caller never overtakes an earlier one. A caller cancelled while waiting
+has taken nothing and gives nothing back.
 
 Provider hints (`ModelOutput.limits`, a `RateLimitHint`) only tighten: a hint
 that says fewer requests (or tokens) remain than the budget would let through
 before the hint's reset (its per-second share times the reset, at least one
 second) becomes a cap: until the reset (at most `max_pause` from the answer),
-the calls admitted may take no more than what remained. A call that does not
-fit waits for the reset. What a cap gave out is never given back (not on a
-cancel, nor by reported usage): the provider may have counted it. The ledger
-still applies as well, so a hint never lets more through than the budget would.
+the calls admitted may take no more than what remained, each call counting for
+at least one token (also one whose tokens were not estimated). A call that
+does not fit waits for the reset. What a cap gave out is never given back (not
+on a cancel, nor by reported usage): the provider may have counted it. The
+budgets still apply as well, so a hint never lets more through than they would.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import json
 import math
@@ -51,8 +56,8 @@ from anyio.lowlevel import RunVar
 from stagefx._clock import Clock, SystemClock
 from stagefx._conversation import ModelInput, ModelOutput, RateLimitHint
 from stagefx._env import Env
-from stagefx._model import ModelFailure, ModelRequest, ModelStream
-from stagefx._model_call import CallLayer, LayerPlace, ModelPath, close_stream
+from stagefx._model import ModelFailure, ModelRequest, ModelStream, close_stream
+from stagefx._model_call import CallLayer, LayerPlace, ModelPath
 
 __all__ = [
     "CHARACTERS_PER_TOKEN",
@@ -65,6 +70,10 @@ __all__ = [
 
 WINDOW: Final = 1.0
 """Seconds over which a sixtieth of each per-minute budget may go out."""
+
+_SLACK: Final = 1e-9
+"""Seconds a call may be admitted before its budget's time: a sleep to that
+time can end a rounding error short of it."""
 
 CHARACTERS_PER_TOKEN: Final = 4
 """The estimate's rule of thumb for English text and JSON."""
@@ -83,7 +92,7 @@ _NO_RETRY_AFTER: Final = 1.0
 """Seconds everyone pauses after a 429 that does not say how long to wait."""
 
 _LEAST_SLEEP: Final = 1e-6
-"""A sleep is never shorter: rounding can leave an expiry a hair in the future."""
+"""A sleep is never shorter, so that it moves even a large clock reading on."""
 
 
 def estimate_tokens(
@@ -174,80 +183,83 @@ class _Queue:
 
 @final
 class _Charge:
-    """What one call was charged, from when, and until when it counts."""
+    """What one call was charged on a timeline, when, and in which order."""
 
-    __slots__ = ("amount", "expiry", "live", "start")
+    __slots__ = ("amount", "at", "order")
 
-    def __init__(self, amount: int, start: float, expiry: float) -> None:
+    def __init__(self, amount: int, at: float, order: int) -> None:
         self.amount = amount
-        self.start = start
-        self.expiry = expiry
-        self.live = True
+        self.at = at
+        self.order = order
 
 
 @final
-class _Ledger:
-    """One budget's sliding window: the charges that still count, by expiry.
+class _Timeline:
+    """One budget, paced: a theoretical arrival time (`due`) that each call,
+    admitted once the clock has reached it, pushes on by its units times
+    `60 / per_minute` seconds.
 
-    `used` is the sum of the live charges. A charge counts for `WINDOW`, or
-    for `amount / share` seconds when it is larger than the per-second share.
-    The heap may hold stale entries (a charge whose expiry changed): they are
-    skipped when they come up.
+    `due` is kept as a start and a count of units from it, so that evenly
+    spaced calls land on exact multiples of the spacing. `recent` holds the
+    charges admitted in the last `WINDOW`, in order: a give-back may not pull
+    `due` before what the later ones among them have used.
     """
 
-    __slots__ = ("_heap", "_order", "share", "used")
+    __slots__ = ("_order", "_recent", "_start", "_units", "per_minute")
 
     def __init__(self, per_minute: int) -> None:
-        self.share = per_minute / 60
-        self.used = 0
-        self._heap: list[tuple[float, int, _Charge]] = []
+        self.per_minute = per_minute
+        self._start = -math.inf
+        self._units = 0
+        self._recent: deque[_Charge] = deque()
         self._order = itertools.count()
 
-    def wait(self, amount: int, now: float) -> float:
-        """Seconds until `amount` might fit (0: it fits now)."""
-        self._expire(now)
-        if self.used == 0 or self.used + amount <= self.share:
-            return 0.0
-        return self._heap[0][0] - now  # used > 0: some charge is live, so on the heap
+    def due(self) -> float:
+        """When the next call may be admitted."""
+        return self._at(self._start, self._units)
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next call may be admitted (0: now)."""
+        wait = self.due() - now
+        return wait if wait > _SLACK else 0.0
 
     def charge(self, amount: int, now: float) -> _Charge:
-        charge = _Charge(amount, now, now + self._span(amount))
-        self.used += amount
-        heapq.heappush(self._heap, (charge.expiry, next(self._order), charge))
+        if self.due() <= now:  # idle: no credit is kept for the time it was
+            self._start, self._units = now, amount
+        else:  # admitted at `due`, or a hair before it
+            self._units += amount
+        self._forget(now)
+        charge = _Charge(amount, now, next(self._order))
+        self._recent.append(charge)
         return charge
 
     def settle(self, charge: _Charge, actual: int, now: float) -> bool:
-        """Make `charge` cost `actual`: give back or take the difference.
-        Whether something was given back to the window."""
-        if not charge.live:  # its window has passed: only a debt is still owed
-            if actual > charge.amount:
-                self.charge(actual - charge.amount, now)
-            return False
-        gave_back = actual < charge.amount
-        self.used += actual - charge.amount
+        """Make `charge` cost `actual`: move `due` on, or back, by the
+        difference. Whether `due` moved back."""
+        difference = actual - charge.amount
         charge.amount = actual
-        expiry = charge.start + self._span(actual)
-        if expiry != charge.expiry:
-            charge.expiry = expiry
-            heapq.heappush(self._heap, (expiry, next(self._order), charge))
-        return gave_back
+        if difference >= 0:
+            self._units += difference
+            return False
+        before = self.due()
+        self._units += difference
+        self._forget(now)
+        later = 0  # the units of the recent charges admitted after `charge`
+        for other in reversed(self._recent):
+            if other.order <= charge.order:
+                break
+            later += other.amount
+            if self._at(other.at, later) > self.due():
+                self._start, self._units = other.at, later
+        return self.due() < before
 
-    def refund(self, charge: _Charge) -> None:
-        """Give back all of `charge` (its call was never sent)."""
-        if charge.live:
-            charge.live = False
-            self.used -= charge.amount
+    def _at(self, start: float, units: int) -> float:
+        return start + units * 60 / self.per_minute
 
-    def _span(self, amount: int) -> float:
-        return max(WINDOW, amount / self.share)
-
-    def _expire(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            expiry, _, charge = heapq.heappop(heap)
-            if charge.live and charge.expiry == expiry:
-                charge.live = False
-                self.used -= charge.amount
+    def _forget(self, now: float) -> None:
+        recent = self._recent
+        while recent and recent[0].at <= now - WINDOW:
+            recent.popleft()
 
 
 @final
@@ -273,19 +285,19 @@ class _Cap:
 
 def _tightened(
     cap: _Cap | None,
-    ledger: _Ledger | None,
+    budget: _Timeline | None,
     remaining: int | None,
     reset: float | None,
     now: float,
     max_pause: float,
 ) -> _Cap | None:
     """`cap` after a hint that `remaining` are left for `reset` seconds: the
-    hint counts only if it is tighter than `ledger`'s share over that span
+    hint counts only if it is tighter than `budget`'s share over that span
     (any hint is, without a budget), and never loosens a cap still in force."""
     active = cap if cap is not None and now < cap.until else None
     if remaining is None or reset is None or reset <= 0 or max_pause <= 0:
         return active
-    if ledger is not None and remaining >= ledger.share * max(reset, WINDOW):
+    if budget is not None and remaining >= budget.per_minute / 60 * max(reset, WINDOW):
         return active
     until = now + min(reset, max_pause)
     if active is None:
@@ -312,16 +324,20 @@ class RateLimits(CallLayer):
     `ctx.scope("app", RateLimits(...), ...)`. Every model call under it
     (batch items, concurrent branches, retries, tool rounds) shares its budgets:
 
-    - Spread evenly: in any one-second window at most a sixtieth of each
-      budget goes out (at least one request), plus the overshoot of token
-      estimates of calls still unanswered when a call was admitted. With
-      `requests_per_minute` below 60, a request every `60 / rpm` seconds; not
-      a multiple of 60 above, the per-second share rounds down (90 rpm paces
-      as 60: one request per second).
+    - Spaced, not in bursts: a request every `60 / requests_per_minute`
+      seconds, and a call of n tokens holds the token budget for
+      `n * 60 / tokens_per_minute` seconds before the next may go. So in any
+      one-second window at most a sixtieth of each budget goes out plus one
+      request (and its tokens, and the overshoot of the estimates of calls
+      still unanswered when it went). A server whose latencies vary by up
+      to `j` seconds may see in one second what went out in `1 + j`: at
+      most `1 + j` sixtieths plus one (sent in per-second batches, it was two
+      sixtieths for any `j` at all).
     - Tokens are estimated before a call is sent (`estimate`, see
-      `estimate_tokens`; `tokenizer` counts the input exactly) and reconciled
-      with the usage the answer reports: a call that used fewer tokens gives
-      the difference back to its window, one that used more takes it. A
+      `estimate_tokens`; `tokenizer` counts the input exactly; a call counts
+      for at least one) and reconciled with the usage the answer reports: a
+      call that used fewer tokens gives the difference back (unless later
+      calls already went in its time), one that used more takes it. A
       failed call, or an answer with no usage, keeps its estimate.
     - A 429 (`ModelFailure` "rate_limited") pauses every caller for its
       `retry_after` (at most `max_pause` seconds; one second when it gives
@@ -333,8 +349,9 @@ class RateLimits(CallLayer):
       before its reset (the per-second share times the reset, at least one
       second; with no such budget, always), then until that reset (at most
       `max_pause` seconds after the answer) every caller sharing the limits
-      may take only what remains, and a call that does not fit waits for the
-      reset. A hint without a reset is ignored, and a later hint before the
+      may take only what remains (a call counts for at least one token,
+      whether or not its tokens were estimated), and a call that does not fit
+      waits for the reset. A hint without a reset is ignored, and a later hint before the
       reset never raises what is left.
     - Callers wait in FIFO order (no overtaking), on the Env's clock; one
       cancelled while waiting has taken nothing and gives nothing back. A
@@ -346,7 +363,7 @@ class RateLimits(CallLayer):
     calls under another clock fail with a `ValueError` as their cause.
     Event loops: one RateLimits may serve several loops, one after another
     (`asyncio.run` twice, asyncio then trio) and the budget carries over. Its
-    ledger is guarded by a thread lock and its waiting line is per loop, so
+    budgets are guarded by a thread lock and its waiting line is per loop, so
     loops in several threads may share it too; then FIFO order and the early
     wake after a give-back hold among the callers of each loop only.
 
@@ -382,13 +399,13 @@ class RateLimits(CallLayer):
         self.tokens_per_minute = tokens
         self.tokenizer = tokenizer
         self.max_pause = float(max_pause)
-        self._requests = None if requests is None else _Ledger(requests)
-        self._tokens = None if tokens is None else _Ledger(tokens)
+        self._requests = None if requests is None else _Timeline(requests)
+        self._tokens = None if tokens is None else _Timeline(tokens)
         self._paused_until = -math.inf
         self._request_cap: _Cap | None = None  # from providers' hints
         self._token_cap: _Cap | None = None
         self._clock: Clock | None = None
-        self._mutex = threading.Lock()  # the ledgers, across threads; never held over an await
+        self._mutex = threading.Lock()  # the budgets, across threads; never held over an await
         self._queues: RunVar[_Queue] = RunVar(f"stagefx.RateLimits.{id(self):x}")
 
     def __repr__(self) -> str:
@@ -413,7 +430,7 @@ class RateLimits(CallLayer):
         clock = env.clock
         self._check_clock(clock)
         counted = self._tokens is not None or self._token_cap is not None
-        tokens = self.estimate(request) if counted else 0
+        tokens = max(self.estimate(request), 1) if counted else 1  # a call costs at least one
         charge = await self._admit(tokens, clock)
         stream = inner.stream(request, env)
         try:
@@ -450,7 +467,7 @@ class RateLimits(CallLayer):
                     finally:
                         queue.head = None
         except BaseException:
-            self._leave(queue, waiter)
+            self._leave(queue, waiter, clock)
             raise
         return waiter.tokens
 
@@ -468,8 +485,8 @@ class RateLimits(CallLayer):
             while line:
                 waiter = line[0]
                 wait = max(
-                    0.0 if self._requests is None else self._requests.wait(1, now),
-                    0.0 if self._tokens is None else self._tokens.wait(waiter.wanted, now),
+                    0.0 if self._requests is None else self._requests.wait(now),
+                    0.0 if self._tokens is None else self._tokens.wait(now),
                     0.0 if requests_cap is None else requests_cap.wait(1, now),
                     0.0 if tokens_cap is None else tokens_cap.wait(waiter.wanted, now),
                 )
@@ -490,18 +507,21 @@ class RateLimits(CallLayer):
             line[0].wake.set()  # the next in line is the head now (a no-op if it was)
         return None if admitted else wait
 
-    def _leave(self, queue: _Queue, waiter: _Waiter) -> None:
+    def _leave(self, queue: _Queue, waiter: _Waiter, clock: Clock) -> None:
         """`waiter` was cancelled: out of the line, or, if it was admitted and
         never sent, its charges back; the line moves on either way."""
         if waiter.admitted:
+            gave_back = False
             with self._mutex:
-                for ledger, charge in (
+                now = clock.now()
+                for budget, charge in (
                     (self._requests, waiter.requests),
                     (self._tokens, waiter.tokens),
                 ):
-                    if ledger is not None and charge is not None:
-                        ledger.refund(charge)
-            self._wake_head()
+                    if budget is not None and charge is not None:
+                        gave_back = budget.settle(charge, 0, now) or gave_back
+            if gave_back:
+                self._wake_head()
             return
         was_head = queue.line[0] is waiter
         queue.line.remove(waiter)
@@ -524,13 +544,13 @@ class RateLimits(CallLayer):
                 usage = answer.usage
                 if charge is not None and self._tokens is not None and usage is not None:
                     actual = max(usage.input_tokens, 0) + max(usage.output_tokens, 0)
-                    return self._tokens.settle(charge, actual, now)
+                    return self._tokens.settle(charge, max(actual, 1), now)
             elif isinstance(answer, ModelFailure) and answer.kind == "rate_limited":
                 self._pause(answer.retry_after, now)
             return False
 
     def _tighten(self, hint: RateLimitHint, now: float) -> None:
-        """Cap each budget the hint says has less left than the ledger would send."""
+        """Cap each budget the hint says has less left than the budget would send."""
         self._request_cap = _tightened(
             self._request_cap,
             self._requests,

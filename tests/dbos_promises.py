@@ -16,7 +16,7 @@ import anyio
 import pydantic
 from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer
 
-from stagefx import Env, Stage, ctx
+from stagefx import Env, GenerativeModel, ModelFailure, ModelOutput, ModelRequest, Stage, ctx
 from stagefx.dbos import DurableRunError, durable
 from stagefx.testing import ScriptedModel
 
@@ -51,6 +51,17 @@ def broken_env() -> BrokenEnv:
 broken = durable(Stage.completion("hi"), name="broken", env=broken_env)
 
 
+class Stuck(GenerativeModel):
+    """Never answers: its run is cancelled in DBOS while it waits."""
+
+    async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+stuck = durable(Stage.completion("hi"), name="stuck", env=lambda: ctx.scope("stuck", Stuck()))
+
+
 async def main() -> str:
     seen: dict[str, object] = {}
     for attempt in ("first", "again"):
@@ -63,6 +74,14 @@ async def main() -> str:
             seen[f"broken {attempt}"] = [type(error).__name__, error.kind, error.message]
         except Exception as error:  # what the promise rules out
             seen[f"broken {attempt}"] = [type(error).__name__, None, str(error)]
+    handle = await stuck.start(workflow_id="stuck-1")
+    await DBOS.cancel_workflow_async("stuck-1")
+    try:
+        await stuck.result(handle)
+    except DurableRunError as error:
+        seen["cancelled"] = [type(error).__name__, error.kind]
+    except BaseException as error:  # what the promise rules out
+        seen["cancelled"] = [type(error).__name__, None]
     return json.dumps(seen)
 
 

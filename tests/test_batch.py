@@ -7,7 +7,7 @@ import gc
 import io
 import sys
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
@@ -332,3 +332,36 @@ async def test_one_str_is_refused_as_the_inputs() -> None:
 
     with pytest.raises(TypeError, match=r"pass \[text\]"):
         await map_over_text()
+
+
+async def test_a_cancelled_batch_closes_the_users_generator_of_inputs_at_once() -> None:
+    closed: list[str] = []
+
+    async def inputs() -> AsyncIterator[str]:
+        try:
+            for index in range(1_000):
+                yield f"item {index}"
+        finally:
+            closed.append("async")
+
+    def plain() -> Iterator[str]:
+        try:
+            yield from (f"item {index}" for index in range(1_000))
+        finally:
+            closed.append("sync")
+
+    async def cancelled_midway(given: AsyncIterator[str] | Iterator[str]) -> None:
+        caller = anyio.CancelScope()
+
+        async def cancel_the_caller(content: MultimodalContent) -> MultimodalContent:
+            caller.cancel()  # the batch is cancelled while items are in flight
+            await anyio.sleep_forever()
+            return content
+
+        with caller:
+            await Stage.transform_result(cancel_the_caller).batch(given, concurrency=2)
+        assert closed  # closed by the batch, while the caller still holds it: not by the GC
+        closed.clear()
+
+    await cancelled_midway(inputs())
+    await cancelled_midway(plain())

@@ -33,7 +33,7 @@ from stagefx import (
     tool,
 )
 from stagefx._codec import encode_state
-from stagefx._model import close_stream
+from stagefx._model import close_iterator
 from stagefx.testing import Recorder, ScriptedModel, VirtualClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
@@ -60,7 +60,7 @@ class Tag(CallLayer):
             async for item in stream:
                 yield item  # the answer is read last: what follows runs as the stream closes
         finally:
-            await close_stream(stream)
+            await close_iterator(stream)
             self.seen.append(f"<{self.name}")
 
 

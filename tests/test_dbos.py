@@ -359,3 +359,4 @@ def test_a_typed_artifact_comes_back_typed_and_a_broken_env_fails_alike_every_ti
     kind, cause, message = seen["broken first"]
     assert (kind, cause) == ("DurableRunError", "ConnectionError")
     assert "the vault is down" in message
+    assert seen["cancelled"] == ["DurableRunError", "WorkflowCancelled"]

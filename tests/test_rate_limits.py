@@ -838,3 +838,43 @@ async def test_the_server_never_sees_more_than_allowed_in_any_window() -> None:
     assert times == pytest.approx([0.0, 2.0, 4.0] + [6.0 + 0.1 * index for index in range(40)])
     assert busiest(arrived)[0] == 10
     assert len(set(times)) == len(times)  # never two at once
+
+
+async def test_a_huge_reported_usage_charges_at_most_a_minutes_budget() -> None:
+    """A server's usage report is capped: 10**12 tokens once would hold every
+    later call for years; it holds them for at most a minute's budget."""
+    clock = VirtualClock()
+    limits = RateLimits(tokens_per_minute=TPM)
+    reported = iter([10**12, 100])
+
+    async def answer(request: ModelRequest) -> ModelOutput:
+        used = next(reported)
+        return ModelOutput(MultimodalContent.of("ok"), usage=TokenUsage("m", used - 10, 10))
+
+    env = Env.of(FunctionModel(answer), limits, clock)
+    await Stage.completion("first", max_tokens=10).execute(env=env)
+    await Stage.completion("second", max_tokens=10).execute(env=env)
+    assert clock.now() <= 60.0 + EPSILON
+
+
+async def test_the_estimate_reads_the_output_limit_the_models_config_sets() -> None:
+    """`max_output_tokens` set on the config (which the model's fingerprint
+    gives) bounds the estimate when the request's own extra says nothing."""
+
+    class Configured(FunctionModel.__base__):  # type: ignore[name-defined,misc]  # GenerativeModel
+        async def generate(self, request: ModelRequest, env: Env) -> ModelOutput:
+            return ModelOutput.of("ok")
+
+        def fingerprint(self, env: Env) -> dict[str, object]:
+            return {"provider": "configured", "max_output_tokens": 5_000}
+
+    clock = VirtualClock()
+    limits = RateLimits(tokens_per_minute=6_000)  # 100 a second
+    env = Env.of(Configured(), limits, clock)
+    await Stage.completion("a").execute(env=env)
+    await Stage.completion("b").execute(env=env)
+    # The first call charged its 5,000-token output limit: the next waits for it.
+    assert clock.now() >= 5_000 / 100 - 1
+    request = ModelRequest("", ())
+    assert limits.estimate(request, {"max_output_tokens": 5_000}) == 5_000
+    assert limits.estimate(request) == DEFAULT_OUTPUT_TOKENS

@@ -33,6 +33,7 @@ from stagefx._content import ContentElement, ContentPart, MultimodalContent
 from stagefx._env import Env
 from stagefx._errors import StageException, StageExecutionError, describe
 from stagefx._interpreter import interpret
+from stagefx._model import close_iterator
 from stagefx._nodes._base import Node, run_leaf
 from stagefx._producer import produced
 from stagefx._state import StageState
@@ -104,11 +105,6 @@ def _as_state(item: object) -> StageState:
         f"a batch input is a StageState or content (str, MultimodalContent, a content part), "
         f"not {type(item).__name__}"
     )
-
-
-async def _items(inputs: AsyncIterable[object]) -> AsyncGenerator[object]:
-    async for item in inputs:
-        yield item
 
 
 @final
@@ -209,7 +205,7 @@ async def _run(
 
     async with anyio.create_task_group() as group:
         index = 0
-        items = _items(inputs) if isinstance(inputs, AsyncIterable) else None
+        items = aiter(inputs) if isinstance(inputs, AsyncIterable) else None
         plain = iter(inputs) if not isinstance(inputs, AsyncIterable) else None
         try:
             while True:
@@ -229,9 +225,8 @@ async def _run(
                 tally.begin()
                 group.start_soon(one, index, item)
                 index += 1
-        finally:
-            if items is not None:
-                await items.aclose()
+        finally:  # the user's generator of inputs, closed now, not when collected
+            await close_iterator(items if items is not None else plain)
     if broken:
         raise broken[0]
 

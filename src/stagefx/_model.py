@@ -31,7 +31,7 @@ __all__ = [
     "ModelStreamItem",
     "NO_ANSWER",
     "answer_of",
-    "close_stream",
+    "close_iterator",
     "OutputSpec",
     "ToolSpec",
     "model_error",
@@ -111,13 +111,14 @@ async def answer_of(stream: ModelStream) -> object:
                 return item
         return None
     finally:
-        await close_stream(stream)
+        await close_iterator(stream)
 
 
-async def close_stream(stream: object) -> None:
-    """Close a model stream (its HTTP response, its layers' resources): an
-    async generator's `aclose`, or a coroutine given in its place."""
-    if inspect.iscoroutine(stream):
+async def close_iterator(stream: object) -> None:
+    """Close what an iterator left early holds (a model stream's HTTP response,
+    its layers' resources, a user's generator of inputs): an async generator's
+    `aclose`, or a coroutine or generator's `close`."""
+    if inspect.iscoroutine(stream) or inspect.isgenerator(stream):
         stream.close()
         return
     close: object = getattr(stream, "aclose", None)

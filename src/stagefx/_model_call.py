@@ -38,7 +38,7 @@ from stagefx._model import (
     ModelRequest,
     ModelStream,
     ModelStreamItem,
-    close_stream,
+    close_iterator,
     missing_model,
     model_error,
 )
@@ -179,7 +179,7 @@ async def _asked(model: GenerativeModel | None, request: ModelRequest, env: Env)
         async for item in stream:
             yield as_json(item) if isinstance(item, ModelOutput) else item
     finally:
-        await close_stream(stream)
+        await close_iterator(stream)
 
 
 NOT_JSON = "(arguments are not JSON)"
@@ -347,7 +347,7 @@ async def _answer(
                 if partial is not None:
                     partial.add(text)
     finally:
-        await close_stream(stream)
+        await close_iterator(stream)
     if deltas and isinstance(answer, ModelOutput) and "".join(deltas) != text_of(answer):
         raise ValueError("a model's stream gave deltas that do not join to its answer's text")
     if events is not None and not deltas and isinstance(answer, ModelOutput):

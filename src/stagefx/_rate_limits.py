@@ -56,7 +56,7 @@ from anyio.lowlevel import RunVar
 from stagefx._clock import Clock, SystemClock
 from stagefx._conversation import ModelInput, ModelOutput, RateLimitHint
 from stagefx._env import Env
-from stagefx._model import ModelFailure, ModelRequest, ModelStream, close_stream
+from stagefx._model import ModelFailure, ModelRequest, ModelStream, close_iterator
 from stagefx._model_call import CallLayer, LayerPlace, ModelPath
 
 __all__ = [
@@ -95,8 +95,13 @@ _LEAST_SLEEP: Final = 1e-6
 """A sleep is never shorter, so that it moves even a large clock reading on."""
 
 
+_NOTHING_CONFIGURED: Mapping[str, object] = {}
+
+
 def estimate_tokens(
-    request: ModelRequest, tokenizer: Callable[[ModelRequest], int] | None = None
+    request: ModelRequest,
+    tokenizer: Callable[[ModelRequest], int] | None = None,
+    configured: Mapping[str, object] = _NOTHING_CONFIGURED,
 ) -> int:
     """Tokens `request` may cost, before it is sent: its input plus its output limit.
 
@@ -107,6 +112,8 @@ def estimate_tokens(
     divided by `CHARACTERS_PER_TOKEN` (4) and rounded up, plus `IMAGE_TOKENS`
     (765) per image. Output: the first of `max_output_tokens`,
     `max_completion_tokens`, `max_tokens` the request's `extra` names, else
+    that `configured` names (the model's options, as its `fingerprint` gives
+    them: an `OpenAIResponsesConfig(max_output_tokens=...)`), else
     `DEFAULT_OUTPUT_TOKENS` (256).
 
     Example: 400 characters of instructions, `max_tokens=100`: 100 + 100 = 200.
@@ -119,7 +126,10 @@ def estimate_tokens(
         if isinstance(told, bool) or not isinstance(told, int) or told < 0:
             raise ValueError(f"a RateLimits tokenizer must return an int >= 0, got {told!r}")
         counted = told
-    return counted + _output_limit(request.extra)
+    limit = _output_limit(request.extra)
+    if limit is None:
+        limit = _output_limit(configured)
+    return counted + (DEFAULT_OUTPUT_TOKENS if limit is None else limit)
 
 
 def _measure(request: ModelRequest) -> tuple[int, int]:
@@ -146,12 +156,12 @@ def _json(value: Mapping[str, object]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def _output_limit(extra: Mapping[str, object]) -> int:
+def _output_limit(options: Mapping[str, object]) -> int | None:
     for key in OUTPUT_LIMIT_KEYS:
-        value = extra.get(key)
+        value = options.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-    return DEFAULT_OUTPUT_TOKENS
+    return None
 
 
 @final
@@ -414,9 +424,11 @@ class RateLimits(CallLayer):
             f"tokens_per_minute={self.tokens_per_minute!r})"
         )
 
-    def estimate(self, request: ModelRequest) -> int:
+    def estimate(
+        self, request: ModelRequest, configured: Mapping[str, object] = _NOTHING_CONFIGURED
+    ) -> int:
         """The tokens `request` is charged before it is sent (see `estimate_tokens`)."""
-        return estimate_tokens(request, self.tokenizer)
+        return estimate_tokens(request, self.tokenizer, configured)
 
     def paused_until(self) -> float:
         """The clock time before which no call is sent after a 429 (-inf: none)."""
@@ -430,7 +442,8 @@ class RateLimits(CallLayer):
         clock = env.clock
         self._check_clock(clock)
         counted = self._tokens is not None or self._token_cap is not None
-        tokens = max(self.estimate(request), 1) if counted else 1  # a call costs at least one
+        # A call costs at least one token.
+        tokens = max(self.estimate(request, _options(inner, env)), 1) if counted else 1
         charge = await self._admit(tokens, clock)
         stream = inner.stream(request, env)
         try:
@@ -443,7 +456,7 @@ class RateLimits(CallLayer):
                 yield item
                 return
         finally:
-            await close_stream(stream)
+            await close_iterator(stream)
 
     async def _admit(self, tokens: int, clock: Clock) -> _Charge | None:
         """Wait in line until admitted (charged); the token charge. A caller
@@ -544,7 +557,9 @@ class RateLimits(CallLayer):
                 usage = answer.usage
                 if charge is not None and self._tokens is not None and usage is not None:
                     actual = max(usage.input_tokens, 0) + max(usage.output_tokens, 0)
-                    return self._tokens.settle(charge, max(actual, 1), now)
+                    # A server's report, capped: no answer charges more than a minute's budget.
+                    most = max(charge.amount, self.tokens_per_minute or 0)
+                    return self._tokens.settle(charge, min(max(actual, 1), most), now)
             elif isinstance(answer, ModelFailure) and answer.kind == "rate_limited":
                 self._pause(answer.retry_after, now)
             return False
@@ -595,6 +610,19 @@ class RateLimits(CallLayer):
                 "one RateLimits was used under Envs with different clocks, whose times "
                 "cannot be compared: share one clock, or give each clock its own RateLimits"
             )
+
+
+def _options(inner: ModelPath, env: Env) -> Mapping[str, object]:
+    """The options the model is configured with (its output limit among them)."""
+    if inner.model is None:
+        return _NOTHING_CONFIGURED
+    try:
+        options = cast(object, inner.model.fingerprint(env))  # the model's: anything
+    except Exception:  # a model that cannot say: the request's own limit, or the default
+        return _NOTHING_CONFIGURED
+    if not isinstance(options, Mapping):
+        return _NOTHING_CONFIGURED
+    return cast("Mapping[str, object]", options)
 
 
 def _hinted_count(value: object) -> int | None:

@@ -31,6 +31,10 @@ from dbos import (
     WorkflowHandleAsync,
     WorkflowSerializationFormat,
 )
+from dbos._error import (  # not re-exported by dbos: the types its cancelled results raise
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSWorkflowCancelledError,
+)
 from returns.result import Failure, Result, Success
 
 from stagefx._codec import (
@@ -52,7 +56,7 @@ from stagefx._env import Env
 from stagefx._errors import MissingEnvironmentError, StageException, describe
 from stagefx._events import EventSink, StageEvent
 from stagefx._interpreter import interpret
-from stagefx._model import ModelFailure, ModelRequest, ModelStream, close_stream
+from stagefx._model import ModelFailure, ModelRequest, ModelStream, close_iterator
 from stagefx._model_call import CallLayer, LayerPlace, ModelPath, ToolPath
 from stagefx._schema import ValidationFailure
 from stagefx._secrets import scrub
@@ -212,10 +216,18 @@ class DurablePipeline:
     async def result(self, handle: RunHandle) -> StageState:
         """The final state of the run behind `handle` (waiting for it), or its
         failure raised as `DurableRunError`."""
+        workflow_id = handle.get_workflow_id()
         try:
             data = await handle.get_result()
         except PortableWorkflowError as error:
-            raise self._failure(error, handle.get_workflow_id()) from None
+            raise self._failure(error, workflow_id) from None
+        except (DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError):
+            raise DurableRunError(
+                f"durable run {workflow_id!r} was cancelled in DBOS before it finished",
+                state=StageState.empty,
+                kind="WorkflowCancelled",
+                workflow_id=workflow_id,
+            ) from None
         return decode_state(data, types=self._types)
 
     # The workflow ---------------------------------------------------------------
@@ -398,7 +410,7 @@ class _Steps(CallLayer):
                 live.append(error)
                 return _raised_record(key, error, env.secrets())
             finally:
-                await close_stream(stream)
+                await close_iterator(stream)
             return {"codec": CODEC_VERSION, "request": key, "answer": encode_answer(answer)}
 
         if env.events is None:  # nobody reads the stream: the step, whole

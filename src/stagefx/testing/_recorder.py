@@ -35,7 +35,7 @@ from stagefx._codec import (
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import MissingEnvironmentError, StageException
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream, close_stream
+from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream, close_iterator
 from stagefx._model_call import CallLayer, Known, LayerPlace, ModelPath
 from stagefx._secrets import held_secret
 from stagefx._state import StageState
@@ -260,7 +260,7 @@ class Recorder(CallLayer):
                 yield item
                 return
         finally:
-            await close_stream(stream)
+            await close_iterator(stream)
 
     # Cassette maintenance -----------------------------------------------------
 

@@ -787,3 +787,56 @@ async def test_recording_a_long_run_writes_in_linear_time_and_loses_nothing(
     gc.collect()
     assert not pending.exists()  # folded in when its Recorder went
     assert len(json.loads(cassette.read_text())["calls"]) == calls
+
+
+CRASHING = """
+import os, sys, anyio
+from stagefx import Env, ModelOutput, Stage, StageState
+from stagefx.testing import FunctionModel, Recorder
+
+calls = 0
+
+def answer(request):
+    global calls
+    calls += 1
+    if calls == int(sys.argv[2]):
+        os._exit(17)  # dies as a killed process would: no clean-up, no exit handlers
+    return ModelOutput.of(f"answer {calls}")
+
+def more(*, state, iteration):
+    return True
+
+async def main():
+    ask = Stage.completion("q").with_volatile_context()
+    env = Env.of(FunctionModel(answer), Recorder(sys.argv[1]))
+    await Stage.loop(ask, condition=more).execute(env=env)
+
+anyio.run(main)
+"""
+
+
+async def test_a_crash_mid_recording_leaves_every_call_recorded_before_it(tmp_path: Path) -> None:
+    cassette = tmp_path / "crashed.json"
+    with anyio.fail_after(120):
+        crashed = await anyio.run_process(
+            [sys.executable, "-c", CRASHING, str(cassette), "401"], check=False
+        )
+    assert crashed.returncode == 17
+    assert json.loads(cassette.read_text())["version"] == 1  # the cassette is readable JSON
+    replay = Recorder(cassette, mode="replay")
+    answers = [f"answer {n}" for n in range(1, 401)]
+
+    def more(*, state: StageState, iteration: int) -> bool:
+        return iteration < len(answers)
+
+    ask = Stage.completion("q").with_volatile_context()
+    seen: list[str] = []
+
+    def keep(content: MultimodalContent) -> MultimodalContent:
+        seen.append(content.as_string())
+        return content
+
+    pipeline = Stage.loop(Stage.sequence(ask, Stage.transform_result(keep)), condition=more)
+    never = FunctionModel(lambda request: "never asked")  # the recorded model's kind
+    await pipeline.execute(env=Env.of(never, replay))
+    assert seen == answers  # all 400 calls before the crash, in order

@@ -7,7 +7,7 @@ import sys
 
 import anyio
 
-from benchmarks import batch, core, durable, provider, replay, streaming
+from benchmarks import batch, core, durable, pacing, provider, recording, replay, streaming
 from benchmarks.harness import Plan, render
 
 
@@ -18,7 +18,9 @@ async def main(quick: bool) -> None:
         *await provider.run(plan),
         *await streaming.run(plan),
         *await replay.run(plan),
+        *await recording.run(plan),
         *await batch.run(plan),
+        *await pacing.run(plan),
         *await durable.run(plan),
     ]
     print(f"Python {platform.python_version()} on {platform.machine()}, anyio asyncio backend\n")

@@ -76,9 +76,12 @@ def render(rows: list[Row]) -> str:
 
 
 def _show(value: float, unit: str) -> str:
-    """Times per unit in µs; "×" marks a dimensionless factor, "MiB" a size."""
+    """Times per unit in µs; "×" marks a dimensionless factor, "MiB" a size,
+    "calls" and "tokens" counts."""
     if unit == "×":
         return f"{value:.2f}×"
     if unit == "MiB":
         return f"{value:.1f} MiB"
+    if unit in ("calls", "tokens"):
+        return f"{value:,.0f} {unit}"
     return f"{value * 1e6:.2f} µs/{unit}"

@@ -6,7 +6,7 @@ import sqlite3
 import sys
 
 import pytest
-from benchmarks import batch, core, durable, load, provider, replay, streaming
+from benchmarks import batch, core, durable, load, pacing, provider, recording, replay, streaming
 from benchmarks.harness import Plan, render
 
 pytestmark = pytest.mark.anyio
@@ -37,6 +37,12 @@ async def test_the_provider_benchmarks_run_against_the_loopback_server() -> None
 async def test_the_streaming_benchmarks_run_against_the_loopback_server() -> None:
     rows = await streaming.run(Plan(quick=True))
     assert [row.name.split(" ")[0] for row in rows] == ["time", "whole"]
+    assert all(row.ours > 0 and row.floor > 0 for row in rows)
+
+
+async def test_the_recording_and_pacing_benchmarks_run() -> None:
+    rows = [*await recording.run(Plan(quick=True)), *await pacing.run(Plan(quick=True))]
+    assert [row.name.split(" ")[0] for row in rows] == ["recording", "busiest", "budget", "busiest"]
     assert all(row.ours > 0 and row.floor > 0 for row in rows)
 
 

@@ -8,19 +8,22 @@ counts recorded in RELIABILITY.md; tests/test_reliability.py asserts them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Literal
 
 import anyio
 import attrs
-from returns.result import Success
+from returns.result import Result, Success
 
 from stagefx import (
+    Finished,
     ModelAuthenticationError,
     ModelRateLimitError,
     ModelUnavailableError,
     Stage,
     StageException,
+    StageState,
     StageTimeoutError,
     SystemClock,
     Tool,
@@ -46,6 +49,9 @@ class Scenario:
     real_time: bool = False
     """Timeouts around real I/O run on the system clock: a VirtualClock cannot
     see a request in flight and would fire before it reached the server."""
+    streamed: bool = False
+    """Run with `Stage.stream` (the provider streams natively); its outcome is
+    the `Finished` event's."""
 
     @property
     def fault_count(self) -> int:
@@ -157,6 +163,35 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("dropped connection, retried", (Fault.drop(),) * 2, retried(2), "recovered"),
     Scenario("401, not retried", (Fault.status(401),), retried(3), ModelAuthenticationError),
     Scenario(
+        "stream cut midway (streamed)",
+        (Fault.cut(after=2),),
+        completion,
+        ModelUnavailableError,
+        streamed=True,
+    ),
+    Scenario(
+        "stream cut midway, retried (streamed)",
+        (Fault.cut(after=2),),
+        retried(1),
+        "recovered",
+        streamed=True,
+    ),
+    Scenario(
+        "error event midstream (streamed)",
+        (Fault.error_event(after=2),),
+        completion,
+        ModelUnavailableError,
+        streamed=True,
+    ),
+    Scenario(
+        "stream stalls past with_timeout (streamed)",
+        (Fault.stall(after=2),),
+        lambda: completion().with_timeout(TIMEOUT),
+        StageTimeoutError,
+        real_time=True,
+        streamed=True,
+    ),
+    Scenario(
         "tool raises: the model sees the error",
         (),
         with_tools(flaky_lookup),
@@ -192,7 +227,8 @@ async def run_scenario(scenario: Scenario, server: FakeOpenAIServer) -> Verdict:
         disposables=(OpenAI(api_key="sk-reliability", base_url=server.base_url),),
     ):
         last_good = await PRIOR.execute()
-        outcome = await Stage.sequence(PRIOR, scenario.stage()).attempt()
+        pipeline = Stage.sequence(PRIOR, scenario.stage())
+        outcome = await (streamed(pipeline) if scenario.streamed else pipeline.attempt())
     leftover = server.pending_faults
     if leftover:
         server.clear_faults()
@@ -209,6 +245,15 @@ async def run_scenario(scenario: Scenario, server: FakeOpenAIServer) -> Verdict:
             return Verdict(scenario, "surfaced", type(error).__name__)
         return Verdict(scenario, "other", f"{type(error).__name__} lost the last good state")
     return Verdict(scenario, "other", f"{type(error).__name__}: {error}")
+
+
+async def streamed(pipeline: Stage) -> Result[StageState, StageException]:
+    """The outcome of streaming `pipeline`: its `Finished` event's."""
+    async with contextlib.aclosing(pipeline.stream()) as events:
+        async for event in events:
+            if isinstance(event, Finished):
+                return event.outcome
+    raise AssertionError("a stream ended without Finished")
 
 
 async def run_all() -> list[Verdict]:

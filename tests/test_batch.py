@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from returns.result import Success
 
 from stagefx import (
@@ -365,3 +367,40 @@ async def test_a_cancelled_batch_closes_the_users_generator_of_inputs_at_once() 
 
     await cancelled_midway(inputs())
     await cancelled_midway(plain())
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message either")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=40, deadline=None)
+@given(
+    raise_at=st.integers(0, 12),
+    error=st.sampled_from([RuntimeError("boom"), ValueError(""), Unprintable(), KeyError("k")]),
+    items=st.integers(1, 6),
+    concurrency=st.integers(1, 3),
+)
+def test_a_hostile_progress_sink_never_costs_a_result(
+    backend: str, raise_at: int, error: Exception, items: int, concurrency: int
+) -> None:
+    async def check() -> None:
+        env, _ = model_env()
+        told: list[int] = []
+
+        def sink(progress: BatchProgress) -> None:
+            told.append(progress.done)
+            if len(told) > raise_at:
+                raise error
+
+        inputs = [f"item {index}" for index in range(items)]
+        outcomes = await Stage.result_completion().batch(
+            inputs, concurrency=concurrency, env=env, progress=sink
+        )
+        assert [outcome.unwrap().result.as_string() for outcome in outcomes] == [
+            f"<{text}>" for text in inputs
+        ]
+        assert outcomes.summary.done == items
+
+    anyio.run(check, backend=backend)

@@ -7,10 +7,13 @@ import contextlib
 import json
 import math
 import sys
+import tempfile
 from pathlib import Path
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stagefx import (
     LAYER_ORDER,
@@ -222,3 +225,47 @@ async def test_a_streamed_recording_replays_whole_when_not_streamed(tmp_path: Pa
     )
     assert state.result.as_string() == "in pieces"
     assert isinstance(state, StageState)
+
+
+json_adjacent = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**3_990, max_value=10**4_100)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@tool
+async def take(x: float) -> float:
+    """Take a number."""
+    return x
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=60, deadline=None)
+@given(value=json_adjacent)
+def test_tool_arguments_of_any_json_adjacent_value_give_one_outcome_live_recorded_replayed(
+    backend: str, value: object
+) -> None:
+    call = ModelOutput.of(tool_requests=(ModelToolRequest("c1", "take", {"x": value}),))
+    pipeline = Stage.completion("take it", tools=[take])
+
+    async def check() -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            cassette = Path(folder) / "c.json"
+            live = await pipeline.attempt(env=Env.of(ScriptedModel(call, "done")))
+            recorded = await pipeline.attempt(
+                env=Env.of(ScriptedModel(call, "done"), Recorder(cassette, mode="record"))
+            )
+            replayed = await pipeline.attempt(
+                env=Env.of(ScriptedModel(), Recorder(cassette, mode="replay"))
+            )
+        assert live.unwrap() == recorded.unwrap() == replayed.unwrap()
+
+    anyio.run(check, backend=backend)

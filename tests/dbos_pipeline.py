@@ -18,13 +18,13 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
-from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer
 
 from stagefx import Env, ModelInput, ModelOutput, ModelRequest, Stage, StageState, ctx, tool
 from stagefx._codec import encode_state
 from stagefx._conversation import ModelToolRequest, TokenUsage
 from stagefx.dbos import DurableRunError, durable
 from stagefx.testing import FunctionModel
+from tests.dbos_launch import launched
 
 WORKDIR = Path(sys.argv[4]) if len(sys.argv) > 4 else Path(".")
 
@@ -97,17 +97,5 @@ async def main(workflow_id: str) -> str:
 
 if __name__ == "__main__":
     url, executor, workflow_id = sys.argv[1], sys.argv[2], sys.argv[3]
-    config: DBOSConfig = {
-        "name": "stagefx-durable-test",
-        "system_database_url": url,
-        "executor_id": executor,
-        "serializer": DBOSPortableJSONSerializer(),
-        "log_level": "WARNING",
-        "notification_listener_polling_interval_sec": 0.05,
-    }
-    DBOS(config=config)
-    DBOS.launch()
-    try:
+    with launched("stagefx-durable-test", url, executor):
         Path(sys.argv[5]).write_text(anyio.run(main, workflow_id))
-    finally:
-        DBOS.destroy()

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import anyio
 import pydantic
-from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer
+from dbos import DBOS
 
 from stagefx import Env, GenerativeModel, ModelFailure, ModelOutput, ModelRequest, Stage, ctx
 from stagefx.dbos import DurableRunError, durable
 from stagefx.testing import ScriptedModel
+from tests.dbos_launch import launched
 
 
 class Person(pydantic.BaseModel):
@@ -86,17 +87,5 @@ async def main() -> str:
 
 
 if __name__ == "__main__":
-    config: DBOSConfig = {
-        "name": "stagefx-durable-promises-test",
-        "system_database_url": sys.argv[1],
-        "executor_id": "promises",
-        "serializer": DBOSPortableJSONSerializer(),
-        "log_level": "WARNING",
-        "notification_listener_polling_interval_sec": 0.05,
-    }
-    DBOS(config=config)
-    DBOS.launch()
-    try:
+    with launched("stagefx-durable-promises-test", sys.argv[1], "promises"):
         Path(sys.argv[2]).write_text(anyio.run(main))
-    finally:
-        DBOS.destroy()

@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 import anyio
-from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer
 
 from stagefx import Env, Finished, ModelOutput, ModelToolRequest, Stage, TextDelta, ctx, tool
 from stagefx._codec import JSON, encode_state
 from stagefx.dbos import durable
 from stagefx.testing import ScriptedModel
+from tests.dbos_launch import launched
 
 
 @tool
@@ -74,17 +74,5 @@ async def main(workflow_id: str) -> str:
 
 if __name__ == "__main__":
     url, workflow_id = sys.argv[1], sys.argv[2]
-    config: DBOSConfig = {
-        "name": "stagefx-durable-streaming-test",
-        "system_database_url": url,
-        "executor_id": "streamer",
-        "serializer": DBOSPortableJSONSerializer(),
-        "log_level": "WARNING",
-        "notification_listener_polling_interval_sec": 0.05,
-    }
-    DBOS(config=config)
-    DBOS.launch()
-    try:
+    with launched("stagefx-durable-streaming-test", url, "streamer"):
         Path(sys.argv[3]).write_text(anyio.run(main, workflow_id))
-    finally:
-        DBOS.destroy()

@@ -60,6 +60,7 @@ def test_the_code_of_every_page_passes_strict_pyright(tmp_path: Path) -> None:
                 "typeCheckingMode": "strict",
                 "venvPath": str(ROOT),
                 "venv": ".venv",
+                "extraPaths": [str(ROOT)],  # pages may import the repository's examples
                 "reportUnusedFunction": False,
                 "reportUnusedVariable": False,
                 "reportUnusedImport": False,

@@ -13,12 +13,18 @@ from types import ModuleType
 
 import pytest
 
-EXTRA_SDKS = ("openai", "httpx2", "opentelemetry", "hypothesis", "aiohttp")
+EXTRA_SDKS = ("openai", "anthropic", "google", "httpx2", "opentelemetry", "hypothesis", "aiohttp")
 
 # stagefx modules that import an extra: forgotten while an SDK is hidden, so
 # importing them again runs their guards
 OPTIONAL = (
     "stagefx.openai",
+    "stagefx.anthropic",
+    "stagefx.gemini",
+    "stagefx.testing._fake_anthropic",
+    "stagefx.testing._anthropic_codec",
+    "stagefx.testing._fake_gemini",
+    "stagefx.testing._gemini_codec",
     "stagefx.otel",
     "stagefx.testing.strategies",
     "stagefx.testing.laws",
@@ -75,6 +81,21 @@ def test_openai_without_its_client_says_to_install_the_openai_extra(sdk: str) ->
         importlib.import_module("stagefx.openai")
     assert 'pip install "stagefx[openai]"' in str(error.value)
     assert _caused_by_missing(error, sdk)
+
+
+@pytest.mark.parametrize(
+    ("module", "sdk", "extra"),
+    [
+        ("stagefx.anthropic", "anthropic", "anthropic"),
+        ("stagefx.gemini", "google", "gemini"),
+    ],
+)
+def test_a_provider_without_its_sdk_says_to_install_its_extra(
+    module: str, sdk: str, extra: str
+) -> None:
+    with hidden(sdk), pytest.raises(ImportError) as error:
+        importlib.import_module(module)
+    assert f'pip install "stagefx[{extra}]"' in str(error.value)
 
 
 def test_otel_without_opentelemetry_says_to_install_the_otel_extra() -> None:

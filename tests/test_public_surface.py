@@ -12,16 +12,25 @@ import pytest
 
 import stagefx
 
-PUBLIC_PACKAGES = ["stagefx", "stagefx.openai", "stagefx.testing"]
+PUBLIC_PACKAGES = [
+    "stagefx",
+    "stagefx.openai",
+    "stagefx.anthropic",
+    "stagefx.gemini",
+    "stagefx.mcp",
+    "stagefx.testing",
+]
 PUBLIC_MODULES = {
     "stagefx",
     "stagefx.openai",
+    "stagefx.anthropic",
+    "stagefx.gemini",
     "stagefx.otel",
     "stagefx.testing",
     "stagefx.testing.laws",
     "stagefx.testing.strategies",
 }
-OPTIONAL_PUBLIC = {"stagefx.dbos"}  # the `dbos` extra's package
+OPTIONAL_PUBLIC = {"stagefx.dbos", "stagefx.mcp"}  # the `dbos` and `mcp` extras' packages
 
 
 @pytest.mark.parametrize("name", PUBLIC_PACKAGES)

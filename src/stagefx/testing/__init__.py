@@ -1,9 +1,10 @@
-"""Test support: deterministic models and clocks, a fake OpenAI server, laws.
+"""Test support: deterministic models and clocks, fake provider servers, laws.
 
 `strategies` and `laws` need hypothesis (the `testing` extra); import them
 explicitly: `from stagefx.testing import strategies, laws`. `FakeOpenAIServer`
 (with `Fault`, `RecordedRequest` and `SentChunk`) needs the `openai` and
-`testing` extras and is imported on first use. Without an extra, each raises
+`testing` extras and is imported on first use; `FakeAnthropicServer` and
+`FakeGeminiServer` need their provider's extra too. Without an extra, each raises
 an `ImportError` that says what to install.
 """
 
@@ -17,10 +18,14 @@ from stagefx.testing._models import Answer, FunctionModel, ScriptedModel
 from stagefx.testing._recorder import Recorder, RecordMode, ReplayMissError
 
 if typing.TYPE_CHECKING:
+    from stagefx.testing._fake_anthropic import FakeAnthropicServer
+    from stagefx.testing._fake_gemini import FakeGeminiServer
     from stagefx.testing._fake_openai import FakeOpenAIServer, Fault, RecordedRequest, SentChunk
 
 __all__ = [
     "Answer",
+    "FakeAnthropicServer",
+    "FakeGeminiServer",
     "FakeOpenAIServer",
     "Fault",
     "FunctionModel",
@@ -40,6 +45,16 @@ _publish(__name__, globals(), [name for name in __all__ if name in globals()])
 
 
 def __getattr__(name: str) -> object:
+    if name == "FakeAnthropicServer":
+        from stagefx.testing import _fake_anthropic as fake_anthropic  # needs the optional extras
+
+        _publish(__name__, vars(fake_anthropic), ("FakeAnthropicServer",))
+        return fake_anthropic.FakeAnthropicServer
+    if name == "FakeGeminiServer":
+        from stagefx.testing import _fake_gemini as fake_gemini  # needs the optional extras
+
+        _publish(__name__, vars(fake_gemini), ("FakeGeminiServer",))
+        return fake_gemini.FakeGeminiServer
     if name in _FAKE_OPENAI:
         from stagefx.testing import _fake_openai as fake_openai  # needs the optional extras
 

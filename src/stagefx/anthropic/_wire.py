@@ -1,0 +1,196 @@
+"""Pieces the provider's codec and the fake server's share: JSON access,
+thinking blocks kept on the conversation, and the tool that carries
+structured output.
+
+The `openai` package's equivalents are not imported: `stagefx.openai`
+needs the `openai` SDK, and this provider must not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Final, TypeGuard, cast
+
+import attrs
+
+from stagefx._content import ArtifactContent, ContentPart
+from stagefx._model import OutputSpec
+
+__all__ = [
+    "INVALID_ARGUMENTS",
+    "JSON",
+    "THINKING",
+    "MalformedBody",
+    "OutputTool",
+    "ANSWER_TOOL",
+    "ANSWER_TOOL_JSON",
+    "ANSWER_TOOL_WRAPPED",
+    "answer_text",
+    "arguments_of",
+    "items",
+    "mapping",
+    "number",
+    "output_tool",
+    "text",
+    "thinking_block",
+    "thinking_part",
+    "tool_input",
+]
+
+JSON = dict[str, object]
+
+THINKING: Final = "anthropic_thinking"
+"""The key of the artifact that keeps one of the model's thinking blocks in
+its `ModelOutput.content`: `ArtifactContent({THINKING: block}, text="")`.
+
+With extended thinking and tools, Anthropic needs the assistant's thinking
+blocks (with their `signature`) sent back unchanged in the next turn. The
+artifact's text is empty, so the answer's text (`as_string()`, what its
+stream's deltas join to) is unchanged; its value is plain JSON, so cassettes
+and durable steps keep it."""
+
+_THINKING_TYPES = frozenset({"thinking", "redacted_thinking"})
+
+
+def thinking_part(block: Mapping[str, object]) -> ArtifactContent:
+    """The content part that keeps a `thinking` or `redacted_thinking` block."""
+    return ArtifactContent({THINKING: dict(block)}, "")
+
+
+def thinking_block(part: ContentPart) -> JSON | None:
+    """The thinking block `part` keeps (see `THINKING`), else None."""
+    if not isinstance(part, ArtifactContent) or part.text:
+        return None
+    found: object = part.value
+    if not isinstance(found, Mapping):
+        return None
+    value = cast("Mapping[object, object]", found)
+    if len(value) != 1 or not _str_keyed(value.get(THINKING)):
+        return None
+    block = dict(cast("Mapping[str, object]", value[THINKING]))
+    return block if block.get("type") in _THINKING_TYPES else None
+
+
+@attrs.frozen(slots=True)
+class OutputTool:
+    """The tool structured output is asked through: the model's answer is
+    its input. A schema that is not an object's is wrapped (`{"value": ...}`),
+    as a tool's input must be an object."""
+
+    name: str
+    description: str
+    input_schema: JSON
+    wrapped: bool
+
+
+ANSWER_TOOL: Final = "Give your final answer with this tool: its input is the answer."
+ANSWER_TOOL_WRAPPED: Final = (
+    "Give your final answer with this tool: its input's `value` is the answer."
+)
+ANSWER_TOOL_JSON: Final = (
+    "Give your final answer with this tool: its input is the answer, a JSON object."
+)
+
+
+def output_tool(output: OutputSpec, taken: Iterable[str]) -> OutputTool | None:
+    """The tool for `output` (None when the answer is free text), named so
+    that it differs from every name in `taken` (the request's tools)."""
+    names = set(taken)
+    base = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in output.name or "output")
+    name = base[:60] or "output"
+    while name in names:
+        name = f"{name}_answer"[-64:]
+    if output.mode == "json":
+        return OutputTool(name, ANSWER_TOOL_JSON, {"type": "object"}, wrapped=False)
+    if output.mode != "schema" or output.schema is None:
+        return None
+    schema = dict(output.schema)
+    if schema.get("type") == "object":
+        return OutputTool(name, ANSWER_TOOL, schema, wrapped=False)
+    wrapped: JSON = {"type": "object", "properties": {"value": schema}, "required": ["value"]}
+    return OutputTool(name, ANSWER_TOOL_WRAPPED, wrapped, wrapped=True)
+
+
+def answer_text(tool: OutputTool, arguments: object) -> str:
+    """The answer's text given the output tool's input: that input as JSON
+    (its `value` when wrapped)."""
+    value = arguments
+    if tool.wrapped and isinstance(arguments, Mapping):
+        value = cast("Mapping[str, object]", arguments).get("value")
+    return json.dumps(value, ensure_ascii=False)
+
+
+INVALID_ARGUMENTS: Final = "(arguments are not a JSON object)"
+"""The one key of a `ModelToolRequest`'s arguments when the model's input is
+not a JSON object (the same marker the OpenAI provider uses): the tool's
+validation refuses it and the model gets an error it can correct."""
+
+
+def _str_keyed(value: object) -> TypeGuard[Mapping[str, object]]:
+    return isinstance(value, Mapping) and all(
+        isinstance(key, str) for key in cast("Mapping[object, object]", value)
+    )
+
+
+def arguments_of(raw: object) -> dict[str, object]:
+    """Tool-call arguments from a `tool_use` block's `input` (an object), or
+    from its streamed JSON text; anything else as `{INVALID_ARGUMENTS: ...}`."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    if isinstance(raw, str):
+        try:
+            parsed: object = json.loads(raw)
+        except (ValueError, RecursionError):  # bad JSON, too deep, too many digits
+            return {INVALID_ARGUMENTS: raw}
+        if _str_keyed(parsed):
+            return dict(parsed)
+        return {INVALID_ARGUMENTS: raw}
+    if _str_keyed(raw):
+        return dict(raw)
+    return {INVALID_ARGUMENTS: f"<{type(raw).__name__}>"}
+
+
+def tool_input(arguments: Mapping[str, object]) -> object:
+    """A `tool_use` block's `input` for arguments (the inverse of `arguments_of`):
+    arguments that were not an object are sent back as the object `{}`, the
+    closest valid input (the API refuses anything else)."""
+    if len(arguments) == 1 and INVALID_ARGUMENTS in arguments:
+        return {}
+    return dict(arguments)
+
+
+class MalformedBody(ValueError):
+    """A body that is JSON but not the shape the API promises."""
+
+
+def mapping(value: object, where: str) -> Mapping[str, object]:
+    """`value` as a JSON object, or a `MalformedBody` naming where it was expected."""
+    if not isinstance(value, Mapping):
+        raise MalformedBody(f"expected an object at {where}, got {type(value).__name__}")
+    return cast("Mapping[str, object]", value)  # a JSON object: its keys are str
+
+
+def items(value: object, where: str) -> list[object]:
+    """`value` as a JSON list, or a `MalformedBody`."""
+    if not isinstance(value, list):
+        raise MalformedBody(f"expected a list at {where}, got {type(value).__name__}")
+    return cast("list[object]", value)
+
+
+def text(value: object, where: str) -> str:
+    """`value` as text, or a `MalformedBody`."""
+    if not isinstance(value, str):
+        raise MalformedBody(f"expected text at {where}, got {type(value).__name__}")
+    return value
+
+
+MAX_TOKENS: Final = 10**15
+"""Token counts above this (or below 0) are not counts: they read as 0."""
+
+
+def number(value: object) -> int:
+    """A token count from the body; anything that is not a plausible one is 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+        return value
+    return 0

@@ -1,0 +1,144 @@
+"""Gemini's failures as typed `ModelFailure`s, with nothing secret in the message.
+
+- `failure_of`: an HTTP error the `google-genai` client raised (its JSON
+  `error` object: `code`, `message`, `status`, `details`).
+- `retry_delay`: the wait a 429 asks for, from its `google.rpc.RetryInfo`
+  detail (`retryDelay: "2s"`), else a `Retry-After` header; capped.
+- `Scrubber`: the provider's API key and anything else secret taken out of
+  any text a failure carries (stagefx's one secret policy), before it is shortened.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Final, cast, final
+
+from google.genai import errors
+
+from stagefx._model import ModelFailure
+from stagefx._secrets import scrub
+
+__all__ = ["MAX_MESSAGE", "Scrubber", "failure_of", "retry_delay"]
+
+MAX_MESSAGE: Final = 1000
+"""Characters of a server's own text a failure message keeps (after scrubbing)."""
+
+RETRY_INFO: Final = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+@final
+class Scrubber:
+    """Takes the provider's keys out of text by stagefx's one secret policy
+    (`stagefx._secrets.scrub`: each key as sent, in a header or URL-encoded
+    in a `key=` query, the environment's credentials and key shapes)."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._keys = tuple(keys)
+
+    def __call__(self, text: str) -> str:
+        return scrub(text, self._keys)
+
+    def clip(self, text: str, limit: int = MAX_MESSAGE) -> str:
+        """`text` scrubbed, then cut to `limit` characters (never cut before
+        scrubbing: a cut key would no longer match)."""
+        text = self(text)
+        return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more)"
+
+
+_DURATION: Final = re.compile(r"\s*(\d{1,18}(?:\.\d{1,18})?)s?\s*")
+
+
+def _seconds_of(text: object) -> float | None:
+    """Seconds in a protobuf Duration's JSON (`"2s"`, `"0.5s"`) or a plain
+    number of seconds; None for anything else."""
+    if not isinstance(text, str) or len(text) > 100:
+        return None
+    found = _DURATION.fullmatch(text)
+    return float(found.group(1)) if found else None
+
+
+def _details(body: object) -> list[Mapping[str, object]]:
+    """The `details` of an error body (`{"error": {...}}` or the error itself)."""
+    if not isinstance(body, Mapping):
+        return []
+    fields = cast("Mapping[str, object]", body)  # a JSON object: its keys are str
+    inner = fields.get("error")
+    if isinstance(inner, Mapping):
+        fields = cast("Mapping[str, object]", inner)
+    found = fields.get("details")
+    if not isinstance(found, list):
+        return []
+    return [
+        cast("Mapping[str, object]", detail)
+        for detail in cast("list[object]", found)
+        if isinstance(detail, Mapping)
+    ]
+
+
+def _format(value: float) -> str:
+    if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}"
+
+
+def retry_delay(body: object, headers: object, maximum: float) -> tuple[float | None, str]:
+    """Seconds a 429 asks to wait, at most `maximum`, and a note when capped:
+    the `retryDelay` of its `google.rpc.RetryInfo` detail, else its
+    `Retry-After` header (seconds). Garbage is no advice: `(None, "")`."""
+    asked: float | None = None
+    for detail in _details(body):
+        if detail.get("@type") == RETRY_INFO:
+            asked = _seconds_of(detail.get("retryDelay"))
+            break
+    if asked is None:
+        get = getattr(headers, "get", None)
+        asked = _seconds_of(get("retry-after") if callable(get) else None)
+    if asked is None:
+        return None, ""
+    if asked <= maximum:  # False for nan and inf: capped
+        return max(asked, 0.0), ""
+    return maximum, f"server asked to wait {_format(asked)} s; capped at {_format(maximum)} s"
+
+
+_TOO_LONG: Final = (
+    "input token count",
+    "exceeds the maximum number of tokens",
+    "context length",
+    "too long",
+)
+
+
+def failure_of(error: errors.APIError, scrub: Scrubber, max_retry_after: float) -> ModelFailure:
+    """The `ModelFailure` for an error the client raised, its message
+    scrubbed; a 429's wait is capped at `max_retry_after`.
+
+    429 is `rate_limited`; 401, 403 and a 400 whose `ErrorInfo` reason is
+    `API_KEY_INVALID` (Gemini's answer to a wrong key) `authentication`; a 400
+    saying the input has too many tokens `context_too_long`; other 4xx
+    `invalid_request` (408 and 409 `unavailable`); 5xx and the rest `unavailable`.
+    """
+    code = error.code if isinstance(cast(object, error.code), int) else 0
+    told: str = error.message if isinstance(error.message, str) else ""
+    status = error.status if isinstance(cast(object, error.status), str) else ""
+    label = f"{code} {status}".strip()
+    message = f"Gemini {label}: {scrub.clip(told or 'no message')}"
+    if code == 429:
+        response: object = getattr(
+            error, "response", None
+        )  # the SDK's HTTP response, of whichever client
+        body: object = getattr(error, "details", None)  # the error's JSON
+        seconds, note = retry_delay(body, getattr(response, "headers", None), max_retry_after)
+        return ModelFailure("rate_limited", f"{message} ({note})" if note else message, seconds)
+    found: object = getattr(error, "details", None)  # the error's JSON
+    reasons = {detail.get("reason") for detail in _details(found)}
+    if code in (401, 403) or "API_KEY_INVALID" in reasons or status == "UNAUTHENTICATED":
+        return ModelFailure("authentication", message)
+    if code == 400 and any(phrase in told.lower() for phrase in _TOO_LONG):
+        return ModelFailure("context_too_long", message)
+    if code in (408, 409):
+        return ModelFailure("unavailable", message)
+    if 400 <= code < 500:
+        return ModelFailure("invalid_request", message)
+    return ModelFailure("unavailable", message)

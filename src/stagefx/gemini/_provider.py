@@ -1,0 +1,346 @@
+"""`Gemini()`: the provider that owns one `google.genai.Client(...).aio` for a scope."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import math
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Final, Self, cast, final
+
+import anyio
+import attrs
+import httpx2
+from google import genai
+from google.genai import errors, types
+
+from stagefx._conversation import ModelOutput
+from stagefx._env import Env
+from stagefx._errors import describe
+from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
+from stagefx.gemini._codec import chunk_text, decode_chunks, encode_request
+from stagefx.gemini._config import GeminiConfig
+from stagefx.gemini._errors import Scrubber, failure_of
+
+__all__ = ["Gemini"]
+
+_KEY_VARIABLES: Final = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+_OPENED: contextvars.ContextVar[list[httpx2.Response] | None] = contextvars.ContextVar(
+    "stagefx_gemini_opened", default=None
+)
+"""Where the HTTP client hands the responses it opens while a stream is being
+started, so the stream can close its response when it is left early (the SDK's
+own stream iterator does not close it)."""
+
+
+async def _hand_over(response: httpx2.Response) -> None:
+    held = _OPENED.get()
+    if held is not None:
+        held.append(response)
+
+
+@final
+@attrs.define
+class _Opened:
+    """The clients one scope uses: the SDK's and the HTTP client under it."""
+
+    client: genai.Client
+    http: httpx2.AsyncClient
+
+
+@final
+class Gemini(GenerativeModel):
+    """The Gemini provider, a disposable: `ctx.scope(..., disposables=(Gemini(),))`.
+
+    Entering it opens one `google.genai.Client(...).aio` on the first call
+    (API key from `api_key=`, else `GEMINI_API_KEY`, else `GOOGLE_API_KEY`;
+    `base_url=` the server root, else Google's); the last scope to exit
+    closes it. Each call uses the latest `GeminiConfig` in the Env. The SDK's
+    own retries are off: retry with `Stage.with_retry`, which waits on the
+    Env's clock and honours the server's wait.
+
+    The request is the REST `GenerateContentRequest` body, sent through the
+    SDK's client: instructions as `systemInstruction`, the conversation as
+    `user` / `model` contents, tools as `functionDeclarations` with their
+    full JSON Schema (`parametersJsonSchema`), tool answers as
+    `functionResponse` parts, images inline or as file data, `output=` JSON
+    as `responseMimeType` / `responseJsonSchema`. A function call's thought
+    signature (Gemini 2.5+ and 3) is kept in its `ModelToolRequest.identifier`
+    and sent back on its part.
+
+    The server is not trusted. Every failure comes back as a typed
+    `ModelFailure`: HTTP errors (a 429's `google.rpc.RetryInfo` delay, capped
+    at `max_retry_after`, as `retry_after`), blocked prompts and answers as
+    `refused`, bodies that cannot be read as `unavailable`. No failure
+    message holds the API key.
+
+    `stream` streams natively (`streamGenerateContent?alt=sse`): text deltas
+    as they arrive, then the same `ModelOutput` `generate` gives for the same
+    answer. A stream cut short ends with `unavailable`; leaving early
+    (`aclose`, cancellation) closes the HTTP response at once.
+
+    Example: `ctx.scope("app", GeminiConfig(model="gemini-2.5-flash"), disposables=(Gemini(),))`
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retry_after: float = 60.0,
+    ) -> None:
+        for name, value in (("timeout", timeout), ("max_retry_after", max_retry_after)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(cast(object, value), int | float)  # may be untyped
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"Gemini({name}=...) needs finite seconds >= 0, got {value!r}")
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout = float(timeout)
+        self._max_retry_after = float(max_retry_after)
+        self._opened: _Opened | None = None
+        self._entered = 0  # scopes inside which this provider is open
+
+    async def __aenter__(self) -> Self:
+        # The client is made on the first call, so a scope whose calls are all
+        # replayed from a cassette needs no API key. Scopes are counted: the
+        # client is closed when the last one exits.
+        self._entered += 1
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._entered = max(self._entered - 1, 0)
+        if self._entered or self._opened is None:
+            return
+        opened, self._opened = self._opened, None  # a scope entering now makes a new one
+        with anyio.CancelScope(shield=True):
+            opened.client.close()  # the SDK's sync HTTP client, never used
+            await opened.client.aio.aclose()
+            await opened.http.aclose()
+
+    def __repr__(self) -> str:
+        return "Gemini()"  # never the key
+
+    def _key(self) -> str | None:
+        if self._api_key is not None:
+            return self._api_key
+        for name in _KEY_VARIABLES:
+            if found := os.environ.get(name):
+                return found
+        return None
+
+    def _open(self) -> _Opened | ModelFailure:
+        """The clients, made on the first call; a failure when there is no key."""
+        if not self._entered:
+            raise RuntimeError("Gemini() is not open: pass it in ctx.scope(..., disposables=(...))")
+        if self._opened is not None:
+            return self._opened
+        key = self._key()
+        if not key:
+            return ModelFailure(
+                "authentication",
+                "no Gemini API key: pass Gemini(api_key=...) or set GEMINI_API_KEY",
+            )
+        http = httpx2.AsyncClient(timeout=self._timeout, event_hooks={"response": [_hand_over]})
+        options = types.HttpOptions(
+            base_url=self._base_url,
+            api_version="v1beta",  # the API Google describes (and stagefx checks bodies against)
+            timeout=math.ceil(self._timeout * 1000),  # milliseconds
+            retry_options=types.HttpRetryOptions(attempts=1),  # retries are the Stage's
+            httpx_async_client=http,  # httpx2 runs on asyncio and trio alike
+        )
+        client = genai.Client(api_key=key, vertexai=False, http_options=options)
+        self._opened = _Opened(client, http)
+        return self._opened
+
+    async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
+        """Send `request` to `models/{model}:generateContent`; failures come back typed.
+
+        Raises `RuntimeError` when used outside its scope and `LookupError` when
+        the Env holds no `GeminiConfig` (both surface as `StageExecutionError`).
+        """
+        opened = self._open()
+        if isinstance(opened, ModelFailure):
+            return opened
+        config = _config(env)
+        body = encode_request(request, config.model, {**config.options(), **request.extra})
+        scrub = Scrubber(self.secrets())
+        try:
+            answer = await _api(opened).async_request(
+                "post", f"models/{config.model}:generateContent", body
+            )
+        except errors.APIError as error:
+            return failure_of(error, scrub, self._max_retry_after)
+        except Exception as error:
+            if not _is_transport(error):  # anything else is a bug, raised as such
+                raise
+            return ModelFailure(
+                "unavailable", f"could not read Gemini's answer: {type(error).__name__}"
+            )
+        try:
+            decoded = decode_chunks([json.loads(answer.body or "")], config.model)
+        except Exception as error:  # not JSON, too deep, not the shape
+            return ModelFailure(
+                "unavailable", f"malformed response from Gemini: {scrub.clip(describe(error))}"
+            )
+        return _scrubbed(decoded, scrub)
+
+    async def stream(self, request: ModelRequest, env: Env) -> ModelStream:
+        """Stream `request` from `models/{model}:streamGenerateContent?alt=sse`:
+        text deltas as they arrive, then the whole answer (as `generate` gives
+        it), last. Failures come back typed, as the last item; leaving early
+        closes the HTTP response at once. Raises as `generate` does."""
+        opened = self._open()
+        if isinstance(opened, ModelFailure):
+            yield opened
+            return
+        config = _config(env)
+        body = encode_request(request, config.model, {**config.options(), **request.extra})
+        scrub = Scrubber(self.secrets())
+        responses: list[httpx2.Response] = []
+        final: ModelOutput | ModelFailure | None = None
+        started: object = None
+        try:
+            handed = _OPENED.set(responses)
+            try:
+                started = await _api(opened).async_request_streamed(
+                    "post", f"models/{config.model}:streamGenerateContent?alt=sse", body
+                )
+            except errors.APIError as error:
+                final = failure_of(error, scrub, self._max_retry_after)
+            except Exception as error:
+                if not _is_transport(error):  # as in `generate`: a bug, raised as such
+                    raise
+                final = ModelFailure(
+                    "unavailable", f"could not read Gemini's answer: {type(error).__name__}"
+                )
+            finally:
+                _OPENED.reset(handed)  # before anything is yielded
+            if final is None:
+                chunks: list[object] = []
+                # The SDK's stream: an async iterator of `types.HttpResponse`s,
+                # each one server-sent event's JSON.
+                iterator = cast("_Events", started)
+                while True:
+                    try:
+                        event = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    except errors.APIError as error:  # an error object in place of an event
+                        final = failure_of(error, scrub, self._max_retry_after)
+                        break
+                    except Exception as error:  # cut, timed out, not JSON
+                        final = _broken(error, scrub)
+                        break
+                    try:
+                        chunk: object = json.loads(event.body or "")
+                        delta = chunk_text(chunk)
+                    except Exception as error:  # not the shape
+                        final = _broken(error, scrub)
+                        break
+                    chunks.append(chunk)
+                    if delta:
+                        yield delta
+                if final is None:
+                    try:
+                        final = _scrubbed(decode_chunks(chunks, config.model), scrub)
+                    except Exception as error:  # what the chunks add up to is not the shape
+                        final = _broken(error, scrub)
+        finally:
+            with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
+                for response in responses:
+                    with contextlib.suppress(Exception):  # closing a broken one changes nothing
+                        await response.aclose()
+        yield final
+
+    def secrets(self) -> tuple[str, ...]:
+        """The API key this provider sends (given, or from `GEMINI_API_KEY` /
+        `GOOGLE_API_KEY`)."""
+        key = self._key()
+        return (key,) if key else ()
+
+    def fingerprint(self, env: Env) -> Mapping[str, object]:
+        """The model and options the Env's config selects (never the key)."""
+        config = _config(env)
+        return {"provider": "gemini", "model": config.model, **config.options()}
+
+
+class _Events:
+    """What the SDK's `async_request_streamed` gives (it is typed `Any`)."""
+
+    async def __anext__(self) -> types.HttpResponse:
+        raise NotImplementedError
+
+
+class _Api:
+    """The part of the SDK's `BaseApiClient` this provider uses."""
+
+    async def async_request(
+        self, http_method: str, path: str, request_dict: dict[str, object]
+    ) -> types.HttpResponse:
+        raise NotImplementedError
+
+    async def async_request_streamed(
+        self, http_method: str, path: str, request_dict: dict[str, object]
+    ) -> object:
+        raise NotImplementedError
+
+
+def _api(opened: _Opened) -> _Api:
+    """The SDK's API client: it posts a JSON body to a path, as the SDK's
+    `models.generate_content` does once it has built its body. The body
+    stagefx builds is the REST one, checked against Google's API description."""
+    return cast("_Api", opened.client.aio._api_client)  # pyright: ignore[reportPrivateUsage]  # the SDK's one way to send a REST body
+
+
+_CLOSE_SECONDS: Final = 1.0
+"""How long closing a stream's HTTP response may take (shielded from cancellation)."""
+
+
+def _scrubbed(decoded: ModelOutput | ModelFailure, scrub: Scrubber) -> ModelOutput | ModelFailure:
+    if isinstance(decoded, ModelOutput):
+        return decoded
+    return ModelFailure(decoded.kind, f"Gemini: {scrub.clip(decoded.message)}", decoded.retry_after)
+
+
+def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
+    """`unavailable`, for a stream that could not be read to its end."""
+    if isinstance(error, httpx2.TimeoutException):
+        return ModelFailure("unavailable", "the stream from Gemini timed out")
+    if _is_transport(error):
+        return ModelFailure(
+            "unavailable", f"the stream from Gemini broke off: {type(error).__name__}"
+        )
+    return ModelFailure(
+        "unavailable", f"malformed stream from Gemini: {scrub.clip(describe(error))}"
+    )
+
+
+_TRANSPORT_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio"})
+
+
+def _is_transport(error: Exception) -> bool:
+    """Whether `error` says the connection failed, not that our code did."""
+    if isinstance(error, httpx2.HTTPError | OSError | RecursionError):
+        return True
+    return type(error).__module__.partition(".")[0] in _TRANSPORT_PACKAGES
+
+
+def _config(env: Env) -> GeminiConfig:
+    for provider in reversed(env.providers):
+        if isinstance(provider, GeminiConfig):
+            return provider
+    raise LookupError("no Gemini config in the Env: add GeminiConfig(model=...) to ctx.scope(...)")

@@ -7,7 +7,7 @@ import sys
 
 import anyio
 
-from benchmarks import batch, core, durable, pacing, provider, recording, replay, streaming
+from benchmarks import batch, core, durable, mcp, pacing, provider, recording, replay, streaming
 from benchmarks.harness import Plan, render
 
 
@@ -17,6 +17,7 @@ async def main(quick: bool) -> None:
         *await core.run(plan),
         *await provider.run(plan),
         *await streaming.run(plan),
+        *await mcp.run(plan),
         *await replay.run(plan),
         *await recording.run(plan),
         *await batch.run(plan),

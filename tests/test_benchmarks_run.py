@@ -6,7 +6,18 @@ import sqlite3
 import sys
 
 import pytest
-from benchmarks import batch, core, durable, load, pacing, provider, recording, replay, streaming
+from benchmarks import (
+    batch,
+    core,
+    durable,
+    load,
+    mcp,
+    pacing,
+    provider,
+    recording,
+    replay,
+    streaming,
+)
 from benchmarks.harness import Plan, render
 
 pytestmark = pytest.mark.anyio
@@ -37,6 +48,12 @@ async def test_the_provider_benchmarks_run_against_the_loopback_server() -> None
 async def test_the_streaming_benchmarks_run_against_the_loopback_server() -> None:
     rows = await streaming.run(Plan(quick=True))
     assert [row.name.split(" ")[0] for row in rows] == ["time", "whole"]
+    assert all(row.ours > 0 and row.floor > 0 for row in rows)
+
+
+async def test_the_mcp_benchmark_runs_against_a_stdio_server() -> None:
+    rows = await mcp.run(Plan(quick=True))
+    assert [row.unit for row in rows] == ["call"]
     assert all(row.ours > 0 and row.floor > 0 for row in rows)
 
 

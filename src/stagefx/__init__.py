@@ -70,7 +70,7 @@ from stagefx._rate_limits import RateLimits
 from stagefx._stage import Stage, StageMeta, stage
 from stagefx._state import StageState
 from stagefx._structure import StageNode
-from stagefx._tools import Tool, ToolContext, tool
+from stagefx._tools import Tool, ToolContext, ToolSource, tool
 from stagefx._trace_view import format_trace, trace_tree
 from stagefx._tracing import NoopTracer, RecordingTracer, SpanRecord, Tracer
 from stagefx._usage import UsageTotals
@@ -143,6 +143,7 @@ __all__ = [
     "ToolContext",
     "ToolError",
     "ToolRoundsExceededError",
+    "ToolSource",
     "ToolSpec",
     "Tracer",
     "UsageTotals",

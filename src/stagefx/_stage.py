@@ -41,7 +41,7 @@ from stagefx._output import OutputSelection
 from stagefx._state import StageState
 from stagefx._streaming import stream_run
 from stagefx._structure import StageNode
-from stagefx._tools import Tool, ToolContext
+from stagefx._tools import Tool, ToolContext, ToolSource
 from stagefx._tracing import AttributeValue
 
 __all__ = ["Stage", "StageMeta", "stage"]
@@ -290,7 +290,7 @@ class Stage:
         /,
         *,
         instructions: str = "",
-        tools: Iterable[Tool[..., object]] = (),
+        tools: Iterable[Tool[..., object] | ToolSource] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
         output_retries: int = 0,
@@ -327,7 +327,7 @@ class Stage:
         /,
         *,
         instructions: str = "",
-        tools: Iterable[Tool[..., object]] = (),
+        tools: Iterable[Tool[..., object] | ToolSource] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
         output_retries: int = 0,
@@ -350,7 +350,7 @@ class Stage:
         cls,
         *,
         instructions: str = "",
-        tools: Iterable[Tool[..., object]] = (),
+        tools: Iterable[Tool[..., object] | ToolSource] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
         output_retries: int = 0,
@@ -374,7 +374,7 @@ class Stage:
         cls,
         *,
         instructions: str = "",
-        tools: Iterable[Tool[..., object]] = (),
+        tools: Iterable[Tool[..., object] | ToolSource] = (),
         output: OutputSelection = "auto",
         tool_rounds: int = DEFAULT_TOOL_ROUNDS,
         output_retries: int = 0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Generic, ParamSpec, TypeVar, cast, final, overload
@@ -19,7 +19,7 @@ from stagefx._errors import describe
 from stagefx._events import ToolAnswered, ToolCalled
 from stagefx._model import ToolSpec
 from stagefx._model_call import call_tool
-from stagefx._schema import ValidationFailure, parameters_shape
+from stagefx._schema import Shape, ValidationFailure, parameters_shape
 from stagefx._secrets import scrub
 from stagefx._state import StageState
 from stagefx._tracing import close_span, close_span_raised, is_tracing, open_span
@@ -32,6 +32,8 @@ __all__ = [
     "Tool",
     "ToolContext",
     "ToolOptions",
+    "ToolSource",
+    "ToolUnavailable",
     "Toolbox",
     "tool",
 ]
@@ -96,6 +98,9 @@ class Tool(Generic[P, R_co]):
 
     `stop_on_error`: when the tool raises (or gets bad arguments), stop the
     pipeline with a `ToolError` instead of showing the model the error.
+    `shape`: the arguments' schema and check when they come from elsewhere
+    (an MCP server's `tools/list`) rather than from the function's signature;
+    the checked arguments are passed as keywords.
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class Tool(Generic[P, R_co]):
         name: str | None = None,
         description: str | None = None,
         stop_on_error: bool = False,
+        shape: Shape[dict[str, object]] | None = None,
     ) -> None:
         if not callable(function):
             raise TypeError(f"@tool needs a function, got {type(function).__name__}")
@@ -112,8 +118,10 @@ class Tool(Generic[P, R_co]):
         self.description = description or inspect.getdoc(function) or ""
         self.stop_on_error = stop_on_error
         self._function: Callable[..., object] = function
-        self._arguments, self.takes_context = parameters_shape(
-            function, self.name, context=ToolContext
+        self._arguments, self.takes_context = (
+            parameters_shape(function, self.name, context=ToolContext)
+            if shape is None
+            else (shape, False)
         )
         """Whether the first parameter is a `ToolContext` (stagefx's to give, not the model's)."""
         self.spec = ToolSpec(self.name, self.description, self._arguments.schema)
@@ -204,6 +212,22 @@ def tool(
     return options if function is None else options(function)
 
 
+class ToolSource:
+    """Stands in a stage's `tools=` for tools known only when the stage runs
+    (an MCP server's): `resolve` gives them for the Env the stage runs in, at
+    each round of the tool loop (so a source may change its list)."""
+
+    async def resolve(self, env: Env) -> Sequence[Tool[..., object]]:
+        """The tools this source offers now; raising fails the stage with a `ToolError`."""
+        raise NotImplementedError
+
+
+class ToolUnavailable(Exception):
+    """A tool could not be run because what serves it failed (an MCP server
+    that died or hung): the stage stops with a `ToolError`, whatever
+    `stop_on_error` says, since the model cannot fix it."""
+
+
 class UnrenderableResult(ValueError):
     """A tool's result cannot be shown to the model: the model is told why."""
 
@@ -280,17 +304,34 @@ def _unshowable(name: str, failure: Exception) -> str:
 
 @final
 class Toolbox:
-    """The tools one completion may use, by name."""
+    """The tools one completion may use, by name, and the sources (MCP servers)
+    whose tools join them when the stage runs."""
 
-    def __init__(self, tools: Iterable[Tool[..., object]]) -> None:
+    def __init__(self, tools: Iterable[Tool[..., object] | ToolSource]) -> None:
         self.tools: dict[str, Tool[..., object]] = {}
+        sources: list[ToolSource] = []
         for item in tools:
+            if isinstance(cast(object, item), ToolSource):
+                sources.append(cast(ToolSource, item))
+                continue
             if not isinstance(cast(object, item), Tool):  # callers may not have typed theirs
                 raise TypeError(f"tools must be @tool functions, got {type(item).__name__}")
-            if item.name in self.tools:
-                raise ValueError(f"two tools are named {item.name!r}")
-            self.tools[item.name] = item
+            one = cast(Tool[..., object], item)
+            if one.name in self.tools:
+                raise ValueError(f"two tools are named {one.name!r}")
+            self.tools[one.name] = one
+        self.sources = tuple(sources)
         self.specs = tuple(item.spec for item in self.tools.values())
+
+    async def resolved(self, env: Env) -> Toolbox:
+        """This toolbox with its sources' tools as they are now (itself without
+        sources); `ValueError` naming a tool offered twice."""
+        if not self.sources:
+            return self
+        found: list[Tool[..., object]] = list(self.tools.values())
+        for source in self.sources:
+            found.extend(await source.resolve(env))
+        return Toolbox(found)
 
     async def respond(
         self, requests: tuple[ModelToolRequest, ...], env: Env, state: StageState
@@ -340,7 +381,7 @@ class Toolbox:
                         fatal.append((found.name, failure))
                 except Exception as failure:
                     text, error = f"{found.name} failed: {describe(failure)}", True
-                    if found.stop_on_error:
+                    if found.stop_on_error or isinstance(failure, ToolUnavailable):
                         fatal.append((found.name, failure))
                 else:
                     try:

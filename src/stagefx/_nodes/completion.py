@@ -9,6 +9,7 @@ Model calls go through `call_model`, the one path that spans and counts them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import ClassVar, final
 
@@ -19,6 +20,7 @@ from stagefx._conversation import ModelContext, ModelInput, ModelOutput
 from stagefx._env import Env, ctx
 from stagefx._errors import (
     OutputValidationError,
+    StageException,
     ToolError,
     ToolRoundsExceededError,
     describe,
@@ -30,7 +32,7 @@ from stagefx._nodes._calls import failure, require_callable, require_count, reso
 from stagefx._output import OutputSelection, Parser, output_of
 from stagefx._schema import ValidationFailure
 from stagefx._state import StageState
-from stagefx._tools import Tool, Toolbox
+from stagefx._tools import Tool, Toolbox, ToolSource
 
 __all__ = [
     "DEFAULT_TOOL_ROUNDS",
@@ -63,7 +65,7 @@ class Settings:
         cls,
         *,
         instructions: object,  # a str, checked: callers may not have typed theirs
-        tools: Iterable[Tool[..., object]],
+        tools: Iterable[Tool[..., object] | ToolSource],
         output: OutputSelection,
         tool_rounds: int,
         extra: Mapping[str, object],
@@ -90,8 +92,9 @@ class _Completion(Node):
     def details(self) -> Mapping[str, Detail]:
         settings = self.settings
         details: dict[str, Detail] = {}
-        if settings.toolbox.tools:
-            details["tools"] = ", ".join(settings.toolbox.tools)
+        if settings.toolbox.tools or settings.toolbox.sources:
+            named = (*settings.toolbox.tools, *map(str, settings.toolbox.sources))
+            details["tools"] = ", ".join(named)
         if settings.output.mode != "auto":
             details["output"] = settings.output.name or settings.output.mode
         if settings.output_retries:
@@ -121,12 +124,18 @@ class _Completion(Node):
         spent = state
         asked = 0  # since the last plain input: tool rounds so far, plus one
         retries = 0
+        toolbox = settings.toolbox
         while True:
             asked += 1
+            if settings.toolbox.sources:  # an MCP server's tools, as it lists them now
+                try:
+                    toolbox = await settings.toolbox.resolved(env)
+                except Exception as error:
+                    return _unresolved(error, spent, env)
             request = ModelRequest(
                 settings.instructions,
                 context,
-                settings.toolbox.specs,
+                toolbox.specs,
                 settings.output,
                 settings.extra,
             )
@@ -148,7 +157,7 @@ class _Completion(Node):
                 context = (*context, ModelInput.of(_retry_prompt(finished)))
                 asked = 0
                 continue
-            responses, fatal = await settings.toolbox.respond(
+            responses, fatal = await toolbox.respond(
                 answer.tool_requests, env, spent.updated(context=context)
             )
             if fatal:
@@ -162,6 +171,17 @@ class _Completion(Node):
                     f"the model asked for tools more than {settings.tool_rounds} times in a row",
                     state=spent,
                 )
+
+
+def _unresolved(error: Exception, state: StageState, env: Env) -> StageException:
+    """The failure of a stage whose tool sources could not say what they offer."""
+    if isinstance(error, StageException):
+        located = copy.copy(error)
+        located.state = state
+        return located.scrubbed(env.secrets())
+    stopped = ToolError(f"the stage's tools are unavailable: {describe(error)}", state=state)
+    stopped.__cause__ = error
+    return stopped.scrubbed(env.secrets())
 
 
 def _retry_prompt(invalid: OutputValidationError) -> str:

@@ -1,0 +1,1 @@
+"""MCP servers, written with the `mcp` SDK, that tests/test_mcp.py starts."""

@@ -24,7 +24,9 @@ from stagefx._codec import (
     CODEC_VERSION,
     JSON,
     CodecError,
+    canonical,
     decode_answer,
+    decode_answer_json,
     decode_content,
     decode_request,
     decode_state,
@@ -930,3 +932,17 @@ def test_a_dict_hiding_keys_from_keys_is_still_refused_for_them() -> None:
     the full check, which sees every key."""
     with pytest.raises(CodecError, match="unexpected key 'bogus'"):
         decode_answer({"output": HidingDict(content=["hi"], bogus=1)})  # a hostile caller
+
+
+def test_provider_data_is_kept_and_absent_when_empty() -> None:
+    """What a provider must get back (thinking blocks, signatures) survives
+    cassettes and durable steps; an answer without any encodes as before."""
+    data = {"anthropic": {"thinking": [{"type": "thinking", "thinking": "…", "signature": "c2ln"}]}}
+    answer = ModelOutput(ModelOutput.of("hi").content, provider_data=data)
+    encoded = encode_answer(answer)
+    for decoded in (decode_answer(encoded), decode_answer_json(canonical(encoded))):
+        assert isinstance(decoded, ModelOutput)
+        assert decoded.provider_data == data
+    assert "provider_data" not in encode_answer(ModelOutput.of("hi"))["output"]  # type: ignore[operator]  # an output is a JSON object
+    request = ModelRequest("", (ModelInput.of("q"), answer))
+    assert decode_request(encode_request(request)).context[1].provider_data == data  # type: ignore[union-attr]  # an output turn

@@ -20,7 +20,8 @@ Shapes (format version `CODEC_VERSION` = 1)::
              {"output": {"content": [...], "tool_requests": [
                  {"identifier": "call_1", "tool": "add", "arguments": {"a": 1, "b": 2}}],
                  "usage": {"model": "m", "input_tokens": 5, "output_tokens": 2} | null,
-                 "finish_reason": "stop" | null}}
+                 "finish_reason": "stop" | null,
+                 "provider_data": {...}}}      (written only when not empty)
     request  {"instructions": "...", "context": [turn, ...],
               "tools": [{"name": "add", "description": "...", "parameters": {...}}],
               "output": {"mode": "schema", "schema": {...} | null, "name": "Answer" | null},
@@ -372,6 +373,8 @@ def decode_answer_json(text: bytes) -> ModelOutput | ModelFailure:
             raise CodecError(f"answer: not JSON ({error})") from error
         return decode_answer(data)
     output = read.output
+    if output.provider_data:  # rare: the general decoder checks it as JSON
+        return decode_answer(json.loads(text))
     usage = output.usage
     return ModelOutput(
         MultimodalContent(tuple(map(TextContent, output.content))),
@@ -822,12 +825,15 @@ def _encode_output(turn: ModelOutput, path: _Path, types: _Types = _NO_TYPES) ->
     usage: JSON = None
     if turn.usage is not None:
         usage = _encode_usage(turn.usage, (path, "usage"))
-    return {
+    encoded: dict[str, JSON] = {
         "content": _encode_content(turn.content, (path, "content"), types),
         "tool_requests": requests,
         "usage": usage,
         "finish_reason": _optional_string(turn.finish_reason, (path, "finish_reason")),
     }
+    if turn.provider_data:  # written only when there is some: other encodings stay as they were
+        encoded["provider_data"] = _json_object(turn.provider_data, (path, "provider_data"))
+    return encoded
 
 
 def _encode_usage(usage: object, path: _Path) -> dict[str, JSON]:
@@ -896,15 +902,19 @@ def _decode_output(data: object, path: _Path, types: _Types = _NO_TYPES) -> Mode
         )
     usage = fields.get("usage")
     finish_reason = fields.get("finish_reason")
+    provider_data = fields.get("provider_data")
     return ModelOutput(
         _decode_content(fields.get("content", _NO_PARTS), (path, "content"), types),
         requests,
         None if usage is None else _decode_usage(usage, (path, "usage")),
         None if finish_reason is None else _string(finish_reason, (path, "finish_reason")),
+        provider_data=(
+            {} if provider_data is None else _json_object(provider_data, (path, "provider_data"))
+        ),
     )
 
 
-_OUTPUT_KEYS = frozenset(("content", "tool_requests", "usage", "finish_reason"))
+_OUTPUT_KEYS = frozenset(("content", "tool_requests", "usage", "finish_reason", "provider_data"))
 _NO_PARTS: list[JSON] = []
 
 
@@ -1038,6 +1048,7 @@ class _ReadOutput(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     tool_requests: list[_ReadToolRequest] = []
     usage: _ReadUsage | None = None
     finish_reason: str | None = None
+    provider_data: dict[str, object] = {}
 
 
 class _ReadAnswer(msgspec.Struct, forbid_unknown_fields=True, gc=False):

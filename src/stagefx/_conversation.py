@@ -104,7 +104,10 @@ class ModelOutput:
     `RateLimitHint`) describe the call that produced it; they do not take part
     in equality, so contexts compare by what was said. `limits` is not kept
     by the codec (cassettes, step records): it only matters the moment the
-    answer arrives.
+    answer arrives. `provider_data` is what only its provider reads, JSON-like,
+    to be sent back with the next turn unchanged (Anthropic's thinking blocks
+    and their signatures, Gemini's thought signatures): kept by the codec, left
+    out of equality and of the answer's text.
     """
 
     content: MultimodalContent = MultimodalContent.empty
@@ -112,6 +115,9 @@ class ModelOutput:
     usage: TokenUsage | None = attrs.field(default=None, eq=False)
     finish_reason: str | None = attrs.field(default=None, eq=False)
     limits: RateLimitHint | None = attrs.field(default=None, eq=False)
+    provider_data: Mapping[str, object] = attrs.field(  # pyright: ignore[reportUnknownVariableType]  # it reads factory=dict as dict[Unknown, Unknown]; the annotation is the type
+        factory=dict, eq=False, converter=_frozen_arguments
+    )
 
     @classmethod
     def of(

@@ -36,7 +36,6 @@ from stagefx import (
 )
 from stagefx._model import ModelRequest, OutputSpec, ToolSpec
 from stagefx.anthropic import Anthropic, AnthropicConfig
-from stagefx.anthropic._wire import thinking_part
 from stagefx.testing import Fault, Recorder
 from stagefx.testing._fake_anthropic import FakeAnthropicServer
 
@@ -62,9 +61,13 @@ ANSWER_SCHEMA = OutputSpec(
     },
     name="Answer",
 )
-THOUGHT = thinking_part(
-    {"type": "thinking", "thinking": "Let me think.", "signature": "c2lnbmF0dXJl"}
-)
+THOUGHT: dict[str, object] = {
+    "type": "thinking",
+    "thinking": "Let me think.",
+    "signature": "c2lnbmF0dXJl",
+}
+THINKING = {"anthropic": {"thinking": [THOUGHT]}}
+"""A `provider_data` keeping one thinking block, as the provider keeps them."""
 
 
 def rich_request() -> ModelRequest:
@@ -81,7 +84,9 @@ def rich_request() -> ModelRequest:
                     ImageContent.of_bytes(b"\x89PNG", mime_type="image/png"),
                 )
             ),
-            ModelOutput(MultimodalContent.of(THOUGHT, "Let me check."), (first, second)),
+            ModelOutput(
+                MultimodalContent.of("Let me check."), (first, second), provider_data=THINKING
+            ),
             ModelInput(
                 tool_responses=(
                     ModelToolResponse("toolu_1", "lookup", MultimodalContent.of("sunny")),
@@ -112,6 +117,9 @@ async def test_a_request_arrives_at_the_server_exactly_as_it_was_made() -> None:
     (received,) = server.model_requests
     assert received.instructions == sent.instructions
     assert received.context == sent.context
+    assert [getattr(turn, "provider_data", None) for turn in received.context] == [
+        getattr(turn, "provider_data", None) for turn in sent.context
+    ]  # out of equality: compared on their own
     assert received.tools == sent.tools
     assert received.output == sent.output
     assert received.extra == sent.extra
@@ -379,12 +387,12 @@ async def test_thinking_blocks_go_back_unchanged_with_their_signatures() -> None
         """The time."""
         return "noon"
 
-    redacted = thinking_part({"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"})
+    redacted = {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"}
+    kept = {"anthropic": {"thinking": [THOUGHT, redacted]}}
     answers = iter(
         [
             ModelOutput(
-                MultimodalContent.of(THOUGHT, redacted),
-                (ModelToolRequest("toolu_t", "clock", {}),),
+                tool_requests=(ModelToolRequest("toolu_t", "clock", {}),), provider_data=kept
             ),
             ModelOutput.of("It is noon."),
         ]
@@ -406,7 +414,34 @@ async def test_thinking_blocks_go_back_unchanged_with_their_signatures() -> None
     ]
     turn = state.context[1]
     assert isinstance(turn, ModelOutput)
-    assert turn.content.as_string() == ""  # thinking is kept, but is not the answer's text
+    assert turn.content == MultimodalContent.empty  # thinking is not what the model said
+    assert turn.provider_data == kept
+    assert server.model_requests[1].context[1].provider_data == kept  # type: ignore[union-attr]  # an output turn
+
+
+async def test_a_message_decodes_its_thinking_into_provider_data_not_content() -> None:
+    """Whole and streamed, the blocks are kept as the API gave them, in
+    order; the content holds only what the model said, and the stage's
+    result no empty-text artifact."""
+    redacted = {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"}
+    second: dict[str, object] = {"type": "thinking", "thinking": "More.", "signature": "bW9yZQ=="}
+    kept = {"anthropic": {"thinking": [THOUGHT, redacted, second]}}
+    answer = ModelOutput(MultimodalContent.of("Fine."), provider_data=kept)
+    with FakeAnthropicServer(lambda request: answer) as server:
+        async with provider(server) as model:
+            request = ModelRequest("", (ModelInput.of("q"),))
+            whole = await model.generate(request, Env.of(CONFIG))
+            *_, streamed = [item async for item in model.stream(request, Env.of(CONFIG))]
+        async with ctx.scope("t", CONFIG, disposables=(provider(server),)):
+            state = await Stage.completion("q").execute()
+    for output in (whole, streamed):
+        assert isinstance(output, ModelOutput)
+        assert output.content == MultimodalContent.of("Fine.")
+        assert output.provider_data == kept
+    assert state.result == MultimodalContent.of("Fine.")
+    last = state.context[-1]
+    assert isinstance(last, ModelOutput)
+    assert last.provider_data == kept
 
 
 async def test_structured_output_with_thinking_lets_the_model_choose() -> None:
@@ -440,8 +475,8 @@ async def test_a_recorded_pipeline_replays_unchanged_without_the_server(tmp_path
         last = request.context[-1]
         if request.tools and not (isinstance(last, ModelInput) and last.tool_responses):
             return ModelOutput(
-                MultimodalContent.of(THOUGHT),
-                (ModelToolRequest("toolu_s", "shout", {"text": "hi"}),),
+                tool_requests=(ModelToolRequest("toolu_s", "shout", {"text": "hi"}),),
+                provider_data=THINKING,
             )
         if request.output.mode == "json":
             return '{"said": "HI"}'
@@ -459,6 +494,13 @@ async def test_a_recorded_pipeline_replays_unchanged_without_the_server(tmp_path
         replayed = await pipeline.execute()
     assert replayed.context == recorded.context
     assert replayed.result == recorded.result
+    kept = [turn.provider_data for turn in replayed.context if isinstance(turn, ModelOutput)]
+    assert kept == [
+        turn.provider_data for turn in recorded.context if isinstance(turn, ModelOutput)
+    ]
+    assert THINKING in kept  # the thinking blocks survived the cassette
+    sent_back = json.dumps([raw.body["messages"] for raw in server.requests[2:]])
+    assert json.dumps(THOUGHT) in sent_back  # and went back with the tool's answer
 
 
 async def test_the_provider_reads_the_key_from_the_environment(

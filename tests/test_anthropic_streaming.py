@@ -30,7 +30,7 @@ from stagefx.anthropic import Anthropic
 from stagefx.testing import Fault, SentChunk
 from stagefx.testing._fake_anthropic import FakeAnthropicServer
 from stagefx.testing._models import Answer
-from tests.test_anthropic import CONFIG, LOOKUP, SECRET, THOUGHT, rich_request
+from tests.test_anthropic import CONFIG, LOOKUP, SECRET, THINKING, rich_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
@@ -56,11 +56,12 @@ CASES: list[tuple[str, Answer, ModelRequest]] = [
     (
         "tools",
         ModelOutput(
-            MultimodalContent.of(THOUGHT, "Checking."),
+            MultimodalContent.of("Checking."),
             (
                 ModelToolRequest("toolu_1", "lookup", {"query": "ä", "days": 2}),
                 ModelToolRequest("toolu_2", "lookup", {"query": "b", "days": 3}),
             ),
+            provider_data=THINKING,
         ),
         ModelRequest("", (ModelInput.of("q"),), (LOOKUP,)),
     ),
@@ -90,6 +91,8 @@ async def test_a_streamed_answer_equals_the_whole_one(
     assert isinstance(streamed, ModelOutput)
     assert streamed == whole
     assert isinstance(whole, ModelOutput)
+    given = answer.provider_data if isinstance(answer, ModelOutput) else {}
+    assert streamed.provider_data == whole.provider_data == given
     assert streamed.usage == whole.usage
     assert streamed.finish_reason == whole.finish_reason
     assert streamed.limits == whole.limits == RateLimitHint(remaining_tokens=120)

@@ -43,7 +43,10 @@ pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 SECRET = "AIzaSy-secret-abcdef1234567890"
 CONFIG = GeminiConfig(model="gemini-2.5-flash")
-SIGNED = call_identifier(None, 0, "c2lnbmF0dXJlLW9uZQ==")
+SIGNED = call_identifier(None, 0)
+SIGNATURE = "c2lnbmF0dXJlLW9uZQ=="
+SIGNATURES = {"gemini": {"signatures": {SIGNED: SIGNATURE}}}
+"""A `provider_data` keeping the thought signature of the call `SIGNED`."""
 
 PARAMETERS = {
     "type": "object",
@@ -57,9 +60,7 @@ def rich_request() -> ModelRequest:
     """A request using every mapped feature."""
     calls = (
         ModelToolRequest(SIGNED, "lookup", {"query": "weather", "days": 2}),
-        ModelToolRequest(
-            call_identifier("call-b", 1, None), "lookup", {"query": "tide", "days": 1}
-        ),
+        ModelToolRequest(call_identifier("call-b", 1), "lookup", {"query": "tide", "days": 1}),
     )
     return ModelRequest(
         instructions="Be brief.",
@@ -71,7 +72,7 @@ def rich_request() -> ModelRequest:
                     ImageContent.of_bytes(b"\x89PNG", mime_type="image/png"),
                 )
             ),
-            ModelOutput(MultimodalContent.of("Let me check."), calls),
+            ModelOutput(MultimodalContent.of("Let me check."), calls, provider_data=SIGNATURES),
             ModelInput(
                 tool_responses=(
                     ModelToolResponse(calls[0].identifier, "lookup", MultimodalContent.of("sunny")),
@@ -112,6 +113,9 @@ async def test_a_request_arrives_at_the_server_exactly_as_it_was_made() -> None:
     (received,) = server.model_requests
     assert received.instructions == sent.instructions
     assert received.context == sent.context
+    assert [getattr(turn, "provider_data", None) for turn in received.context] == [
+        getattr(turn, "provider_data", None) for turn in sent.context
+    ]  # out of equality: compared on their own
     assert received.tools == sent.tools
     assert received.output.schema == sent.output.schema
     assert received.extra == sent.extra
@@ -158,7 +162,7 @@ async def test_parts_are_encoded_as_gemini_takes_them() -> None:
     signed, unsigned = contents[1]["parts"][1:]
     assert signed == {
         "functionCall": {"name": "lookup", "args": {"query": "weather", "days": 2}},
-        "thoughtSignature": "c2lnbmF0dXJlLW9uZQ==",
+        "thoughtSignature": SIGNATURE,
     }
     assert unsigned == {
         "functionCall": {"id": "call-b", "name": "lookup", "args": {"query": "tide", "days": 1}}
@@ -234,8 +238,9 @@ async def test_several_tool_calls_in_one_turn_round_trip_through_a_pipeline() ->
             ModelOutput(
                 tool_requests=(
                     ModelToolRequest(SIGNED, "word_count", {"text": "a b c"}),
-                    ModelToolRequest(call_identifier(None, 1, None), "word_count", {"text": "d e"}),
-                )
+                    ModelToolRequest(call_identifier(None, 1), "word_count", {"text": "d e"}),
+                ),
+                provider_data=SIGNATURES,
             ),
             "five words",
         ]
@@ -247,12 +252,16 @@ async def test_several_tool_calls_in_one_turn_round_trip_through_a_pipeline() ->
     second = server.model_requests[1]
     asked, answered = second.context[-2:]
     assert isinstance(asked, ModelOutput)
-    assert asked.tool_requests[0].identifier == SIGNED  # the signature came back
+    assert [call.identifier for call in asked.tool_requests] == ["gemini-call-0", "gemini-call-1"]
+    assert asked.provider_data == SIGNATURES  # the signature came back
     assert isinstance(answered, ModelInput)
     assert [r.content.as_string() for r in answered.tool_responses] == ["3", "2"]
     contents = json.loads(json.dumps(server.requests[1].body["contents"]))
-    assert contents[1]["parts"][0]["thoughtSignature"] == "c2lnbmF0dXJlLW9uZQ=="
+    assert contents[1]["parts"][0]["thoughtSignature"] == SIGNATURE
     assert "thoughtSignature" not in contents[1]["parts"][1]
+    kept = state.context[1]
+    assert isinstance(kept, ModelOutput)
+    assert kept.provider_data == SIGNATURES
     final = state.context[-1]
     assert isinstance(final, ModelOutput)
     assert final.usage is not None
@@ -450,7 +459,8 @@ async def test_the_recorder_records_and_replays_a_gemini_pipeline_unchanged(
         if isinstance(last, ModelInput) and last.tool_responses:
             return "three"
         return ModelOutput(
-            tool_requests=(ModelToolRequest(SIGNED, "word_count", {"text": "a b c"}),)
+            tool_requests=(ModelToolRequest(SIGNED, "word_count", {"text": "a b c"}),),
+            provider_data=SIGNATURES,
         )
 
     pipeline = Stage.sequence(
@@ -475,3 +485,64 @@ async def test_the_recorder_records_and_replays_a_gemini_pipeline_unchanged(
     assert sent == 3
     assert replayed.context == recorded.context
     assert replayed.result == recorded.result
+    kept = [turn.provider_data for turn in replayed.context if isinstance(turn, ModelOutput)]
+    assert kept == [
+        turn.provider_data for turn in recorded.context if isinstance(turn, ModelOutput)
+    ]
+    assert SIGNATURES in kept  # the signature survived the cassette
+    assert SIGNATURE in cassette.read_text()
+    assert "~thoughtSignature~" not in cassette.read_text()  # no identifier carries it
+
+
+async def test_signatures_are_kept_in_provider_data_and_sent_back_on_their_parts() -> None:
+    """A text's and a call's thought signatures, read from Gemini's own
+    answer: the identifier stays Gemini's id, the content only the text,
+    and the next request carries each signature on the part that had it."""
+    body = {
+        "candidates": [
+            {
+                "content": {
+                    "role": "model",
+                    "parts": [
+                        {"text": "thinking...", "thought": True, "thoughtSignature": "dGg="},
+                        {"text": "Checking.", "thoughtSignature": "dGV4dA=="},
+                        {
+                            "functionCall": {"id": "fc-1", "name": "t", "args": {}},
+                            "thoughtSignature": "Y2FsbA==",
+                        },
+                        {"functionCall": {"name": "t", "args": {"n": 1}}},
+                    ],
+                },
+                "finishReason": "STOP",
+            }
+        ],
+    }
+    kept = {"gemini": {"signatures": {"fc-1": "Y2FsbA=="}, "text_signature": "dGV4dA=="}}
+    with FakeGeminiServer(lambda request: "ok") as server:
+        server.inject(Fault.raw(json.dumps(body)))
+        async with provider(server) as gemini:
+            answer = await gemini.generate(ModelRequest("", (ModelInput.of("hi"),)), Env.of(CONFIG))
+            assert isinstance(answer, ModelOutput)
+            assert answer.content == MultimodalContent.of("Checking.")
+            assert [call.identifier for call in answer.tool_requests] == ["fc-1", "gemini-call-1"]
+            assert answer.provider_data == kept
+            responses = tuple(
+                ModelToolResponse(call.identifier, "t", MultimodalContent.of("done"))
+                for call in answer.tool_requests
+            )
+            request = ModelRequest(
+                "", (ModelInput.of("hi"), answer, ModelInput(tool_responses=responses))
+            )
+            await gemini.generate(request, Env.of(CONFIG))
+    contents = json.loads(json.dumps(server.requests[1].body["contents"]))
+    assert contents[1]["parts"] == [
+        {"text": "Checking.", "thoughtSignature": "dGV4dA=="},
+        {"functionCall": {"id": "fc-1", "name": "t", "args": {}}, "thoughtSignature": "Y2FsbA=="},
+        {"functionCall": {"name": "t", "args": {"n": 1}}},
+    ]
+    assert contents[2]["parts"] == [
+        {"functionResponse": {"id": "fc-1", "name": "t", "response": {"output": "done"}}},
+        {"functionResponse": {"name": "t", "response": {"output": "done"}}},
+    ]
+    (received,) = server.model_requests  # the injected answer skipped the first
+    assert received.context[1].provider_data == kept  # type: ignore[union-attr]  # an output turn

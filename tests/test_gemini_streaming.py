@@ -12,7 +12,14 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from stagefx import Env, ModelFailure, ModelInput, ModelOutput, ModelToolRequest
+from stagefx import (
+    Env,
+    ModelFailure,
+    ModelInput,
+    ModelOutput,
+    ModelToolRequest,
+    MultimodalContent,
+)
 from stagefx._model import ModelRequest, ModelStream, ModelStreamItem
 from stagefx.gemini import Gemini
 from stagefx.gemini._wire import call_identifier
@@ -77,10 +84,11 @@ async def test_the_first_delta_arrives_before_the_server_sends_its_last_chunk() 
 
 async def test_the_joined_deltas_are_the_final_text_and_generate_gives_the_same() -> None:
     calls = (
-        ModelToolRequest(call_identifier(None, 0, "c2ln"), "add", {"a": 1, "b": 2}),
-        ModelToolRequest(call_identifier("id-2", 1, None), "now", {}),
+        ModelToolRequest(call_identifier(None, 0), "add", {"a": 1, "b": 2}),
+        ModelToolRequest(call_identifier("id-2", 1), "now", {}),
     )
-    answer = ModelOutput.of(TEXT, tool_requests=calls)
+    kept = {"gemini": {"signatures": {"gemini-call-0": "c2ln"}, "text_signature": "dGV4dA=="}}
+    answer = ModelOutput(MultimodalContent.of(TEXT), calls, provider_data=kept)
     with FakeGeminiServer(answering(answer), chunk_size=1) as server:
         deltas, streamed = await collect(server)
         async with Gemini(api_key=SECRET, base_url=server.base_url) as gemini:
@@ -90,7 +98,8 @@ async def test_the_joined_deltas_are_the_final_text_and_generate_gives_the_same(
     assert isinstance(whole, ModelOutput)
     assert "".join(deltas) == streamed.content.as_string() == TEXT
     assert streamed == whole == answer
-    assert streamed.tool_requests == calls  # the signature survived the stream
+    assert streamed.tool_requests == calls
+    assert streamed.provider_data == whole.provider_data == kept  # the signatures too
     assert streamed.usage == whole.usage
     assert streamed.finish_reason == whole.finish_reason == "tool_calls"
     stream_path, whole_path = (request.path for request in server.requests)

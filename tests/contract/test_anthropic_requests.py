@@ -111,6 +111,9 @@ async def test_every_request_body_matches_the_published_schema(
     assert len(server.requests) >= 26
     assert any(request.body.get("stream") for request in server.requests)
     assert any("thinking" in request.body for request in server.requests)
+    assert any(  # thinking blocks kept in an answer's provider_data went back
+        '"type": "thinking"' in json.dumps(request.body["messages"]) for request in server.requests
+    )
     for request in server.requests:
         problems = [
             f"{'/'.join(str(part) for part in error.absolute_path)}: {error.message}"

@@ -28,13 +28,14 @@ from stagefx.anthropic._wire import (
     OutputTool,
     answer_text,
     arguments_of,
+    is_thinking,
     items,
     mapping,
     number,
     output_tool,
     text,
-    thinking_block,
-    thinking_part,
+    thinking_blocks,
+    thinking_data,
     tool_input,
 )
 
@@ -64,16 +65,11 @@ def _part_text(part: ContentPart) -> str:
 
 
 def _blocks(content: MultimodalContent, *, assistant: bool) -> list[JSON]:
-    """Content as blocks: thinking kept as it came (assistant turns only),
-    images as image blocks (user turns only), text as text blocks. Empty
-    text is never sent: the API refuses an empty text block."""
+    """Content as blocks: images as image blocks (user turns only), text as
+    text blocks. Empty text is never sent: the API refuses an empty text block."""
     blocks: list[JSON] = []
     for part in content.parts:
-        thinking = thinking_block(part)
-        if thinking is not None:
-            if assistant:
-                blocks.append(thinking)
-        elif isinstance(part, ImageContent):
+        if isinstance(part, ImageContent):
             if not assistant:
                 blocks.append(_image(part))
         elif said := _part_text(part):
@@ -99,8 +95,9 @@ def _tool_result(identifier: str, content: MultimodalContent, error: bool) -> JS
 def _messages(request: ModelRequest) -> list[JSON]:
     """The conversation as alternating turns: a turn of the same role as the
     one before joins it (the API asks for alternation); turns left empty are
-    dropped. A model's tool calls are `tool_use` blocks; their answers,
-    `tool_result` blocks first in the next user turn."""
+    dropped. A model's thinking blocks (kept in its `provider_data`) go back
+    unchanged, first in its turn; its tool calls are `tool_use` blocks;
+    their answers, `tool_result` blocks first in the next user turn."""
     messages: list[JSON] = []
     for turn in request.context:
         if isinstance(turn, ModelInput):
@@ -112,7 +109,8 @@ def _messages(request: ModelRequest) -> list[JSON]:
             blocks.extend(_blocks(turn.content, assistant=False))
         else:
             role = "assistant"
-            blocks = _blocks(turn.content, assistant=True)
+            blocks = thinking_blocks(turn)
+            blocks.extend(_blocks(turn.content, assistant=True))
             blocks.extend(
                 {
                     "type": "tool_use",
@@ -217,8 +215,9 @@ def decode_response(
     """A `ModelOutput` from a message body, a `ModelFailure` for an error
     body or a refusal, or `MalformedBody` if it is not a message at all.
 
-    Text blocks are the content; thinking blocks are kept in it (see
-    `stagefx.anthropic._wire.THINKING`); `tool_use` blocks are tool requests,
+    Text blocks are the content; thinking blocks are kept, as they came and
+    in order, in its `provider_data` (see `stagefx.anthropic._wire.PROVIDER`);
+    `tool_use` blocks are tool requests,
     except a call of the output `tool`, whose input is the answer's text (as
     JSON; `streamed_answer` is that JSON as it was streamed, used as it is).
     `stop_reason` `refusal` is `refused`; `max_tokens` with no output is
@@ -234,6 +233,7 @@ def decode_response(
     if stop == "refusal":
         return ModelFailure("refused", "the model refused to answer (stop_reason: refusal)")
     parts: list[ContentPart] = []
+    thinking: list[Mapping[str, object]] = []
     calls: list[ModelToolRequest] = []
     answered: str | None = None
     for index, raw in enumerate(items(message.get("content"), "content")):
@@ -243,8 +243,8 @@ def decode_response(
             said = text(block.get("text"), f"content[{index}].text")
             if said:
                 parts.append(TextContent(said))
-        elif kind in ("thinking", "redacted_thinking"):
-            parts.append(thinking_part(block))
+        elif is_thinking(block):
+            thinking.append(block)
         elif kind == "tool_use":
             name = text(block.get("name"), f"content[{index}].name")
             if tool is not None and name == tool.name:
@@ -257,9 +257,8 @@ def decode_response(
                 calls.append(ModelToolRequest(identifier, name, arguments_of(block.get("input"))))
     if answered is not None and not calls:
         # The answer is the output tool's input: text said beside it is not.
-        parts = [part for part in parts if thinking_block(part) is not None]
-        parts.append(TextContent(answered))
-    said_anything = any(thinking_block(part) is None for part in parts) or calls
+        parts = [TextContent(answered)]
+    said_anything = bool(parts or calls)
     if not said_anything and stop == "max_tokens":
         return ModelFailure(
             "invalid_request", "the message reached max_tokens before any output: raise it"
@@ -278,4 +277,5 @@ def decode_response(
             answered_by if isinstance(answered_by, str) and answered_by else model,
         ),
         finish_reason=finish,
+        provider_data=thinking_data(thinking),
     )

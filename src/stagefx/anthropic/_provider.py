@@ -53,9 +53,11 @@ class Anthropic(GenerativeModel):
     `ModelOutput.limits` (a `RateLimitHint`).
 
     With extended thinking (`AnthropicConfig(thinking_budget=...)`), the
-    model's thinking blocks are kept in its `ModelOutput.content` (as
-    artifacts with empty text) and sent back unchanged, signatures included,
-    in the next turn, as the API requires when thinking meets tools.
+    model's thinking blocks are kept, as the API gave them and in order, in
+    its `ModelOutput.provider_data` (`{"anthropic": {"thinking": [...]}}`,
+    not in its content, which holds only what the model said) and sent back
+    unchanged, signatures included, first in its turn, as the API requires
+    when thinking meets tools.
 
     `stream` streams natively: text deltas as they arrive, then the same
     `ModelOutput` `generate` gives. A stream cut short, an error event midway

@@ -1,5 +1,5 @@
 """Pieces the provider's codec and the fake server's share: JSON access,
-thinking blocks kept on the conversation, and the tool that carries
+thinking blocks kept in an answer's `provider_data`, and the tool that carries
 structured output.
 
 The `openai` package's equivalents are not imported: `stagefx.openai`
@@ -9,18 +9,18 @@ needs the `openai` SDK, and this provider must not.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, TypeGuard, cast
 
 import attrs
 
-from stagefx._content import ArtifactContent, ContentPart
+from stagefx._conversation import ModelOutput
 from stagefx._model import OutputSpec
 
 __all__ = [
     "INVALID_ARGUMENTS",
     "JSON",
-    "THINKING",
+    "PROVIDER",
     "MalformedBody",
     "OutputTool",
     "ANSWER_TOOL",
@@ -28,48 +28,59 @@ __all__ = [
     "ANSWER_TOOL_WRAPPED",
     "answer_text",
     "arguments_of",
+    "is_thinking",
     "items",
     "mapping",
     "number",
     "output_tool",
     "text",
-    "thinking_block",
-    "thinking_part",
+    "thinking_blocks",
+    "thinking_data",
     "tool_input",
 ]
 
 JSON = dict[str, object]
 
-THINKING: Final = "anthropic_thinking"
-"""The key of the artifact that keeps one of the model's thinking blocks in
-its `ModelOutput.content`: `ArtifactContent({THINKING: block}, text="")`.
+PROVIDER: Final = "anthropic"
+"""The key of this provider's entry in a `ModelOutput.provider_data`:
+`{"anthropic": {"thinking": [block, ...]}}`, the answer's `thinking` and
+`redacted_thinking` blocks exactly as the API gave them, in order.
 
 With extended thinking and tools, Anthropic needs the assistant's thinking
-blocks (with their `signature`) sent back unchanged in the next turn. The
-artifact's text is empty, so the answer's text (`as_string()`, what its
-stream's deltas join to) is unchanged; its value is plain JSON, so cassettes
-and durable steps keep it."""
+blocks (with their `signature`) sent back unchanged, first in its turn. They
+are not what the model said, so they are kept out of the answer's content;
+`provider_data` is plain JSON, so cassettes and durable steps keep it."""
 
 _THINKING_TYPES = frozenset({"thinking", "redacted_thinking"})
 
 
-def thinking_part(block: Mapping[str, object]) -> ArtifactContent:
-    """The content part that keeps a `thinking` or `redacted_thinking` block."""
-    return ArtifactContent({THINKING: dict(block)}, "")
+def is_thinking(block: Mapping[str, object]) -> bool:
+    """Whether `block` is a `thinking` or `redacted_thinking` block."""
+    return block.get("type") in _THINKING_TYPES
 
 
-def thinking_block(part: ContentPart) -> JSON | None:
-    """The thinking block `part` keeps (see `THINKING`), else None."""
-    if not isinstance(part, ArtifactContent) or part.text:
-        return None
-    found: object = part.value
-    if not isinstance(found, Mapping):
-        return None
-    value = cast("Mapping[object, object]", found)
-    if len(value) != 1 or not _str_keyed(value.get(THINKING)):
-        return None
-    block = dict(cast("Mapping[str, object]", value[THINKING]))
-    return block if block.get("type") in _THINKING_TYPES else None
+def thinking_data(blocks: Sequence[Mapping[str, object]]) -> JSON:
+    """The `provider_data` that keeps the thinking `blocks` (see `PROVIDER`);
+    empty when there are none."""
+    if not blocks:
+        return {}
+    return {PROVIDER: {"thinking": [dict(block) for block in blocks]}}
+
+
+def thinking_blocks(output: ModelOutput) -> list[JSON]:
+    """The thinking blocks `output` keeps (see `PROVIDER`), in order; what is
+    not one (another provider's data, say) is left out."""
+    kept = output.provider_data.get(PROVIDER)
+    if not _str_keyed(kept):
+        return []
+    found = kept.get("thinking")
+    if not isinstance(found, list | tuple):
+        return []
+    return [
+        dict(block)
+        for block in cast("Sequence[object]", found)
+        if _str_keyed(block) and is_thinking(block)
+    ]
 
 
 @attrs.frozen(slots=True)

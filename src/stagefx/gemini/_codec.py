@@ -23,7 +23,9 @@ from stagefx.gemini._wire import (
     number,
     part_text,
     plain_text,
-    split_identifier,
+    sent_identifier,
+    signature_data,
+    signatures,
     text,
 )
 
@@ -61,7 +63,7 @@ def _contents(request: ModelRequest) -> list[JSON]:
         parts: list[JSON] = []
         if isinstance(turn, ModelInput):
             for response in turn.tool_responses:
-                given, _ = split_identifier(response.identifier)
+                given = sent_identifier(response.identifier)
                 answer: JSON = {
                     "name": response.tool,
                     "response": {
@@ -74,16 +76,22 @@ def _contents(request: ModelRequest) -> list[JSON]:
             parts.extend(_user_parts(turn.content))
             role = "user"
         else:
-            if said := plain_text(turn.content):
-                parts.append({"text": said})
+            # Thought signatures are sent back on the parts that carried them.
+            signed, text_signature = signatures(turn.provider_data)
+            said = plain_text(turn.content)
+            if said or text_signature is not None:
+                part: JSON = {"text": said}
+                if text_signature is not None:
+                    part["thoughtSignature"] = text_signature
+                parts.append(part)
             for call in turn.tool_requests:
-                given, signature = split_identifier(call.identifier)
+                given = sent_identifier(call.identifier)
                 function: JSON = {"name": call.tool, "args": dict(call.arguments)}
                 if given is not None:
                     function["id"] = given
-                part: JSON = {"functionCall": function}
-                if signature is not None:
-                    part["thoughtSignature"] = signature  # sent back on the part that carried it
+                part = {"functionCall": function}
+                if call.identifier in signed:
+                    part["thoughtSignature"] = signed[call.identifier]
                 parts.append(part)
             role = "model"
         if parts:
@@ -162,8 +170,10 @@ def decode_chunks(chunks: Sequence[object], model: str) -> ModelOutput | ModelFa
 
     - `promptFeedback.blockReason`: `refused` (the prompt was blocked);
     - the first candidate's parts, in order: text (thoughts left out), and
-      each `functionCall` as a `ModelToolRequest` (its thought signature kept
-      in the identifier, see `call_identifier`);
+      each `functionCall` as a `ModelToolRequest` (Gemini's `id`, else one
+      made, see `call_identifier`); the thought signatures the calls and the
+      text carried are kept in its `provider_data` (see
+      `stagefx.gemini._wire.PROVIDER`; a text's last one, when several);
     - `finishReason`: `STOP` is "stop" (or "tool_calls"), `MAX_TOKENS` is
       "length" (`invalid_request` when nothing came: raise the limit);
       safety and policy reasons are `refused`; a malformed or unexpected
@@ -175,6 +185,8 @@ def decode_chunks(chunks: Sequence[object], model: str) -> ModelOutput | ModelFa
     """
     texts: list[str] = []
     calls: list[ModelToolRequest] = []
+    signed: dict[str, str] = {}
+    text_signature: str | None = None
     finish: str | None = None
     usage: Mapping[str, object] = {}
     answered_by = model
@@ -197,23 +209,24 @@ def decode_chunks(chunks: Sequence[object], model: str) -> ModelOutput | ModelFa
         content = mapping(candidate.get("content") or {}, "candidates[0].content")
         for part_index, raw_part in enumerate(items(content.get("parts") or [], "parts")):
             part = mapping(raw_part, f"parts[{part_index}]")
+            signature = part.get("thoughtSignature")
             if "functionCall" in part:
                 function = mapping(part.get("functionCall"), "functionCall")
                 given = function.get("id")
-                signature = part.get("thoughtSignature")
+                identifier = call_identifier(given if isinstance(given, str) else None, len(calls))
                 calls.append(
                     ModelToolRequest(
-                        call_identifier(
-                            given if isinstance(given, str) else None,
-                            len(calls),
-                            signature if isinstance(signature, str) else None,
-                        ),
+                        identifier,
                         text(function.get("name"), "functionCall.name"),
                         dict(mapping(function.get("args") or {}, "functionCall.args")),
                     )
                 )
+                if isinstance(signature, str) and signature:
+                    signed[identifier] = signature
             elif "text" in part and part.get("thought") is not True:
                 texts.append(text(part.get("text"), "parts[].text"))
+                if isinstance(signature, str) and signature:
+                    text_signature = signature
         reason = candidate.get("finishReason")
         if reason is not None:
             finish = text(reason, "finishReason")
@@ -247,6 +260,7 @@ def decode_chunks(chunks: Sequence[object], model: str) -> ModelOutput | ModelFa
             + number(usage.get("thoughtsTokenCount")),
         ),
         finish_reason=reason_text,
+        provider_data=signature_data(signed, text_signature),
     )
 
 

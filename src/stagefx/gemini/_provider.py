@@ -68,9 +68,12 @@ class Gemini(GenerativeModel):
     `user` / `model` contents, tools as `functionDeclarations` with their
     full JSON Schema (`parametersJsonSchema`), tool answers as
     `functionResponse` parts, images inline or as file data, `output=` JSON
-    as `responseMimeType` / `responseJsonSchema`. A function call's thought
-    signature (Gemini 2.5+ and 3) is kept in its `ModelToolRequest.identifier`
-    and sent back on its part.
+    as `responseMimeType` / `responseJsonSchema`. The thought signatures
+    (Gemini 2.5+ and 3) a function call's or a text's part carried are kept
+    in the answer's `ModelOutput.provider_data` (`{"gemini": {"signatures":
+    {identifier: signature}, "text_signature": signature}}`; identifiers are
+    Gemini's own call ids, or made from the call's position) and sent back
+    on those parts.
 
     The server is not trusted. Every failure comes back as a typed
     `ModelFailure`: HTTP errors (a 429's `google.rpc.RetryInfo` delay, capped

@@ -1,6 +1,6 @@
 """Pieces the provider's codec and the fake server's share: JSON access,
-content text, images, and how a function call's id and thought signature
-ride on a `ModelToolRequest.identifier`."""
+content text, images, a function call's `ModelToolRequest.identifier`, and
+thought signatures kept in an answer's `provider_data`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from stagefx._content import (
 
 __all__ = [
     "JSON",
+    "PROVIDER",
     "MalformedBody",
     "call_identifier",
     "image_part",
@@ -27,7 +28,9 @@ __all__ = [
     "number",
     "part_text",
     "plain_text",
-    "split_identifier",
+    "sent_identifier",
+    "signature_data",
+    "signatures",
     "text",
 ]
 
@@ -37,24 +40,56 @@ GENERATED: Final = "gemini-call-"
 """The start of an identifier made for a call Gemini gave no `id` (its
 position in the answer follows): such ids are never sent back."""
 
-SIGNED: Final = "~thoughtSignature~"
-"""What separates a call's id from the thought signature that came with it."""
+PROVIDER: Final = "gemini"
+"""The key of this provider's entry in a `ModelOutput.provider_data`: the
+thought signatures (Gemini 2.5+ and 3) its answer's parts carried, to be
+sent back on those parts. `{"gemini": {"signatures": {identifier: signature},
+"text_signature": signature}}`: a function call's keyed by its
+`ModelToolRequest.identifier`, a text part's (the answer's text goes back as
+one part) on its own; either left out when there is none. It is plain JSON,
+so cassettes and durable steps keep it."""
 
 
-def call_identifier(given: str | None, index: int, signature: str | None) -> str:
+def call_identifier(given: str | None, index: int) -> str:
     """The `ModelToolRequest.identifier` of the `index`-th call of an answer:
-    Gemini's `id` (else one made from `index`), and the call's thought
-    signature when it carried one, so that the signature travels with the
-    conversation (cassettes and durable steps included) and is sent back."""
-    base = given if given else f"{GENERATED}{index}"
-    return f"{base}{SIGNED}{signature}" if signature else base
+    Gemini's `id`, else one made from `index` (see `GENERATED`)."""
+    return given if given else f"{GENERATED}{index}"
 
 
-def split_identifier(identifier: str) -> tuple[str | None, str | None]:
-    """The `id` to send back (None for one we made) and the thought signature
-    (None if none) that `call_identifier` put in `identifier`."""
-    base, _, signature = identifier.partition(SIGNED)
-    return (None if base.startswith(GENERATED) or not base else base), (signature or None)
+def sent_identifier(identifier: str) -> str | None:
+    """The `id` to send back for a call's identifier: None for one we made."""
+    return None if identifier.startswith(GENERATED) or not identifier else identifier
+
+
+def signature_data(calls: Mapping[str, str], text_signature: str | None) -> JSON:
+    """The `provider_data` that keeps the calls' and the text's thought
+    signatures (see `PROVIDER`); empty when there are none."""
+    kept: JSON = {}
+    if calls:
+        kept["signatures"] = dict(calls)
+    if text_signature is not None:
+        kept["text_signature"] = text_signature
+    return {PROVIDER: kept} if kept else {}
+
+
+def signatures(provider_data: Mapping[str, object]) -> tuple[dict[str, str], str | None]:
+    """The calls' thought signatures (by identifier) and the text's (None if
+    none) that `provider_data` keeps (see `PROVIDER`); anything else in it
+    (another provider's data, say) is left out."""
+    kept = provider_data.get(PROVIDER)
+    if not isinstance(kept, Mapping):
+        return {}, None
+    fields = cast("Mapping[str, object]", kept)
+    found = fields.get("signatures")
+    calls: dict[str, str] = {}
+    if isinstance(found, Mapping):
+        calls = {
+            key: value
+            for key, value in cast("Mapping[object, object]", found).items()
+            if isinstance(key, str) and isinstance(value, str)
+        }
+    said = fields.get("text_signature")
+    return calls, said if isinstance(said, str) else None
 
 
 def part_text(part: TextContent | ArtifactContent | ResourceContent) -> str:

@@ -78,11 +78,12 @@ class FakeAnthropicServer:
     `with FakeAnthropicServer(callback) as server:` then point the client at
     `server.base_url` (the server root, as the SDK takes it). The callback gets
     the decoded `ModelRequest` and answers like a `FunctionModel`: text,
-    content, a `ModelOutput` (with tool requests, or thinking blocks kept as
-    the provider keeps them) or a `ModelFailure` (sent as Anthropic's HTTP
-    error: `unavailable` as 529 "overloaded"; `refused` as a message whose
-    `stop_reason` is `refusal`). With structured output, an answer whose text
-    is JSON comes back as the output tool's call, as the model answers.
+    content, a `ModelOutput` (with tool requests, or thinking blocks kept in
+    its `provider_data` as the provider keeps them) or a `ModelFailure`
+    (sent as Anthropic's HTTP error: `unavailable` as 529 "overloaded";
+    `refused` as a message whose `stop_reason` is `refusal`). With
+    structured output, an answer whose text is JSON comes back as the output
+    tool's call, as the model answers.
 
     `latency`, `record`, `headers`, `chunk_size`, `on_chunk`, `inject` and the
     faults (`Fault` from `stagefx.testing`) work as on `FakeOpenAIServer`;

@@ -64,8 +64,8 @@ class FakeGeminiServer:
     `with FakeGeminiServer(callback) as server:` then pass
     `Gemini(base_url=server.base_url, api_key=...)`. The callback gets the
     decoded `ModelRequest` and answers like a `FunctionModel`: text, content,
-    a `ModelOutput` (with tool requests: a request's identifier made by
-    `stagefx.gemini._wire.call_identifier` sends its thought signature) or a
+    a `ModelOutput` (with tool requests; thought signatures kept in its
+    `provider_data` as the provider keeps them are sent on their parts) or a
     `ModelFailure` (sent as Gemini's HTTP error, a rate limit with a
     `google.rpc.RetryInfo`; `refused` as a prompt blocked for SAFETY).
     `latency` delays every answer; `inject` queues `Fault`s (`Fault.status`'s

@@ -28,11 +28,12 @@ from stagefx.anthropic._wire import (
     MalformedBody,
     OutputTool,
     arguments_of,
+    is_thinking,
     items,
     mapping,
     text,
-    thinking_block,
-    thinking_part,
+    thinking_blocks,
+    thinking_data,
 )
 from stagefx.testing._openai_codec._stream import Split, StreamEvent
 
@@ -99,9 +100,7 @@ def _content(blocks: Sequence[object], where: str) -> tuple[list[ContentPart], l
             parts.append(TextContent(text(block.get("text"), f"{where}.text")))
         elif kind == "image":
             parts.append(_image(mapping(block.get("source"), f"{where}.source")))
-        elif kind in ("thinking", "redacted_thinking"):
-            parts.append(thinking_part(block))
-        else:
+        else:  # tool calls and results, thinking blocks
             rest.append(dict(block))
     return parts, rest
 
@@ -133,6 +132,7 @@ def decode_request(body: Mapping[str, object]) -> ModelRequest:
         )
         parts, rest = _content(blocks, f"messages[{index}].content[]")
         if role == "assistant":
+            thinking = [block for block in rest if is_thinking(block)]
             calls: list[ModelToolRequest] = []
             for block in rest:
                 if block.get("type") == "tool_use":
@@ -142,7 +142,13 @@ def decode_request(body: Mapping[str, object]) -> ModelRequest:
                     calls.append(
                         ModelToolRequest(identifier, name, arguments_of(block.get("input")))
                     )
-            context.append(ModelOutput(MultimodalContent(tuple(parts)), tuple(calls)))
+            context.append(
+                ModelOutput(
+                    MultimodalContent(tuple(parts)),
+                    tuple(calls),
+                    provider_data=thinking_data(thinking),
+                )
+            )
         elif role == "user":
             responses = tuple(
                 ModelToolResponse(
@@ -182,16 +188,10 @@ def encode_response(
 ) -> JSON:
     """A message body for `output`. With an output `tool`, an answer whose
     text is JSON (an object, or any value when the tool wraps it) is that
-    tool's call, as the model answers when made to call it."""
-    content: list[JSON] = []
-    said: list[str] = []
-    for part in output.content.parts:
-        thinking = thinking_block(part)
-        if thinking is not None:
-            content.append(thinking)
-        elif isinstance(part, TextContent):
-            said.append(part.text)
-    whole = "".join(said)
+    tool's call, as the model answers when made to call it. The thinking
+    blocks its `provider_data` keeps come first, as they were given."""
+    content: list[JSON] = thinking_blocks(output)
+    whole = "".join(part.text for part in output.content.parts if isinstance(part, TextContent))
     answer = _answer(whole, tool) if not output.tool_requests else None
     if answer is not None and tool is not None:
         content.append(

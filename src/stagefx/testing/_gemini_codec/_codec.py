@@ -23,7 +23,9 @@ from stagefx.gemini._wire import (
     call_identifier,
     items,
     mapping,
-    split_identifier,
+    sent_identifier,
+    signature_data,
+    signatures,
     text,
 )
 
@@ -53,24 +55,7 @@ def decode_request(body: Mapping[str, object]) -> ModelRequest:
         content = mapping(raw, f"contents[{index}]")
         parts = [mapping(part, "part") for part in items(content.get("parts") or [], "parts")]
         if content.get("role") == "model":
-            said = "".join(text(part.get("text"), "text") for part in parts if "text" in part)
-            calls: list[ModelToolRequest] = []
-            for part in parts:
-                if "functionCall" in part:
-                    function = mapping(part.get("functionCall"), "functionCall")
-                    given, signature = function.get("id"), part.get("thoughtSignature")
-                    calls.append(
-                        ModelToolRequest(
-                            call_identifier(
-                                given if isinstance(given, str) else None,
-                                len(calls),
-                                signature if isinstance(signature, str) else None,
-                            ),
-                            text(function.get("name"), "functionCall.name"),
-                            dict(mapping(function.get("args") or {}, "args")),
-                        )
-                    )
-            context.append(ModelOutput(MultimodalContent.of(said), tuple(calls)))
+            context.append(_model_turn(parts))
         else:
             context.append(_user_turn(parts, context[-1] if context else None))
     tools = tuple(
@@ -98,6 +83,36 @@ def decode_request(body: Mapping[str, object]) -> ModelRequest:
     return ModelRequest(instructions, tuple(context), tools, output, {**generation, **extra})
 
 
+def _model_turn(parts: Sequence[Mapping[str, object]]) -> ModelOutput:
+    """A model turn, the thought signatures its parts carry in its `provider_data`."""
+    said = "".join(text(part.get("text"), "text") for part in parts if "text" in part)
+    calls: list[ModelToolRequest] = []
+    signed: dict[str, str] = {}
+    text_signature: str | None = None
+    for part in parts:
+        signature = part.get("thoughtSignature")
+        if "functionCall" in part:
+            function = mapping(part.get("functionCall"), "functionCall")
+            given = function.get("id")
+            identifier = call_identifier(given if isinstance(given, str) else None, len(calls))
+            calls.append(
+                ModelToolRequest(
+                    identifier,
+                    text(function.get("name"), "functionCall.name"),
+                    dict(mapping(function.get("args") or {}, "args")),
+                )
+            )
+            if isinstance(signature, str):
+                signed[identifier] = signature
+        elif "text" in part and isinstance(signature, str):
+            text_signature = signature
+    return ModelOutput(
+        MultimodalContent.of(said),
+        tuple(calls),
+        provider_data=signature_data(signed, text_signature),
+    )
+
+
 def _user_turn(parts: Sequence[Mapping[str, object]], before: object) -> ModelInput:
     asked = list(before.tool_requests) if isinstance(before, ModelOutput) else []
     responses: list[ModelToolResponse] = []
@@ -111,11 +126,7 @@ def _user_turn(parts: Sequence[Mapping[str, object]], before: object) -> ModelIn
                 (
                     call
                     for call in asked
-                    if (
-                        split_identifier(call.identifier)[0] == given
-                        if given
-                        else call.tool == name
-                    )
+                    if (sent_identifier(call.identifier) == given if given else call.tool == name)
                 ),
                 None,
             )
@@ -149,18 +160,24 @@ def _user_turn(parts: Sequence[Mapping[str, object]], before: object) -> ModelIn
 
 
 def _parts(output: ModelOutput) -> list[JSON]:
+    """The answer's parts, each with the thought signature its
+    `provider_data` keeps for it, as Gemini sends them."""
+    signed, text_signature = signatures(output.provider_data)
     parts: list[JSON] = []
     said = output.content.as_string()
-    if said:
-        parts.append({"text": said})
+    if said or text_signature is not None:
+        part: JSON = {"text": said}
+        if text_signature is not None:
+            part["thoughtSignature"] = text_signature
+        parts.append(part)
     for call in output.tool_requests:
-        given, signature = split_identifier(call.identifier)
+        given = sent_identifier(call.identifier)
         function: JSON = {"name": call.tool, "args": dict(call.arguments)}
         if given is not None:
             function["id"] = given
-        part: JSON = {"functionCall": function}
-        if signature is not None:
-            part["thoughtSignature"] = signature
+        part = {"functionCall": function}
+        if call.identifier in signed:
+            part["thoughtSignature"] = signed[call.identifier]
         parts.append(part)
     return parts
 
@@ -263,7 +280,8 @@ def encode_stream(
     whole: Mapping[str, object], split: Callable[[str], Sequence[str]]
 ) -> list[StreamChunk]:
     """A whole `GenerateContentResponse` as Gemini streams it: a chunk per
-    piece of text, one per function call, then the finish reason and usage."""
+    piece of text (a text's thought signature on its last piece), one per
+    function call, then the finish reason and usage."""
     head = {key: whole[key] for key in ("modelVersion", "responseId") if key in whole}
     if "candidates" not in whole:  # blocked: one chunk says so
         return [StreamChunk(dict(whole), end=True)]
@@ -278,7 +296,14 @@ def encode_stream(
     for raw in parts:
         part = dict(mapping(raw, "part"))
         if "text" in part:
-            chunks.extend(chunk({"text": piece}) for piece in split(text(part["text"], "text")))
+            pieces = list(split(text(part["text"], "text")))
+            signature = part.get("thoughtSignature")
+            if signature is None:
+                chunks.extend(chunk({"text": piece}) for piece in pieces)
+                continue
+            *before, signed = pieces or [""]
+            chunks.extend(chunk({"text": piece}) for piece in before)
+            chunks.append(chunk({"text": signed, "thoughtSignature": signature}))
         else:
             chunks.append(chunk(part))
     last = {"finishReason": candidate.get("finishReason"), "index": 0}

@@ -30,6 +30,7 @@ OPTIONAL = (
     "stagefx.testing.laws",
     "stagefx.testing._fake_openai",
     "stagefx.testing._openai_codec",
+    "stagefx.testing._fake_http",
 )
 
 
@@ -125,6 +126,56 @@ def test_fake_server_without_aiohttp_or_openai_says_what_to_install(sdk: str) ->
         from stagefx.testing import FakeOpenAIServer  # noqa: F401
     assert 'pip install "stagefx[testing]" "stagefx[openai]"' in str(error.value)
     assert _caused_by_missing(error, sdk)
+
+
+@pytest.mark.parametrize(
+    ("server", "sdk", "extra"),
+    [
+        ("FakeAnthropicServer", "aiohttp", "anthropic"),
+        ("FakeAnthropicServer", "anthropic", "anthropic"),
+        ("FakeGeminiServer", "aiohttp", "gemini"),
+        ("FakeGeminiServer", "google", "gemini"),
+    ],
+)
+def test_a_fake_server_without_aiohttp_or_its_sdk_says_what_to_install(
+    server: str, sdk: str, extra: str
+) -> None:
+    with hidden(sdk), pytest.raises(ImportError) as error:
+        getattr(importlib.import_module("stagefx.testing"), server)
+    assert f'pip install "stagefx[testing]" "stagefx[{extra}]"' in str(error.value)
+    assert _caused_by_missing(error, sdk)
+
+
+@pytest.mark.parametrize("name", ["Fault", "RecordedRequest", "SentChunk"])
+def test_what_the_fake_servers_share_without_aiohttp_says_to_install_the_testing_extra(
+    name: str,
+) -> None:
+    with hidden("aiohttp"), pytest.raises(ImportError) as error:
+        getattr(importlib.import_module("stagefx.testing"), name)
+    assert 'pip install "stagefx[testing]"' in str(error.value)
+    assert _caused_by_missing(error, "aiohttp")
+
+
+@pytest.mark.parametrize(
+    "name", ["Fault", "RecordedRequest", "SentChunk", "FakeAnthropicServer", "FakeGeminiServer"]
+)
+def test_what_needs_no_openai_imports_with_openai_hidden(name: str) -> None:
+    with hidden("openai"):
+        value = getattr(importlib.import_module("stagefx.testing"), name)
+        assert value.__module__ == "stagefx.testing"
+        assert "stagefx.testing._fake_openai" not in sys.modules
+        assert "stagefx.openai" not in sys.modules
+
+
+def test_a_fake_server_without_openai_still_serves() -> None:
+    with hidden("openai"):
+        from stagefx.testing import FakeAnthropicServer, Fault
+
+        with FakeAnthropicServer() as server:
+            server.inject(Fault.drop())
+            assert server.pending_faults == 1
+            assert server.base_url.startswith("http://127.0.0.1:")
+        assert "stagefx.openai" not in sys.modules
 
 
 def test_hiding_an_extra_leaves_the_loaded_modules_as_they_were() -> None:

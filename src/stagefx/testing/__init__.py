@@ -1,11 +1,12 @@
 """Test support: deterministic models and clocks, fake provider servers, laws.
 
 `strategies` and `laws` need hypothesis (the `testing` extra); import them
-explicitly: `from stagefx.testing import strategies, laws`. `FakeOpenAIServer`
-(with `Fault`, `RecordedRequest` and `SentChunk`) needs the `openai` and
-`testing` extras and is imported on first use; `FakeAnthropicServer` and
-`FakeGeminiServer` need their provider's extra too. Without an extra, each raises
-an `ImportError` that says what to install.
+explicitly: `from stagefx.testing import strategies, laws`. The fake servers
+and what they share (`Fault`, `RecordedRequest`, `SentChunk`) need the `testing`
+extra (aiohttp) and are imported on first use; `FakeOpenAIServer`,
+`FakeAnthropicServer` and `FakeGeminiServer` need their provider's extra too
+(`openai`, `anthropic`, `gemini`). Without an extra, each raises an
+`ImportError` that says what to install.
 """
 
 import importlib
@@ -20,7 +21,8 @@ from stagefx.testing._recorder import Recorder, RecordMode, ReplayMissError
 if typing.TYPE_CHECKING:
     from stagefx.testing._fake_anthropic import FakeAnthropicServer
     from stagefx.testing._fake_gemini import FakeGeminiServer
-    from stagefx.testing._fake_openai import FakeOpenAIServer, Fault, RecordedRequest, SentChunk
+    from stagefx.testing._fake_http import Fault, RecordedRequest, SentChunk
+    from stagefx.testing._fake_openai import FakeOpenAIServer
 
 __all__ = [
     "Answer",
@@ -39,7 +41,7 @@ __all__ = [
     "demo_answer",
 ]
 
-_FAKE_OPENAI = ("FakeOpenAIServer", "Fault", "RecordedRequest", "SentChunk")
+_FAKE_HTTP = ("Fault", "RecordedRequest", "SentChunk")
 
 _publish(__name__, globals(), [name for name in __all__ if name in globals()])
 
@@ -55,11 +57,16 @@ def __getattr__(name: str) -> object:
 
         _publish(__name__, vars(fake_gemini), ("FakeGeminiServer",))
         return fake_gemini.FakeGeminiServer
-    if name in _FAKE_OPENAI:
+    if name == "FakeOpenAIServer":
         from stagefx.testing import _fake_openai as fake_openai  # needs the optional extras
 
-        _publish(__name__, vars(fake_openai), _FAKE_OPENAI)
-        return getattr(fake_openai, name)
+        _publish(__name__, vars(fake_openai), ("FakeOpenAIServer",))
+        return fake_openai.FakeOpenAIServer
+    if name in _FAKE_HTTP:
+        from stagefx.testing import _fake_http as fake_http  # needs the `testing` extra
+
+        _publish(__name__, vars(fake_http), _FAKE_HTTP)
+        return getattr(fake_http, name)
     if name in ("strategies", "laws"):  # `from stagefx.testing import laws`, first time
         try:
             import hypothesis

@@ -35,7 +35,7 @@ from stagefx.anthropic._wire import (
     thinking_blocks,
     thinking_data,
 )
-from stagefx.testing._openai_codec._stream import Split, StreamEvent
+from stagefx.testing._fake_http import Split, StreamEvent
 
 __all__ = [
     "answer_tool",

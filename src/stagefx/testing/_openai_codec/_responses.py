@@ -27,8 +27,8 @@ from stagefx.openai._wire import (
     plain_text,
     text,
 )
+from stagefx.testing._fake_http import Split, StreamEvent
 from stagefx.testing._openai_codec._images import image_of
-from stagefx.testing._openai_codec._stream import Split, StreamEvent
 
 __all__ = [
     "decode_request",

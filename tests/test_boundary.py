@@ -269,3 +269,16 @@ def test_tool_arguments_of_any_json_adjacent_value_give_one_outcome_live_recorde
         assert live.unwrap() == recorded.unwrap() == replayed.unwrap()
 
     anyio.run(check, backend=backend)
+
+
+async def test_provider_data_json_cannot_hold_fails_live_as_it_would_recorded(
+    tmp_path: Path,
+) -> None:
+    broken = ModelOutput(ModelOutput.of("hi").content, provider_data={"x": {1, 2}})
+    live = await Stage.completion("hi").attempt(env=Env.of(ScriptedModel(broken)))
+    recorded = await Stage.completion("hi").attempt(
+        env=Env.of(ScriptedModel(broken), Recorder(tmp_path / "c.json", mode="record"))
+    )
+    for outcome in (live, recorded):
+        assert "provider_data" in str(outcome.failure())
+    assert not (tmp_path / "c.json").exists()

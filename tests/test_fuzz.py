@@ -20,11 +20,11 @@ from stagefx import (
     StageState,
     tool,
 )
+from stagefx._body import MalformedBody
 from stagefx._model import ModelFailure
 from stagefx._schema import ValidationFailure
 from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
-from stagefx.openai._wire import MalformedBody
 from stagefx.testing import ScriptedModel, strategies
 
 

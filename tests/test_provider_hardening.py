@@ -52,8 +52,10 @@ from stagefx import (
     format_trace,
     tool,
 )
+from stagefx._http import retry_after
+from stagefx._secrets import Scrubber
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
-from stagefx.openai._errors import Scrubber, kind_of, retry_after
+from stagefx.openai._errors import kind_of
 from stagefx.openai._wire import INVALID_ARGUMENTS
 from stagefx.testing import FakeOpenAIServer, Fault, VirtualClock
 from tests.contract.shared import shared_file

@@ -191,8 +191,14 @@ def as_json(answer: ModelOutput | ModelFailure) -> ModelOutput | ModelFailure:
     integers of thousands of digits, other objects) replaced by
     `{NOT_JSON: why}`: the tool's validation answers the model with an error it
     can correct. Done where the answer leaves the model, so every layer, the
-    cassette and the durable step see the same arguments the tool does."""
-    if not isinstance(answer, ModelOutput) or not answer.tool_requests:
+    cassette and the durable step see the same arguments the tool does.
+    `provider_data` JSON cannot hold is the provider's bug: a `CodecError`
+    here, live as recorded, rather than only when a cassette is written."""
+    if not isinstance(answer, ModelOutput):
+        return answer
+    if answer.provider_data:
+        json_value(answer.provider_data, "provider_data")
+    if not answer.tool_requests:
         return answer
     requests: list[ModelToolRequest] = []
     for asked in answer.tool_requests:

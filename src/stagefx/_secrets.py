@@ -14,11 +14,14 @@ import os
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
+from typing import Final, final
 
 import msgspec
 
 __all__ = [
+    "MAX_MESSAGE",
     "MIN_SECRET",
+    "Scrubber",
     "environment_secrets",
     "held_secret",
     "is_secret_name",
@@ -120,3 +123,25 @@ def held_secret(text: str, secrets: Iterable[str] = ()) -> str | None:
     if _KEY_SHAPE.search(text):
         return "an API-key-shaped string"
     return None
+
+
+MAX_MESSAGE: Final = 1000
+"""Characters of a server's own text a failure message keeps (after scrubbing)."""
+
+
+@final
+class Scrubber:
+    """A provider's keys taken out of text by this policy (`scrub`), for the
+    failure messages it returns."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._keys = tuple(keys)
+
+    def __call__(self, text: str) -> str:
+        return scrub(text, self._keys)
+
+    def clip(self, text: str, limit: int = MAX_MESSAGE) -> str:
+        """`text` scrubbed, then cut to `limit` characters (never cut before
+        scrubbing: a cut key would no longer match)."""
+        text = self(text)
+        return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more)"

@@ -3,50 +3,23 @@
 - `failure_of`: an HTTP error the anthropic client raised.
 - `body_failure`: an error object inside an answer (an `error` event midway
   through a stream, or a 200 body of `"type": "error"`).
-- `retry_after`: the wait a server asks for, parsed leniently and capped.
-- `Scrubber`: the provider's key taken out of any text a failure carries
-  (stagefx's one secret policy), before it is shortened.
 
-These follow `stagefx.openai._errors`, which cannot be imported here: it
-needs the `openai` SDK.
+The wait a server asks for is `stagefx._http`'s to read, and what a
+message may hold `stagefx._secrets.Scrubber`'s to decide, as for every provider.
 """
 
 from __future__ import annotations
 
-import datetime
-import email.utils
-import math
-import time
-from collections.abc import Iterable, Mapping
-from typing import Final, cast, final
+from collections.abc import Mapping
+from typing import Final, cast
 
 import anthropic
 
+from stagefx._http import retry_after
 from stagefx._model import FailureKind, ModelFailure
-from stagefx._secrets import scrub
+from stagefx._secrets import Scrubber
 
-__all__ = ["MAX_MESSAGE", "Scrubber", "body_failure", "failure_of", "kind_of", "retry_after"]
-
-MAX_MESSAGE: Final = 1000
-"""Characters of a server's own text a failure message keeps (after scrubbing)."""
-
-
-@final
-class Scrubber:
-    """Takes the provider's keys out of text by stagefx's one secret policy
-    (`stagefx._secrets.scrub`)."""
-
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._keys = tuple(keys)
-
-    def __call__(self, text: str) -> str:
-        return scrub(text, self._keys)
-
-    def clip(self, text: str, limit: int = MAX_MESSAGE) -> str:
-        """`text` scrubbed, then cut to `limit` characters (never cut before
-        scrubbing: a cut key would no longer match)."""
-        text = self(text)
-        return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more)"
+__all__ = ["body_failure", "failure_of", "kind_of"]
 
 
 _KINDS: Mapping[str, FailureKind] = {
@@ -103,79 +76,6 @@ def body_failure(error: object, what: str) -> ModelFailure:
     label = kind if isinstance(kind, str) else None
     detail = ": ".join(part for part in (label, message) if part) or "no message"
     return ModelFailure(kind_of(kind, message), f"{what}: {detail}")
-
-
-def retry_after(
-    headers: object, maximum: float, *, now: float | None = None
-) -> tuple[float | None, str]:
-    """Seconds the server asks to wait, at most `maximum`, and a note when capped.
-
-    Read leniently: `retry-after-ms`, else `retry-after` as seconds or as an
-    HTTP date. Negative waits are 0; waits past `maximum` (or not finite)
-    are `maximum`, with the note "server asked to wait N s; capped at M s".
-    Text that is none of these is no advice: `(None, "")`.
-    """
-    asked = _asked(headers, now)
-    if asked is None:
-        return None, ""
-    if asked <= maximum:  # False for nan: capped like inf
-        return max(asked, 0.0), ""
-    return maximum, f"server asked to wait {_seconds(asked)} s; capped at {_seconds(maximum)} s"
-
-
-def header(headers: object, name: str) -> str | None:
-    """A header's value, stripped (None when absent or unreadable)."""
-    get = getattr(headers, "get", None)
-    try:
-        value = get(name) if callable(get) else None
-    except Exception:  # a headers object that cannot be read has nothing to say
-        return None
-    return value.strip() if isinstance(value, str) else None
-
-
-def _asked(headers: object, now: float | None) -> float | None:
-    milliseconds = _number(header(headers, "retry-after-ms"))
-    if milliseconds is not None:
-        return milliseconds / 1000
-    value = header(headers, "retry-after")
-    if not value:
-        return None
-    seconds = _number(value)
-    if seconds is not None:
-        return seconds
-    moment = http_date(value)
-    if moment is None:
-        return None
-    base = http_date(header(headers, "date") or "")
-    return moment - (base if base is not None else now if now is not None else time.time())
-
-
-def _number(text: str | None) -> float | None:
-    if not text or len(text) > 400:  # no number of seconds needs more
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def http_date(text: str) -> float | None:
-    """An HTTP date as a POSIX timestamp (a date without a zone is UTC)."""
-    if not text or len(text) > 400:
-        return None
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.UTC)
-        return moment.timestamp()
-    except (ValueError, TypeError, OverflowError, OSError, IndexError):
-        return None
-
-
-def _seconds(value: float) -> str:
-    if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:g}"
 
 
 def failure_of(error: anthropic.APIError, scrub: Scrubber, max_retry_after: float) -> ModelFailure:

@@ -9,7 +9,7 @@ import time
 from typing import Final
 
 from stagefx._conversation import RateLimitHint
-from stagefx.anthropic._errors import header, http_date
+from stagefx._http import header, http_date
 
 __all__ = ["rate_limit_hint"]
 

@@ -11,6 +11,7 @@ import base64
 from collections.abc import Mapping
 from typing import Final, cast
 
+from stagefx._body import MalformedBody, items, mapping, number, text
 from stagefx._content import (
     ArtifactContent,
     ContentPart,
@@ -24,16 +25,11 @@ from stagefx._model import ModelFailure, ModelRequest
 from stagefx.anthropic._errors import body_failure
 from stagefx.anthropic._wire import (
     JSON,
-    MalformedBody,
     OutputTool,
     answer_text,
     arguments_of,
     is_thinking,
-    items,
-    mapping,
-    number,
     output_tool,
-    text,
     thinking_blocks,
     thinking_data,
     tool_input,

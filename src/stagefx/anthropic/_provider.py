@@ -17,10 +17,12 @@ import httpx2
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import describe
+from stagefx._http import is_transport, retry_after
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
+from stagefx._secrets import Scrubber
 from stagefx.anthropic import _messages as messages
 from stagefx.anthropic._config import AnthropicConfig
-from stagefx.anthropic._errors import Scrubber, failure_of, retry_after
+from stagefx.anthropic._errors import failure_of
 from stagefx.anthropic._limits import rate_limit_hint
 from stagefx.anthropic._stream import MessageStream
 
@@ -153,7 +155,7 @@ class Anthropic(GenerativeModel):
         except anthropic.APIError as error:
             return failure_of(error, scrub, self._max_retry_after)
         except Exception as error:
-            if not _is_transport(error):  # anything else is a bug, raised as such
+            if not is_transport(error):  # anything else is a bug, raised as such
                 raise
             return ModelFailure(
                 "unavailable", f"could not read Anthropic's answer: {type(error).__name__}"
@@ -214,7 +216,7 @@ class Anthropic(GenerativeModel):
             yield failure_of(error, scrub, self._max_retry_after)
             return
         except Exception as error:
-            if not _is_transport(error):  # as in `generate`: a bug, raised as such
+            if not is_transport(error):  # as in `generate`: a bug, raised as such
                 raise
             yield ModelFailure(
                 "unavailable", f"could not read Anthropic's answer: {type(error).__name__}"
@@ -279,7 +281,7 @@ def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
     """`unavailable`, for a stream that could not be read to its end."""
     if isinstance(error, anthropic.APITimeoutError):
         return ModelFailure("unavailable", "the stream from Anthropic timed out")
-    if isinstance(error, anthropic.APIConnectionError) or _is_transport(error):
+    if isinstance(error, anthropic.APIConnectionError) or is_transport(error):
         cause = error.__cause__ if error.__cause__ is not None else error
         return ModelFailure(
             "unavailable", f"the stream from Anthropic broke off: {type(cause).__name__}"
@@ -287,16 +289,6 @@ def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
     return ModelFailure(
         "unavailable", f"malformed stream from Anthropic: {scrub.clip(describe(error))}"
     )
-
-
-_TRANSPORT_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio"})
-
-
-def _is_transport(error: Exception) -> bool:
-    """Whether `error` says the connection failed, not that our code did."""
-    if isinstance(error, httpx2.HTTPError | OSError | RecursionError):
-        return True
-    return type(error).__module__.partition(".")[0] in _TRANSPORT_PACKAGES
 
 
 def _config(env: Env) -> AnthropicConfig:

@@ -21,7 +21,6 @@ __all__ = [
     "INVALID_ARGUMENTS",
     "JSON",
     "PROVIDER",
-    "MalformedBody",
     "OutputTool",
     "ANSWER_TOOL",
     "ANSWER_TOOL_JSON",
@@ -29,11 +28,7 @@ __all__ = [
     "answer_text",
     "arguments_of",
     "is_thinking",
-    "items",
-    "mapping",
-    "number",
     "output_tool",
-    "text",
     "thinking_blocks",
     "thinking_data",
     "tool_input",
@@ -169,39 +164,3 @@ def tool_input(arguments: Mapping[str, object]) -> object:
     if len(arguments) == 1 and INVALID_ARGUMENTS in arguments:
         return {}
     return dict(arguments)
-
-
-class MalformedBody(ValueError):
-    """A body that is JSON but not the shape the API promises."""
-
-
-def mapping(value: object, where: str) -> Mapping[str, object]:
-    """`value` as a JSON object, or a `MalformedBody` naming where it was expected."""
-    if not isinstance(value, Mapping):
-        raise MalformedBody(f"expected an object at {where}, got {type(value).__name__}")
-    return cast("Mapping[str, object]", value)  # a JSON object: its keys are str
-
-
-def items(value: object, where: str) -> list[object]:
-    """`value` as a JSON list, or a `MalformedBody`."""
-    if not isinstance(value, list):
-        raise MalformedBody(f"expected a list at {where}, got {type(value).__name__}")
-    return cast("list[object]", value)
-
-
-def text(value: object, where: str) -> str:
-    """`value` as text, or a `MalformedBody`."""
-    if not isinstance(value, str):
-        raise MalformedBody(f"expected text at {where}, got {type(value).__name__}")
-    return value
-
-
-MAX_TOKENS: Final = 10**15
-"""Token counts above this (or below 0) are not counts: they read as 0."""
-
-
-def number(value: object) -> int:
-    """A token count from the body; anything that is not a plausible one is 0."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
-        return value
-    return 0

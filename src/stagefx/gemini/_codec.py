@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final, cast
 
+from stagefx._body import items, mapping, number, text
 from stagefx._content import ImageContent, MultimodalContent
 from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._model import ModelFailure, ModelRequest
@@ -18,15 +19,11 @@ from stagefx.gemini._wire import (
     JSON,
     call_identifier,
     image_part,
-    items,
-    mapping,
-    number,
     part_text,
     plain_text,
     sent_identifier,
     signature_data,
     signatures,
-    text,
 )
 
 __all__ = ["chunk_text", "decode_chunks", "encode_request"]

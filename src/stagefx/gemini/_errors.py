@@ -4,47 +4,27 @@
   `error` object: `code`, `message`, `status`, `details`).
 - `retry_delay`: the wait a 429 asks for, from its `google.rpc.RetryInfo`
   detail (`retryDelay: "2s"`), else a `Retry-After` header; capped.
-- `Scrubber`: the provider's API key and anything else secret taken out of
-  any text a failure carries (stagefx's one secret policy), before it is shortened.
+
+What a message may hold is `stagefx._secrets.Scrubber`'s to decide, as for
+every provider; a wait past the cap is cut by `stagefx._http.capped`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import Final, cast, final
+from collections.abc import Mapping
+from typing import Final, cast
 
 from google.genai import errors
 
+from stagefx._http import capped, header
 from stagefx._model import ModelFailure
-from stagefx._secrets import scrub
+from stagefx._secrets import Scrubber
 
-__all__ = ["MAX_MESSAGE", "Scrubber", "failure_of", "retry_delay"]
+__all__ = ["failure_of", "retry_delay"]
 
-MAX_MESSAGE: Final = 1000
-"""Characters of a server's own text a failure message keeps (after scrubbing)."""
 
 RETRY_INFO: Final = "type.googleapis.com/google.rpc.RetryInfo"
-
-
-@final
-class Scrubber:
-    """Takes the provider's keys out of text by stagefx's one secret policy
-    (`stagefx._secrets.scrub`: each key as sent, in a header or URL-encoded
-    in a `key=` query, the environment's credentials and key shapes)."""
-
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._keys = tuple(keys)
-
-    def __call__(self, text: str) -> str:
-        return scrub(text, self._keys)
-
-    def clip(self, text: str, limit: int = MAX_MESSAGE) -> str:
-        """`text` scrubbed, then cut to `limit` characters (never cut before
-        scrubbing: a cut key would no longer match)."""
-        text = self(text)
-        return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more)"
 
 
 _DURATION: Final = re.compile(r"\s*(\d{1,18}(?:\.\d{1,18})?)s?\s*")
@@ -77,12 +57,6 @@ def _details(body: object) -> list[Mapping[str, object]]:
     ]
 
 
-def _format(value: float) -> str:
-    if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:g}"
-
-
 def retry_delay(body: object, headers: object, maximum: float) -> tuple[float | None, str]:
     """Seconds a 429 asks to wait, at most `maximum`, and a note when capped:
     the `retryDelay` of its `google.rpc.RetryInfo` detail, else its
@@ -93,13 +67,8 @@ def retry_delay(body: object, headers: object, maximum: float) -> tuple[float | 
             asked = _seconds_of(detail.get("retryDelay"))
             break
     if asked is None:
-        get = getattr(headers, "get", None)
-        asked = _seconds_of(get("retry-after") if callable(get) else None)
-    if asked is None:
-        return None, ""
-    if asked <= maximum:  # False for nan and inf: capped
-        return max(asked, 0.0), ""
-    return maximum, f"server asked to wait {_format(asked)} s; capped at {_format(maximum)} s"
+        asked = _seconds_of(header(headers, "retry-after"))
+    return capped(asked, maximum)
 
 
 _TOO_LONG: Final = (

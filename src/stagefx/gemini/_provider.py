@@ -20,10 +20,12 @@ from google.genai import errors, types
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import describe
+from stagefx._http import is_transport
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
+from stagefx._secrets import Scrubber
 from stagefx.gemini._codec import chunk_text, decode_chunks, encode_request
 from stagefx.gemini._config import GeminiConfig
-from stagefx.gemini._errors import Scrubber, failure_of
+from stagefx.gemini._errors import failure_of
 
 __all__ = ["Gemini"]
 
@@ -188,7 +190,7 @@ class Gemini(GenerativeModel):
         except errors.APIError as error:
             return failure_of(error, scrub, self._max_retry_after)
         except Exception as error:
-            if not _is_transport(error):  # anything else is a bug, raised as such
+            if not is_transport(error):  # anything else is a bug, raised as such
                 raise
             return ModelFailure(
                 "unavailable", f"could not read Gemini's answer: {type(error).__name__}"
@@ -225,7 +227,7 @@ class Gemini(GenerativeModel):
             except errors.APIError as error:
                 final = failure_of(error, scrub, self._max_retry_after)
             except Exception as error:
-                if not _is_transport(error):  # as in `generate`: a bug, raised as such
+                if not is_transport(error):  # as in `generate`: a bug, raised as such
                     raise
                 final = ModelFailure(
                     "unavailable", f"could not read Gemini's answer: {type(error).__name__}"
@@ -323,23 +325,13 @@ def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
     """`unavailable`, for a stream that could not be read to its end."""
     if isinstance(error, httpx2.TimeoutException):
         return ModelFailure("unavailable", "the stream from Gemini timed out")
-    if _is_transport(error):
+    if is_transport(error):
         return ModelFailure(
             "unavailable", f"the stream from Gemini broke off: {type(error).__name__}"
         )
     return ModelFailure(
         "unavailable", f"malformed stream from Gemini: {scrub.clip(describe(error))}"
     )
-
-
-_TRANSPORT_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio"})
-
-
-def _is_transport(error: Exception) -> bool:
-    """Whether `error` says the connection failed, not that our code did."""
-    if isinstance(error, httpx2.HTTPError | OSError | RecursionError):
-        return True
-    return type(error).__module__.partition(".")[0] in _TRANSPORT_PACKAGES
 
 
 def _config(env: Env) -> GeminiConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import cast
 
+from stagefx._body import items, mapping, number, text
 from stagefx._content import ImageContent, MultimodalContent
 from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._model import ModelFailure, ModelRequest, OutputSpec
@@ -20,14 +21,10 @@ from stagefx.openai._wire import (
     arguments_of,
     arguments_text,
     image_url,
-    items,
-    mapping,
-    number,
     part_text,
     plain_text,
     schema_name,
     strictly,
-    text,
 )
 
 __all__ = ["decode_response", "encode_request"]

@@ -17,11 +17,13 @@ import openai
 from stagefx._conversation import ModelOutput
 from stagefx._env import Env
 from stagefx._errors import describe
+from stagefx._http import is_transport, retry_after
 from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
+from stagefx._secrets import Scrubber
 from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
 from stagefx.openai._config import OpenAIChatConfig, OpenAIResponsesConfig
-from stagefx.openai._errors import Scrubber, failure_of, retry_after
+from stagefx.openai._errors import failure_of
 from stagefx.openai._limits import rate_limit_hint
 from stagefx.openai._stream import ChatStream, ResponsesStream, StreamReader
 
@@ -142,7 +144,7 @@ class OpenAI(GenerativeModel):
             # The connection broke (whichever layer of the HTTP stack noticed),
             # or (defensively) the client's own reading of an error body ran out
             # of stack. Anything else is a bug, raised as such.
-            if not _is_transport(error):
+            if not is_transport(error):
                 raise
             return ModelFailure(
                 "unavailable", f"could not read OpenAI's answer: {type(error).__name__}"
@@ -240,7 +242,7 @@ class OpenAI(GenerativeModel):
             yield failure_of(error, scrub, self._max_retry_after)
             return
         except Exception as error:
-            if not _is_transport(error):  # as in `generate`: a bug, raised as such
+            if not is_transport(error):  # as in `generate`: a bug, raised as such
                 raise
             yield ModelFailure(
                 "unavailable", f"could not read OpenAI's answer: {type(error).__name__}"
@@ -331,16 +333,6 @@ def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
     return ModelFailure(
         "unavailable", f"malformed stream from OpenAI: {scrub.clip(describe(error))}"
     )
-
-
-_TRANSPORT_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio"})
-
-
-def _is_transport(error: Exception) -> bool:
-    """Whether `error` says the connection failed, not that our code did."""
-    if isinstance(error, httpx2.HTTPError | OSError | RecursionError):
-        return True
-    return type(error).__module__.partition(".")[0] in _TRANSPORT_PACKAGES
 
 
 def _config(env: Env) -> OpenAIResponsesConfig | OpenAIChatConfig:

@@ -9,24 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import cast
 
+from stagefx._body import MalformedBody, items, mapping, number, text
 from stagefx._content import ImageContent, MultimodalContent
 from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._model import ModelFailure, ModelRequest, OutputSpec
 from stagefx.openai._errors import body_failure
 from stagefx.openai._wire import (
     JSON,
-    MalformedBody,
     arguments_of,
     arguments_text,
     image_url,
-    items,
-    mapping,
-    number,
     part_text,
     plain_text,
     schema_name,
     strictly,
-    text,
 )
 
 __all__ = ["decode_response", "encode_request"]

@@ -15,12 +15,13 @@ from typing import Protocol, final
 
 import attrs
 
+from stagefx._body import MalformedBody, items, mapping, text
 from stagefx._conversation import ModelOutput
 from stagefx._model import ModelFailure
 from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
 from stagefx.openai._errors import body_failure
-from stagefx.openai._wire import JSON, MalformedBody, items, mapping, text
+from stagefx.openai._wire import JSON
 
 __all__ = ["ChatStream", "ResponsesStream", "StreamReader"]
 

@@ -198,37 +198,3 @@ def _shallow(value: object, limit: int) -> bool:
             )
             pending.extend((child, depth + 1) for child in children)
     return True
-
-
-def mapping(value: object, where: str) -> Mapping[str, object]:
-    """`value` as a JSON object, or a `MalformedBody` naming where it was expected."""
-    if not isinstance(value, Mapping):
-        raise MalformedBody(f"expected an object at {where}, got {type(value).__name__}")
-    return cast("Mapping[str, object]", value)  # a JSON object: its keys are str
-
-
-def items(value: object, where: str) -> list[object]:
-    if not isinstance(value, list):
-        raise MalformedBody(f"expected a list at {where}, got {type(value).__name__}")
-    return cast("list[object]", value)
-
-
-MAX_TOKENS = 10**15
-"""Token counts above this (or below 0) are not counts: they read as 0."""
-
-
-def number(value: object) -> int:
-    """A token count from the body; anything that is not a plausible one is 0."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
-        return value
-    return 0
-
-
-def text(value: object, where: str) -> str:
-    if not isinstance(value, str):
-        raise MalformedBody(f"expected text at {where}, got {type(value).__name__}")
-    return value
-
-
-class MalformedBody(ValueError):
-    """A body that is JSON but not the shape the API promises."""

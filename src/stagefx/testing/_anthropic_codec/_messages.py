@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import cast
 
+from stagefx._body import MalformedBody, items, mapping, text
 from stagefx._content import ContentPart, ImageContent, MultimodalContent, TextContent
 from stagefx._conversation import (
     ModelInput,
@@ -25,13 +26,9 @@ from stagefx.anthropic._wire import (
     ANSWER_TOOL_JSON,
     ANSWER_TOOL_WRAPPED,
     JSON,
-    MalformedBody,
     OutputTool,
     arguments_of,
     is_thinking,
-    items,
-    mapping,
-    text,
     thinking_blocks,
     thinking_data,
 )

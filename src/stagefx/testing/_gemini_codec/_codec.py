@@ -9,6 +9,7 @@ from typing import Final, cast, final
 
 import attrs
 
+from stagefx._body import items, mapping, text
 from stagefx._content import ImageContent, MultimodalContent, TextContent
 from stagefx._conversation import (
     ModelInput,
@@ -18,16 +19,7 @@ from stagefx._conversation import (
     TokenUsage,
 )
 from stagefx._model import ModelRequest, OutputSpec, ToolSpec
-from stagefx.gemini._wire import (
-    JSON,
-    call_identifier,
-    items,
-    mapping,
-    sent_identifier,
-    signature_data,
-    signatures,
-    text,
-)
+from stagefx.gemini._wire import JSON, call_identifier, sent_identifier, signature_data, signatures
 
 __all__ = [
     "StreamChunk",

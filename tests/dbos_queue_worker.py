@@ -8,11 +8,14 @@ WORKDIR/results.json; it consumes nothing itself.
 `python -m tests.dbos_queue_worker work DB_URL EXECUTOR_ID WORKDIR`: consumes
 the queue until killed. Every model call appends `start` and `end` lines (wall
 clock, workflow input) to WORKDIR/calls-EXECUTOR_ID-PID. With
-STAGEFX_CRASH_AT=N the worker dies (`os._exit(17)`) when its Nth call starts:
-it first stops starting calls and gives the calls already in flight half a
-second to finish and be recorded, so every call logged `end` is a completed
-step (a call that ended but was not yet recorded when its process died is made
-again on resume: DBOS's steps are at-least-once up to their record).
+STAGEFX_CRASH_AT=N the worker dies (`os._exit(17)`) at its Nth call, once every
+executor named in STAGEFX_CRASH_AFTER (comma-separated) has started a call, so
+the kill always lands while the queue is shared, however slowly each process
+starts. It first stops starting calls and gives the calls already in flight
+half a second to finish and be recorded, so every call logged `end` is a
+completed step (a call that ended but was not yet recorded when its process
+died is made again on resume: DBOS's steps are at-least-once up to their
+record).
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ async def answer(request: ModelRequest) -> ModelOutput:
     if crash_at is not None and _started >= int(crash_at):
         _dying = True
         _log("start", said)
+        others = [name for name in os.environ.get("STAGEFX_CRASH_AFTER", "").split(",") if name]
+        for _ in range(1200):  # another process's file: polled, up to a minute
+            if all(list(WORKDIR.glob(f"calls-{name}-*")) for name in others):
+                break
+            await anyio.sleep(0.05)
         await anyio.sleep(0.5)  # the calls in flight finish and are recorded
         _log("killed", said)
         os._exit(17)

@@ -249,9 +249,23 @@ def test_three_workers_share_a_queue_while_one_is_killed(postgres: str, tmp_path
             assert producer.poll() is None, producer.communicate()[1]
             assert time.monotonic() < deadline, "the producer did not enqueue in time"
             time.sleep(0.05)
-        doomed = _queue_worker("work", url, "worker-a", tmp_path, STAGEFX_CRASH_AT="50")
-        workers += [doomed, *(_queue_worker("work", url, f"worker-{n}", tmp_path) for n in "bc")]
-        assert doomed.wait(timeout=60) == 17, doomed.communicate()[1]  # killed halfway
+        # The doomed worker consumes first, so the others cannot leave it nothing to do;
+        # it dies at its 30th call once both others have started calls of their own.
+        doomed = _queue_worker(
+            "work",
+            url,
+            "worker-a",
+            tmp_path,
+            STAGEFX_CRASH_AT="30",
+            STAGEFX_CRASH_AFTER="worker-b,worker-c",
+        )
+        workers.append(doomed)
+        while not list(tmp_path.glob("calls-worker-a-*")):
+            assert doomed.poll() is None, doomed.communicate()[1]
+            assert time.monotonic() < deadline + 60, "the first worker took no run in time"
+            time.sleep(0.05)
+        workers += [_queue_worker("work", url, f"worker-{n}", tmp_path) for n in "bc"]
+        assert doomed.wait(timeout=120) == 17, doomed.communicate()[1]  # killed while sharing
         # A process launched with the dead worker's executor id recovers its runs.
         workers.append(_queue_worker("work", url, "worker-a", tmp_path))
         assert producer.wait(timeout=90) == 0, producer.communicate()[1]

@@ -20,8 +20,8 @@ from pathlib import Path
 import anyio
 
 from stagefx import Env, ModelInput, ModelOutput, ModelRequest, Stage, StageState, ctx, tool
-from stagefx._codec import encode_state
-from stagefx._conversation import ModelToolRequest, TokenUsage
+from stagefx._codec.codec import encode_state
+from stagefx._core.conversation import ModelToolRequest, TokenUsage
 from stagefx.dbos import DurableRunError, durable
 from stagefx.testing import FunctionModel
 from tests.dbos_launch import launched

@@ -31,8 +31,8 @@ import anyio
 from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer
 
 from stagefx import Env, ModelInput, ModelOutput, ModelRequest, Stage, StageState, ctx
-from stagefx._codec import encode_state
-from stagefx._conversation import TokenUsage
+from stagefx._codec.codec import encode_state
+from stagefx._core.conversation import TokenUsage
 from stagefx.dbos import durable
 from stagefx.testing import FunctionModel
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 
 from stagefx import Env, Finished, ModelOutput, ModelToolRequest, Stage, TextDelta, ctx, tool
-from stagefx._codec import JSON, encode_state
+from stagefx._codec.codec import JSON, encode_state
 from stagefx.dbos import durable
 from stagefx.testing import ScriptedModel
 from tests.dbos_launch import launched

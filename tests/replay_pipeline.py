@@ -11,7 +11,7 @@ import anyio
 import attrs
 
 from stagefx import Stage, StageException, StageState, ctx, tool
-from stagefx._codec import encode_state
+from stagefx._codec.codec import encode_state
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import Recorder, RecordMode
 

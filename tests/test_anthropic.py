@@ -34,7 +34,7 @@ from stagefx import (
     ctx,
     tool,
 )
-from stagefx._model import ModelRequest, OutputSpec, ToolSpec
+from stagefx._core.request import ModelRequest, OutputSpec, ToolSpec
 from stagefx.anthropic import Anthropic, AnthropicConfig
 from stagefx.testing import Fault, Recorder
 from stagefx.testing._fake_anthropic import FakeAnthropicServer

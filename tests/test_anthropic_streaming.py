@@ -25,7 +25,7 @@ from stagefx import (
     TextDelta,
     ctx,
 )
-from stagefx._model import ModelRequest, OutputSpec
+from stagefx._core.request import ModelRequest, OutputSpec
 from stagefx.anthropic import Anthropic
 from stagefx.testing import Fault, SentChunk
 from stagefx.testing._fake_anthropic import FakeAnthropicServer

@@ -35,8 +35,8 @@ from stagefx import (
     ToolAnswered,
     tool,
 )
-from stagefx._codec import encode_state
-from stagefx._model import close_iterator
+from stagefx._codec.codec import encode_state
+from stagefx._core.iteration import close_iterator
 from stagefx.testing import Recorder, ScriptedModel, VirtualClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
@@ -171,7 +171,7 @@ async def test_rate_limits_admit_a_stream_before_it_starts_and_settle_its_usage_
 REPLAY = """
 import asyncio, contextlib, json, sys
 from stagefx import Env, Finished, Stage, TextDelta
-from stagefx._codec import encode_state
+from stagefx._codec.codec import encode_state
 from stagefx.testing import Recorder, ScriptedModel
 from tests.test_boundary import streamed_pipeline
 

@@ -31,14 +31,14 @@ from stagefx import (
     ToolError,
     tool,
 )
-from stagefx._output import (
+from stagefx._model.output import (
     MAX_INTEGER_DIGITS,
     MAX_OUTPUT_CHARS,
     MAX_OUTPUT_DEPTH,
     MAX_YAML_ALIASES,
     _unfenced,
 )
-from stagefx._tools import MAX_RESULT_DEPTH
+from stagefx._model.tools import MAX_RESULT_DEPTH
 from stagefx.testing import FunctionModel, ScriptedModel, strategies
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]

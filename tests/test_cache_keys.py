@@ -34,8 +34,8 @@ from stagefx import (
     TokenUsage,
     stage,
 )
-from stagefx._cache_store import SWEEP_EVERY
-from stagefx._nodes.cache import MAX_KEY_DEPTH, state_key
+from stagefx._env.cache_store import SWEEP_EVERY
+from stagefx._runtime.nodes.cached import MAX_KEY_DEPTH, state_key
 from stagefx.testing import VirtualClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
@@ -174,7 +174,7 @@ def test_keys_are_the_same_in_another_process() -> None:
     no `hash()` (salted per process) goes into a key."""
     code = (
         "from stagefx import ModelInput, StageState\n"
-        "from stagefx._nodes.cache import state_key\n"
+        "from stagefx._runtime.nodes.cached import state_key\n"
         "state = StageState(context=(ModelInput.of('hi'),), result='doc',"
         " values=({'a': [1, 2.5, None], 'b': frozenset({'x', 'y', 'z'})},))\n"
         "print(state_key(state).hex())"

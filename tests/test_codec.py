@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import stagefx._codec as codec
-from stagefx._codec import (
+import stagefx._codec.codec as codec
+from stagefx._codec.codec import (
     CODEC_VERSION,
     JSON,
     CodecError,
@@ -35,7 +35,7 @@ from stagefx._codec import (
     encode_request,
     encode_state,
 )
-from stagefx._content import (
+from stagefx._core.content import (
     ArtifactContent,
     ContentPart,
     ImageContent,
@@ -43,16 +43,16 @@ from stagefx._content import (
     ResourceContent,
     TextContent,
 )
-from stagefx._conversation import (
+from stagefx._core.conversation import (
     ModelInput,
     ModelOutput,
     ModelToolRequest,
     ModelToolResponse,
     TokenUsage,
 )
-from stagefx._model import FailureKind, ModelFailure, ModelRequest, OutputSpec, ToolSpec
-from stagefx._state import StageState
-from stagefx._usage import UsageTotals
+from stagefx._core.request import FailureKind, ModelFailure, ModelRequest, OutputSpec, ToolSpec
+from stagefx._core.state import StageState
+from stagefx._core.usage import UsageTotals
 
 T = TypeVar("T")
 Turn: TypeAlias = ModelInput | ModelOutput

@@ -22,7 +22,7 @@ from stagefx import (
     StageState,
     ctx,
 )
-from stagefx._model import FailureKind, ModelRequest
+from stagefx._core.request import FailureKind, ModelRequest
 from stagefx.testing import FunctionModel, ScriptedModel, VirtualClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]

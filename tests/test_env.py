@@ -20,8 +20,8 @@ from stagefx import (
     ctx,
     stage,
 )
-from stagefx._model import ModelStream
-from stagefx._model_call import CallLayer, ModelPath
+from stagefx._model.boundary import CallLayer, ModelPath
+from stagefx._model.generative import ModelStream
 from stagefx.testing import ScriptedModel, VirtualClock
 
 pytestmark = pytest.mark.anyio

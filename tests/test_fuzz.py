@@ -20,9 +20,9 @@ from stagefx import (
     StageState,
     tool,
 )
-from stagefx._body import MalformedBody
-from stagefx._model import ModelFailure
-from stagefx._schema import ValidationFailure
+from stagefx._core.request import ModelFailure
+from stagefx._core.schema import ValidationFailure
+from stagefx._model.body import MalformedBody
 from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
 from stagefx.testing import ScriptedModel, strategies

@@ -32,7 +32,7 @@ from stagefx import (
     ctx,
     tool,
 )
-from stagefx._model import ModelRequest, OutputSpec, ToolSpec
+from stagefx._core.request import ModelRequest, OutputSpec, ToolSpec
 from stagefx.gemini import Gemini, GeminiConfig
 from stagefx.gemini._wire import call_identifier
 from stagefx.testing import Fault, Recorder

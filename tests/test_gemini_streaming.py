@@ -20,7 +20,8 @@ from stagefx import (
     ModelToolRequest,
     MultimodalContent,
 )
-from stagefx._model import ModelRequest, ModelStream, ModelStreamItem
+from stagefx._core.request import ModelRequest
+from stagefx._model.generative import ModelStream, ModelStreamItem
 from stagefx.gemini import Gemini
 from stagefx.gemini._wire import call_identifier
 from stagefx.testing import Fault, SentChunk

@@ -24,8 +24,8 @@ from stagefx import (
     UsageTotals,
     stage,
 )
-from stagefx._conversation import ModelContext, ModelInput
-from stagefx._nodes._base import Node
+from stagefx._core.conversation import ModelContext, ModelInput
+from stagefx._runtime.node import Node
 from stagefx.testing import Answer, FunctionModel, VirtualClock, laws, strategies
 
 ENV = Env.of()

@@ -34,9 +34,9 @@ from stagefx import (
     ctx,
     tool,
 )
-from stagefx._errors import MissingEnvironmentError, StageTimeoutError
-from stagefx._model_call import CallLayer, ToolPath
-from stagefx._tools import Tool, ToolContext
+from stagefx._core.errors import MissingEnvironmentError, StageTimeoutError
+from stagefx._model.boundary import CallLayer, ToolPath
+from stagefx._model.tools import Tool, ToolContext
 from stagefx.mcp import MCPServer, MCPToolError, MCPTools
 from stagefx.testing import ScriptedModel
 

@@ -31,7 +31,7 @@ from stagefx import (
     ctx,
     tool,
 )
-from stagefx._model import ModelRequest, OutputSpec, ToolSpec
+from stagefx._core.request import ModelRequest, OutputSpec, ToolSpec
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, Fault, VirtualClock
 

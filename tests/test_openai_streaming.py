@@ -23,7 +23,8 @@ from stagefx import (
     RateLimitHint,
     TokenUsage,
 )
-from stagefx._model import ModelRequest, ModelStream, ModelStreamItem, OutputSpec
+from stagefx._core.request import ModelRequest, OutputSpec
+from stagefx._model.generative import ModelStream, ModelStreamItem
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, Fault, SentChunk
 from stagefx.testing._models import Answer

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from stagefx import ArtifactContent, Env, OutputValidationError, Stage
-from stagefx._model import OutputSpec
+from stagefx._core.request import OutputSpec
 from stagefx.testing import ScriptedModel
 
 pytestmark = pytest.mark.anyio

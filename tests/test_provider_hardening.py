@@ -52,8 +52,8 @@ from stagefx import (
     format_trace,
     tool,
 )
-from stagefx._http import retry_after
-from stagefx._secrets import Scrubber
+from stagefx._core.secrets import Scrubber
+from stagefx._model.http import retry_after
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.openai._errors import kind_of
 from stagefx.openai._wire import INVALID_ARGUMENTS

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stagefx import ModelOutput, ModelToolRequest, Stage, ctx, tool
-from stagefx._model import ModelRequest
+from stagefx._core.request import ModelRequest
 from stagefx.openai import OpenAI, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer
 

@@ -27,8 +27,8 @@ from stagefx import (
     StageState,
     TokenUsage,
 )
-from stagefx._codec import decode_answer, encode_answer
-from stagefx._rate_limits import RateLimits
+from stagefx._codec.codec import decode_answer, encode_answer
+from stagefx._model.rate_limits import RateLimits
 from stagefx.openai._limits import parse_duration, rate_limit_hint
 from stagefx.testing import FunctionModel, VirtualClock
 

@@ -44,7 +44,7 @@ from stagefx import (
     ToolSpec,
     tool,
 )
-from stagefx._rate_limits import (
+from stagefx._model.rate_limits import (
     DEFAULT_OUTPUT_TOKENS,
     IMAGE_TOKENS,
     RateLimits,

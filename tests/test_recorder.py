@@ -36,8 +36,8 @@ from stagefx import (
     StageState,
     ctx,
 )
-from stagefx._codec import JSON, encode_answer, encode_request
-from stagefx._model_call import ModelPath
+from stagefx._codec.codec import JSON, encode_answer, encode_request
+from stagefx._model.boundary import ModelPath
 from stagefx.openai import OpenAI, OpenAIChatConfig
 from stagefx.testing import (
     FakeOpenAIServer,

@@ -64,7 +64,7 @@ from stagefx import (
     stage,
     tool,
 )
-from stagefx._model_call import Known
+from stagefx._model.boundary import Known
 from stagefx.testing import Recorder, ScriptedModel, VirtualClock
 
 BACKENDS = ("asyncio", "trio")

@@ -36,7 +36,7 @@ from stagefx import (
     UsageTotals,
     tool,
 )
-from stagefx._codec import encode_state
+from stagefx._codec.codec import encode_state
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, Fault, Recorder, SentChunk
 from stagefx.testing._models import Answer
@@ -227,7 +227,7 @@ async def test_leaving_early_closes_the_http_stream_within_a_second_and_leaves_n
 REPLAY = """
 import asyncio, contextlib, json, sys
 from stagefx import Env, Finished, TextDelta, ctx
-from stagefx._codec import encode_state
+from stagefx._codec.codec import encode_state
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import Recorder
 from tests.test_stream_openai_stages import recorded_pipeline

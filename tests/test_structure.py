@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stagefx import Stage, StageException, StageState, stage, tool
-from stagefx._structure import StageNode
+from stagefx._runtime.outline import StageNode
 
 
 @tool

@@ -19,8 +19,8 @@ from stagefx import (
     ctx,
     tool,
 )
-from stagefx._model_call import CallLayer, ToolPath
-from stagefx._schema import SchemaError
+from stagefx._core.schema import SchemaError
+from stagefx._model.boundary import CallLayer, ToolPath
 from stagefx.testing import ScriptedModel
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]

@@ -18,7 +18,7 @@ from stagefx import (
     ToolRoundsExceededError,
     tool,
 )
-from stagefx._model import ModelRequest
+from stagefx._core.request import ModelRequest
 from stagefx.testing import FunctionModel, ScriptedModel
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]

@@ -29,7 +29,7 @@ from stagefx import (
     format_trace,
     stage,
 )
-from stagefx._model import ModelRequest
+from stagefx._core.request import ModelRequest
 from stagefx.otel import OpenTelemetryTracer
 from stagefx.testing import FunctionModel, VirtualClock
 

@@ -4,10 +4,7 @@ The public names live here; the modules behind them are private (`stagefx._...`)
 and each name reports `stagefx` as its module.
 """
 
-from stagefx._batch import BatchProgress, BatchResults
-from stagefx._cache_store import CacheStore, MemoryCacheStore
-from stagefx._clock import Clock, SystemClock
-from stagefx._content import (
+from stagefx._core.content import (
     ArtifactContent,
     ContentElement,
     ContentPart,
@@ -16,7 +13,7 @@ from stagefx._content import (
     ResourceContent,
     TextContent,
 )
-from stagefx._conversation import (
+from stagefx._core.conversation import (
     ModelContext,
     ModelInput,
     ModelOutput,
@@ -25,8 +22,7 @@ from stagefx._conversation import (
     RateLimitHint,
     TokenUsage,
 )
-from stagefx._env import Env, ctx
-from stagefx._errors import (
+from stagefx._core.errors import (
     EvaluationError,
     MissingEnvironmentError,
     ModelAuthenticationError,
@@ -44,8 +40,14 @@ from stagefx._errors import (
     ToolError,
     ToolRoundsExceededError,
 )
-from stagefx._evaluation import Evaluation, EvaluatorResult
-from stagefx._events import (
+from stagefx._core.request import ModelFailure, ModelRequest, OutputSpec, ToolSpec
+from stagefx._core.scores import Evaluation, EvaluatorResult
+from stagefx._core.state import StageState
+from stagefx._core.usage import UsageTotals
+from stagefx._env.cache_store import CacheStore, MemoryCacheStore
+from stagefx._env.clock import Clock, SystemClock
+from stagefx._env.env import Env, ctx
+from stagefx._env.events import (
     Finished,
     PartialOutput,
     Retrying,
@@ -54,26 +56,17 @@ from stagefx._events import (
     ToolAnswered,
     ToolCalled,
 )
-from stagefx._memory import Memory, StageMemory
-from stagefx._model import (
-    GenerativeModel,
-    ModelFailure,
-    ModelRequest,
-    ModelStream,
-    ModelStreamItem,
-    OutputSpec,
-    ToolSpec,
-)
-from stagefx._model_call import LAYER_ORDER, CallLayer, ModelPath
+from stagefx._env.memory import Memory, StageMemory
+from stagefx._env.trace_view import format_trace, trace_tree
+from stagefx._env.tracing import NoopTracer, RecordingTracer, SpanRecord, Tracer
+from stagefx._model.boundary import LAYER_ORDER, CallLayer, ModelPath
+from stagefx._model.generative import GenerativeModel, ModelStream, ModelStreamItem
+from stagefx._model.rate_limits import RateLimits
+from stagefx._model.tools import Tool, ToolContext, ToolSource, tool
 from stagefx._public import publish as _publish
-from stagefx._rate_limits import RateLimits
-from stagefx._stage import Stage, StageMeta, stage
-from stagefx._state import StageState
-from stagefx._structure import StageNode
-from stagefx._tools import Tool, ToolContext, ToolSource, tool
-from stagefx._trace_view import format_trace, trace_tree
-from stagefx._tracing import NoopTracer, RecordingTracer, SpanRecord, Tracer
-from stagefx._usage import UsageTotals
+from stagefx._runtime.batch import BatchProgress, BatchResults
+from stagefx._runtime.outline import StageNode
+from stagefx._runtime.stage import Stage, StageMeta, stage
 
 __all__ = [
     "ArtifactContent",

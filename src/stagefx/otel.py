@@ -20,7 +20,7 @@ except ImportError as _import_error:
         'pip install "stagefx[otel]"'
     ) from _import_error
 
-from stagefx._tracing import SpanRecord, Tracer
+from stagefx._env.tracing import SpanRecord, Tracer
 
 __all__ = ["OpenTelemetryTracer"]
 

@@ -16,7 +16,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from stagefx import ModelInput, Stage, ctx, tool
-from stagefx._model import ModelRequest, OutputSpec
+from stagefx._core.request import ModelRequest, OutputSpec
 from stagefx.anthropic import Anthropic, AnthropicConfig
 from stagefx.testing import demo_answer
 from stagefx.testing._fake_anthropic import FakeAnthropicServer

@@ -17,7 +17,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from stagefx import ModelInput, Stage, ctx, tool
-from stagefx._model import OutputSpec
+from stagefx._core.request import OutputSpec
 from stagefx.gemini import Gemini, GeminiConfig
 from stagefx.testing import demo_answer
 from stagefx.testing._fake_gemini import FakeGeminiServer

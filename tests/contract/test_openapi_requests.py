@@ -16,7 +16,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from stagefx import Env, ModelInput, Stage, ctx, tool
-from stagefx._model import ModelRequest, OutputSpec
+from stagefx._core.request import ModelRequest, OutputSpec
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, demo_answer
 from tests.contract.shared import shared_file

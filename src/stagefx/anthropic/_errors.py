@@ -4,8 +4,8 @@
 - `body_failure`: an error object inside an answer (an `error` event midway
   through a stream, or a 200 body of `"type": "error"`).
 
-The wait a server asks for is `stagefx._http`'s to read, and what a
-message may hold `stagefx._secrets.Scrubber`'s to decide, as for every provider.
+The wait a server asks for is `stagefx._model.http`'s to read, and what a
+message may hold `stagefx._core.secrets.Scrubber`'s to decide, as for every provider.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Final, cast
 
 import anthropic
 
-from stagefx._http import retry_after
-from stagefx._model import FailureKind, ModelFailure
-from stagefx._secrets import Scrubber
+from stagefx._core.request import FailureKind, ModelFailure
+from stagefx._core.secrets import Scrubber
+from stagefx._model.http import retry_after
 
 __all__ = ["body_failure", "failure_of", "kind_of"]
 

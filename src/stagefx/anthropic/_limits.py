@@ -8,8 +8,8 @@ import re
 import time
 from typing import Final
 
-from stagefx._conversation import RateLimitHint
-from stagefx._http import header, http_date
+from stagefx._core.conversation import RateLimitHint
+from stagefx._model.http import header, http_date
 
 __all__ = ["rate_limit_hint"]
 

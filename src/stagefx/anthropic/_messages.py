@@ -11,8 +11,7 @@ import base64
 from collections.abc import Mapping
 from typing import Final, cast
 
-from stagefx._body import MalformedBody, items, mapping, number, text
-from stagefx._content import (
+from stagefx._core.content import (
     ArtifactContent,
     ContentPart,
     ImageContent,
@@ -20,8 +19,9 @@ from stagefx._content import (
     ResourceContent,
     TextContent,
 )
-from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
-from stagefx._model import ModelFailure, ModelRequest
+from stagefx._core.conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
+from stagefx._core.request import ModelFailure, ModelRequest
+from stagefx._model.body import MalformedBody, items, mapping, number, text
 from stagefx.anthropic._errors import body_failure
 from stagefx.anthropic._wire import (
     JSON,

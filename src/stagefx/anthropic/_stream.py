@@ -18,9 +18,9 @@ from typing import final
 
 import attrs
 
-from stagefx._body import MalformedBody, mapping, text
-from stagefx._conversation import ModelOutput
-from stagefx._model import ModelFailure
+from stagefx._core.conversation import ModelOutput
+from stagefx._core.request import ModelFailure
+from stagefx._model.body import MalformedBody, mapping, text
 from stagefx.anthropic import _messages as messages
 from stagefx.anthropic._errors import body_failure
 from stagefx.anthropic._wire import JSON, OutputTool, arguments_of

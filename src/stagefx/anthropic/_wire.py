@@ -14,8 +14,8 @@ from typing import Final, TypeGuard, cast
 
 import attrs
 
-from stagefx._conversation import ModelOutput
-from stagefx._model import OutputSpec
+from stagefx._core.conversation import ModelOutput
+from stagefx._core.request import OutputSpec
 
 __all__ = [
     "INVALID_ARGUMENTS",

@@ -37,7 +37,7 @@ from dbos._error import (  # not re-exported by dbos: the types its cancelled re
 )
 from returns.result import Failure, Result, Success
 
-from stagefx._codec import (
+from stagefx._codec.codec import (
     CODEC_VERSION,
     JSON,
     CodecError,
@@ -50,20 +50,22 @@ from stagefx._codec import (
     encode_request,
     encode_state,
 )
-from stagefx._content import MultimodalContent
-from stagefx._conversation import ModelOutput, ModelToolRequest
-from stagefx._env import Env
-from stagefx._errors import MissingEnvironmentError, StageException, describe
-from stagefx._events import EventSink, StageEvent
-from stagefx._interpreter import interpret
-from stagefx._model import ModelFailure, ModelRequest, ModelStream, close_iterator
-from stagefx._model_call import CallLayer, LayerPlace, ModelPath, ToolPath
-from stagefx._schema import ValidationFailure
-from stagefx._secrets import scrub
-from stagefx._stage import Stage
-from stagefx._state import StageState
-from stagefx._streaming import stream_events
-from stagefx._tools import Tool, ToolContext, as_content
+from stagefx._core.content import MultimodalContent
+from stagefx._core.conversation import ModelOutput, ModelToolRequest
+from stagefx._core.errors import MissingEnvironmentError, StageException, describe
+from stagefx._core.iteration import close_iterator
+from stagefx._core.request import ModelFailure, ModelRequest
+from stagefx._core.schema import ValidationFailure
+from stagefx._core.secrets import scrub
+from stagefx._core.state import StageState
+from stagefx._env.env import Env
+from stagefx._env.events import EventSink, StageEvent
+from stagefx._model.boundary import CallLayer, LayerPlace, ModelPath, ToolPath
+from stagefx._model.generative import ModelStream
+from stagefx._model.tools import Tool, ToolContext, as_content
+from stagefx._runtime.interpreter import interpret
+from stagefx._runtime.stage import Stage
+from stagefx._runtime.streaming import stream_events
 
 __all__ = [
     "DurablePipeline",

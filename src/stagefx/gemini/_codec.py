@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final, cast
 
-from stagefx._body import items, mapping, number, text
-from stagefx._content import ImageContent, MultimodalContent
-from stagefx._conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
-from stagefx._model import ModelFailure, ModelRequest
+from stagefx._core.content import ImageContent, MultimodalContent
+from stagefx._core.conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
+from stagefx._core.request import ModelFailure, ModelRequest
+from stagefx._model.body import items, mapping, number, text
 from stagefx.gemini._wire import (
     JSON,
     call_identifier,

@@ -5,8 +5,8 @@
 - `retry_delay`: the wait a 429 asks for, from its `google.rpc.RetryInfo`
   detail (`retryDelay: "2s"`), else a `Retry-After` header; capped.
 
-What a message may hold is `stagefx._secrets.Scrubber`'s to decide, as for
-every provider; a wait past the cap is cut by `stagefx._http.capped`.
+What a message may hold is `stagefx._core.secrets.Scrubber`'s to decide, as for
+every provider; a wait past the cap is cut by `stagefx._model.http.capped`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Final, cast
 
 from google.genai import errors
 
-from stagefx._http import capped, header
-from stagefx._model import ModelFailure
-from stagefx._secrets import Scrubber
+from stagefx._core.request import ModelFailure
+from stagefx._core.secrets import Scrubber
+from stagefx._model.http import capped, header
 
 __all__ = ["failure_of", "retry_delay"]
 

@@ -17,12 +17,13 @@ import httpx2
 from google import genai
 from google.genai import errors, types
 
-from stagefx._conversation import ModelOutput
-from stagefx._env import Env
-from stagefx._errors import describe
-from stagefx._http import is_transport
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
-from stagefx._secrets import Scrubber
+from stagefx._core.conversation import ModelOutput
+from stagefx._core.errors import describe
+from stagefx._core.request import ModelFailure, ModelRequest
+from stagefx._core.secrets import Scrubber
+from stagefx._env.env import Env
+from stagefx._model.generative import GenerativeModel, ModelStream
+from stagefx._model.http import is_transport
 from stagefx.gemini._codec import chunk_text, decode_chunks, encode_request
 from stagefx.gemini._config import GeminiConfig
 from stagefx.gemini._errors import failure_of

@@ -9,7 +9,7 @@ import mimetypes
 from collections.abc import Mapping
 from typing import Final, cast
 
-from stagefx._content import (
+from stagefx._core.content import (
     ArtifactContent,
     ImageContent,
     MultimodalContent,

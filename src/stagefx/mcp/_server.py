@@ -24,7 +24,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from stagefx._content import (
+from stagefx._core.content import (
     ArtifactContent,
     ContentPart,
     ImageContent,
@@ -32,12 +32,12 @@ from stagefx._content import (
     ResourceContent,
     TextContent,
 )
-from stagefx._env import Env, HoldsSecrets
-from stagefx._errors import MissingEnvironmentError, ToolError, describe
-from stagefx._model_call import NOT_JSON
-from stagefx._schema import Shape, ValidationFailure
-from stagefx._state import StageState
-from stagefx._tools import Tool, ToolSource, ToolUnavailable
+from stagefx._core.errors import MissingEnvironmentError, ToolError, describe
+from stagefx._core.schema import Shape, ValidationFailure
+from stagefx._core.state import StageState
+from stagefx._env.env import Env, HoldsSecrets
+from stagefx._model.boundary import NOT_JSON
+from stagefx._model.tools import Tool, ToolSource, ToolUnavailable
 
 __all__ = ["MCPServer", "MCPToolError", "MCPTools"]
 

@@ -6,7 +6,7 @@ import math
 import re
 from typing import Final
 
-from stagefx._conversation import RateLimitHint
+from stagefx._core.conversation import RateLimitHint
 
 __all__ = ["parse_duration", "rate_limit_hint"]
 

@@ -14,12 +14,13 @@ import attrs
 import httpx2
 import openai
 
-from stagefx._conversation import ModelOutput
-from stagefx._env import Env
-from stagefx._errors import describe
-from stagefx._http import is_transport, retry_after
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
-from stagefx._secrets import Scrubber
+from stagefx._core.conversation import ModelOutput
+from stagefx._core.errors import describe
+from stagefx._core.request import ModelFailure, ModelRequest
+from stagefx._core.secrets import Scrubber
+from stagefx._env.env import Env
+from stagefx._model.generative import GenerativeModel, ModelStream
+from stagefx._model.http import is_transport, retry_after
 from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
 from stagefx.openai._config import OpenAIChatConfig, OpenAIResponsesConfig

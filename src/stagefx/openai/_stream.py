@@ -15,9 +15,9 @@ from typing import Protocol, final
 
 import attrs
 
-from stagefx._body import MalformedBody, items, mapping, text
-from stagefx._conversation import ModelOutput
-from stagefx._model import ModelFailure
+from stagefx._core.conversation import ModelOutput
+from stagefx._core.request import ModelFailure
+from stagefx._model.body import MalformedBody, items, mapping, text
 from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
 from stagefx.openai._errors import body_failure

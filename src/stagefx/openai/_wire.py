@@ -11,15 +11,15 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TypeGuard, cast
 
-from stagefx._content import (
+from stagefx._core.content import (
     ArtifactContent,
     ImageContent,
     MultimodalContent,
     ResourceContent,
     TextContent,
 )
-from stagefx._env import ctx
-from stagefx._model import OutputSpec
+from stagefx._core.request import OutputSpec
+from stagefx._env.env import ctx
 
 JSON = dict[str, object]
 

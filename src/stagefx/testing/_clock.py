@@ -8,7 +8,7 @@ from typing import final
 
 import anyio.lowlevel
 
-from stagefx._clock import Clock
+from stagefx._env.clock import Clock
 
 __all__ = ["VirtualClock"]
 

@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import cast
 
-from stagefx._conversation import ModelContext, ModelInput, ModelOutput, ModelToolRequest
-from stagefx._model import ModelRequest, ToolSpec
+from stagefx._core.conversation import ModelContext, ModelInput, ModelOutput, ModelToolRequest
+from stagefx._core.request import ModelRequest, ToolSpec
 
 __all__ = ["demo_answer"]
 

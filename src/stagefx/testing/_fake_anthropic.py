@@ -24,8 +24,8 @@ except ImportError as _import_error:
         '`anthropic` extras with pip install "stagefx[testing]" "stagefx[anthropic]"'
     ) from _import_error
 
-from stagefx._body import MalformedBody
-from stagefx._model import ModelFailure
+from stagefx._core.request import ModelFailure
+from stagefx._model.body import MalformedBody
 from stagefx.testing._anthropic_codec import _messages as codec
 from stagefx.testing._demo import demo_answer
 from stagefx.testing._fake_http import (

@@ -31,8 +31,8 @@ except ImportError as _import_error:
         'pip install "stagefx[testing]"'
     ) from _import_error
 
-from stagefx._conversation import ModelInput, ModelOutput, TokenUsage
-from stagefx._model import ModelFailure, ModelRequest
+from stagefx._core.conversation import ModelInput, ModelOutput, TokenUsage
+from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx.testing._demo import demo_answer
 from stagefx.testing._models import Answer, as_output
 

@@ -6,10 +6,11 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias, cast, final
 
-from stagefx._content import MultimodalContent
-from stagefx._conversation import ModelOutput
-from stagefx._env import Env
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream
+from stagefx._core.content import MultimodalContent
+from stagefx._core.conversation import ModelOutput
+from stagefx._core.request import ModelFailure, ModelRequest
+from stagefx._env.env import Env
+from stagefx._model.generative import GenerativeModel, ModelStream
 
 __all__ = ["Answer", "FunctionModel", "ScriptedModel", "as_output"]
 

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from stagefx._env import Env
-from stagefx._tracing import RecordingTracer
+from stagefx._env.env import Env
+from stagefx._env.tracing import RecordingTracer
 from stagefx.testing._clock import VirtualClock
 from stagefx.testing._models import Answer, ScriptedModel
 

@@ -21,7 +21,7 @@ from typing import ClassVar, Literal, TypeAlias, cast, final
 import attrs
 import msgspec
 
-from stagefx._codec import (
+from stagefx._codec.codec import (
     JSON,
     CodecError,
     RequestEncoder,
@@ -32,13 +32,15 @@ from stagefx._codec import (
     encode_request,
     pretty,
 )
-from stagefx._conversation import ModelOutput
-from stagefx._env import Env
-from stagefx._errors import MissingEnvironmentError, StageException
-from stagefx._model import GenerativeModel, ModelFailure, ModelRequest, ModelStream, close_iterator
-from stagefx._model_call import CallLayer, Known, LayerPlace, ModelPath
-from stagefx._secrets import held_secret
-from stagefx._state import StageState
+from stagefx._core.conversation import ModelOutput
+from stagefx._core.errors import MissingEnvironmentError, StageException
+from stagefx._core.iteration import close_iterator
+from stagefx._core.request import ModelFailure, ModelRequest
+from stagefx._core.secrets import held_secret
+from stagefx._core.state import StageState
+from stagefx._env.env import Env
+from stagefx._model.boundary import CallLayer, Known, LayerPlace, ModelPath
+from stagefx._model.generative import GenerativeModel, ModelStream
 
 __all__ = ["CASSETTE_VERSION", "Recorder", "RecordMode", "ReplayMissError"]
 

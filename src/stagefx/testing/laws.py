@@ -24,15 +24,15 @@ from typing import Literal
 import anyio.lowlevel
 from returns.result import Failure, Result, Success
 
-from stagefx._content import MultimodalContent
-from stagefx._conversation import ModelContext
-from stagefx._env import Env
-from stagefx._errors import StageException
-from stagefx._nodes.control import StateCondition
-from stagefx._nodes.flow import LoopCondition
-from stagefx._stage import Stage
-from stagefx._state import StageState
-from stagefx._usage import UsageTotals
+from stagefx._core.content import MultimodalContent
+from stagefx._core.conversation import ModelContext
+from stagefx._core.errors import StageException
+from stagefx._core.state import StageState
+from stagefx._core.usage import UsageTotals
+from stagefx._env.env import Env
+from stagefx._runtime.nodes.control import StateCondition
+from stagefx._runtime.nodes.flow import LoopCondition
+from stagefx._runtime.stage import Stage
 
 __all__ = [
     "LawViolation",

@@ -12,18 +12,18 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from stagefx._content import ArtifactContent, MultimodalContent, TextContent
-from stagefx._conversation import (
+from stagefx._core.content import ArtifactContent, MultimodalContent, TextContent
+from stagefx._core.conversation import (
     ModelInput,
     ModelOutput,
     ModelToolRequest,
     ModelToolResponse,
     TokenUsage,
 )
-from stagefx._errors import StageException
-from stagefx._stage import Stage, stage
-from stagefx._state import StageState
-from stagefx._usage import UsageTotals
+from stagefx._core.errors import StageException
+from stagefx._core.state import StageState
+from stagefx._core.usage import UsageTotals
+from stagefx._runtime.stage import Stage, stage
 
 __all__ = [
     "contents",

@@ -12,15 +12,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-from stagefx._body import MalformedBody, items, mapping, text
-from stagefx._content import ContentPart, ImageContent, MultimodalContent, TextContent
-from stagefx._conversation import (
+from stagefx._core.content import ContentPart, ImageContent, MultimodalContent, TextContent
+from stagefx._core.conversation import (
     ModelInput,
     ModelOutput,
     ModelToolRequest,
     ModelToolResponse,
 )
-from stagefx._model import ModelRequest, OutputSpec, ToolSpec
+from stagefx._core.request import ModelRequest, OutputSpec, ToolSpec
+from stagefx._model.body import MalformedBody, items, mapping, text
 from stagefx.anthropic._wire import (
     ANSWER_TOOL,
     ANSWER_TOOL_JSON,

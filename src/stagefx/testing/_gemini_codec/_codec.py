@@ -9,16 +9,16 @@ from typing import Final, cast, final
 
 import attrs
 
-from stagefx._body import items, mapping, text
-from stagefx._content import ImageContent, MultimodalContent, TextContent
-from stagefx._conversation import (
+from stagefx._core.content import ImageContent, MultimodalContent, TextContent
+from stagefx._core.conversation import (
     ModelInput,
     ModelOutput,
     ModelToolRequest,
     ModelToolResponse,
     TokenUsage,
 )
-from stagefx._model import ModelRequest, OutputSpec, ToolSpec
+from stagefx._core.request import ModelRequest, OutputSpec, ToolSpec
+from stagefx._model.body import items, mapping, text
 from stagefx.gemini._wire import JSON, call_identifier, sent_identifier, signature_data, signatures
 
 __all__ = [

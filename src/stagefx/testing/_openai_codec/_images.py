@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from stagefx._content import ImageContent
+from stagefx._core.content import ImageContent
 
 __all__ = ["image_of"]
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import cast
 
-from stagefx._body import items, mapping, text
-from stagefx._content import ImageContent, MultimodalContent, TextContent
-from stagefx._conversation import (
+from stagefx._core.content import ImageContent, MultimodalContent, TextContent
+from stagefx._core.conversation import (
     ModelInput,
     ModelOutput,
     ModelToolRequest,
     ModelToolResponse,
     TokenUsage,
 )
-from stagefx._model import ModelRequest, OutputSpec, ToolSpec
+from stagefx._core.request import ModelRequest, OutputSpec, ToolSpec
+from stagefx._model.body import items, mapping, text
 from stagefx.openai._wire import JSON, arguments_of, arguments_text, plain_text
 from stagefx.testing._fake_http import Split, StreamEvent
 from stagefx.testing._openai_codec._images import image_of

@@ -1,0 +1,7 @@
+"""The stage tree and the one interpreter that runs it: `Stage` (the typed
+facade), the node vocabulary (`node`), one module per combinator family
+(`nodes/`), the interpreter with its explicit stack, and the ways to run a
+tree: once, over many inputs (`batch`), or as a stream of events.
+
+May import every other private folder; nothing below imports it.
+"""

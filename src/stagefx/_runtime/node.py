@@ -1,0 +1,179 @@
+"""The node: one frozen class per combinator, and the small vocabulary the
+interpreter speaks with them.
+
+A leaf node (`leaf = True`) does its work in `run`. A composite node answers
+`start(state, env)` with what to do next, a `Next`:
+
+- an outcome (`StageState | StageException`): the node is done;
+- `(node, state)`: evaluate that child in the node's place (a tail call);
+- `(node, state, frame)`: evaluate that child, then hand its outcome to
+  `frame.resume`, which answers with a `Next` again;
+- an awaitable of a `Next`, for nodes that must wait (a condition, a clock,
+  a cache store) before they know;
+- `Within(node, state, env[, frame])`: evaluate that child in another Env
+  (`with_ctx`, a named stage's event path); the interpreter returns to the
+  current Env once the child has its outcome.
+
+Frames live on the interpreter's explicit stack, never on Python's, so any
+depth of nesting runs. `Frame.abort` is told when an exception (cancellation,
+mostly) unwinds through the frame: it cleans up and may absorb it (a timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
+
+import attrs
+
+from stagefx._core.errors import StageException
+from stagefx._core.meta import AttributeValue
+from stagefx._core.state import StageState
+from stagefx._env.tracing import close_span, close_span_raised, open_span
+from stagefx._runtime.calls import failure
+from stagefx._runtime.outline import StageNode
+
+if TYPE_CHECKING:
+    from stagefx._env.env import Env
+
+__all__ = [
+    "Frame",
+    "Next",
+    "Node",
+    "Outcome",
+    "SpanSpec",
+    "Within",
+    "describe",
+    "run_leaf",
+]
+
+Outcome: TypeAlias = StageState | StageException
+SpanSpec: TypeAlias = tuple[str, Mapping[str, AttributeValue] | None]
+Next: TypeAlias = (
+    "Outcome | tuple[Node, StageState] | tuple[Node, StageState, Frame] | Within | Awaitable[Next]"
+)
+
+
+class Within:
+    """A `Next`: evaluate `node` on `state` in `env`, then come back to the Env
+    the interpreter was in (handing the outcome to `frame`, if given, first).
+    Frames keep the Env they started in, so only the interpreter's own Env
+    switches; any depth of nesting stays stack-safe."""
+
+    __slots__ = ("env", "frame", "node", "state")
+
+    def __init__(self, node: Node, state: StageState, env: Env, frame: Frame | None = None) -> None:
+        self.node = node
+        self.state = state
+        self.env = env
+        self.frame = frame
+
+
+class Node:
+    """One combinator in a Stage's tree.
+
+    Subclasses are frozen attrs classes compared by identity (a tree may be
+    10,000 deep: nothing may walk it recursively): they check their arguments when
+    built, say how `describe()` shows them (`kind`, `details`, `children`),
+    whether they open a span (`span`), and which law checkers of
+    `stagefx.testing.laws` hold for them (`laws`).
+    """
+
+    __slots__ = ()
+
+    kind: ClassVar[str]
+    leaf: ClassVar[bool] = False
+    laws: ClassVar[tuple[str, ...]] = ()
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} node>"
+
+    @property
+    def name(self) -> str | None:
+        """The `with_meta` name `describe()` shows, if any."""
+        return None
+
+    def children(self) -> tuple[Node, ...]:
+        """The nodes this one wraps or composes, in order."""
+        return ()
+
+    def details(self) -> Mapping[str, AttributeValue]:
+        """Settings `describe()` shows."""
+        return {}
+
+    def span(self) -> SpanSpec | None:
+        """The span (name, attributes) opened around this node when tracing."""
+        return None
+
+    def start(self, state: StageState, env: Env) -> Next:
+        """A composite's first move (leaves are run with `run`)."""
+        raise NotImplementedError(f"{type(self).__name__} is a leaf: use run()")
+
+    async def run(self, state: StageState, env: Env) -> Outcome:
+        """A leaf's whole work."""
+        raise NotImplementedError(f"{type(self).__name__} is composite: use start()")
+
+
+class Frame:
+    """A composite node's continuation, kept on the interpreter's stack."""
+
+    __slots__ = ()
+
+    def resume(self, outcome: Outcome) -> Next:
+        """What to do once the child evaluated last has given `outcome`."""
+        raise NotImplementedError
+
+    async def abort(self, error: BaseException) -> Outcome | None:
+        """`error` unwinds through this frame: clean up; an outcome absorbs it."""
+        return None
+
+
+async def run_leaf(node: Node, state: StageState, env: Env) -> Outcome:
+    """A leaf's `run` as a value, inside the span it declares when the Env is
+    tracing; what a leaf raises (never by design) becomes its failure.
+
+    Leaves need no frame: the interpreter, traced sequences and loops,
+    concurrent branches and batch items run them through here.
+    """
+    try:
+        if not env.tracer_active:
+            return await node.run(state, env)
+        spanned = node.span()
+        if spanned is None:
+            return await node.run(state, env)
+    except Exception as error:
+        return failure(error, state)
+    handle = open_span(env.tracer, env.clock.now, *spanned)
+    try:
+        outcome = await node.run(state, env)
+    except Exception as error:
+        outcome = failure(error, state)
+    except BaseException as error:
+        close_span_raised(handle, error)
+        raise
+    close_span(handle, outcome)
+    return outcome
+
+
+def describe(root: Node) -> StageNode:
+    """The `StageNode` view of a node tree, built bottom-up without recursion.
+
+    A `Named` node shows as its child under its name, not as a node of its own.
+    """
+    built: list[StageNode] = []
+    pending: list[tuple[Node, bool]] = [(root, False)]
+    while pending:
+        node, expanded = pending.pop()
+        children = node.children()
+        if not expanded:
+            pending.append((node, True))
+            pending.extend((child, False) for child in reversed(children))
+            continue
+        first = len(built) - len(children)
+        shown = tuple(built[first:])
+        del built[first:]
+        if node.kind == "named":
+            built.append(attrs.evolve(shown[0], name=node.name))
+        else:
+            built.append(StageNode(node.kind, node.name, dict(node.details()), shown))
+    return built[0]

@@ -1,0 +1,7 @@
+"""The nodes a Stage's tree is made of: one frozen class per combinator, each
+module a family, each node with its checks, its `describe()` details, its span
+and the laws it obeys.
+
+May import `_core`, `_env`, `_model` and `_runtime`'s `node`, `calls`, `outline`
+and `interpreter`.
+"""

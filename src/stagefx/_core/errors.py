@@ -15,7 +15,7 @@ from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals
 
 __all__ = [
-    "describe",
+    "describe_error",
     "EvaluationError",
     "MissingEnvironmentError",
     "ModelAuthenticationError",
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-def describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     """`Type: message` for any exception, even one whose `__str__` raises."""
     try:
         told = str(error)
@@ -118,7 +118,9 @@ class StageExecutionError(StageException):
         """`error` as a failure value; a `StageException` passes through unchanged."""
         if isinstance(error, StageException):
             return error
-        wrapped = cls(scrub(describe(error)), state=state)  # credentials of the environment out
+        wrapped = cls(
+            scrub(describe_error(error)), state=state
+        )  # credentials of the environment out
         wrapped.__cause__ = error
         return wrapped
 

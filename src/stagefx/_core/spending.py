@@ -7,7 +7,7 @@ from stagefx._core.errors import StageException
 from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals, with_usage
 
-__all__ = ["carrying", "spent", "with_all_spent"]
+__all__ = ["plus_spent_by", "spent", "with_all_spent"]
 
 _NONE = UsageTotals()
 
@@ -18,7 +18,7 @@ def spent(outcome: StageState | StageException) -> UsageTotals:
     return state.get(UsageTotals, _NONE)
 
 
-def carrying(state: StageState, failure: StageException) -> StageState:
+def plus_spent_by(state: StageState, failure: StageException) -> StageState:
     """`state` plus what `failure` spent beyond it: to run again or fall back from."""
     start = state.get(UsageTotals, _NONE)
     extra = spent(failure).beyond(start)

@@ -26,7 +26,7 @@ from stagefx._env.clock import Clock, SystemClock
 from stagefx._env.events import EventSink
 from stagefx._env.tracing import NoopTracer, Tracer, current_span, is_tracing
 
-__all__ = ["Env", "HoldsSecrets", "ambient", "ctx", "derived", "resolved"]
+__all__ = ["Env", "HoldsSecrets", "ambient", "ctx", "once_per_env", "resolved"]
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ def _tracing(env: Env) -> bool:
     return is_tracing(env.tracer)
 
 
-def _nothing_derived() -> dict[Callable[[Env], object], object]:
+def _nothing_yet() -> dict[Callable[[Env], object], object]:
     return {}
 
 
@@ -76,10 +76,10 @@ class Env:
         init=False, eq=False, repr=False, default=attrs.Factory(_tracing, takes_self=True)
     )
     """Whether spans go anywhere (not under `NoopTracer`); read on every stage."""
-    _derived: dict[Callable[[Env], object], object] = attrs.field(
-        init=False, eq=False, repr=False, factory=_nothing_derived
+    _once: dict[Callable[[Env], object], object] = attrs.field(
+        init=False, eq=False, repr=False, factory=_nothing_yet
     )
-    """What `derived` worked out from this Env, by the function that did."""
+    """What `once_per_env` worked out from this Env, by the function that did."""
 
     @classmethod
     def of(cls, *providers: object, name: str = "stagefx") -> Env:
@@ -105,10 +105,10 @@ class Env:
         )
 
     def streaming_to(self, events: EventSink | None) -> Env:
-        """A copy whose nodes emit their events to `events`; what `derived`
+        """A copy whose nodes emit their events to `events`; what `once_per_env`
         worked out from the providers (the same) is shared, not worked out again."""
         streaming = attrs.evolve(self, events=events)
-        object.__setattr__(streaming, "_derived", self._derived)  # frozen: set once, here
+        object.__setattr__(streaming, "_once", self._once)  # frozen: set once, here
         return streaming
 
     def secrets(self) -> tuple[str, ...]:
@@ -135,10 +135,10 @@ class Env:
         return None
 
 
-def derived(env: Env, derive: Callable[[Env], T]) -> T:
+def once_per_env(env: Env, derive: Callable[[Env], T]) -> T:
     """`derive(env)`, worked out once per Env (an Env never changes): for what
     every model call would otherwise find again, such as its `CallLayer`s."""
-    memo = env._derived  # pyright: ignore[reportPrivateUsage]  # Env's own helper, in its module
+    memo = env._once  # pyright: ignore[reportPrivateUsage]  # Env's own helper, in its module
     found = memo.get(derive, _UNSET)
     if found is _UNSET:
         found = memo[derive] = derive(env)

@@ -16,7 +16,7 @@ from typing import NamedTuple, final
 import anyio
 
 from stagefx._core.conversation import TokenUsage
-from stagefx._core.errors import StageException, describe
+from stagefx._core.errors import StageException, describe_error
 from stagefx._core.meta import AttributeValue
 from stagefx._core.usage import UsageTotals
 
@@ -215,7 +215,7 @@ def close_span_raised(handle: SpanHandle, error: BaseException) -> None:
     if isinstance(error, anyio.get_cancelled_exc_class()):
         _record(handle, "cancelled", None)
     else:
-        _record(handle, "failure", describe(error))
+        _record(handle, "failure", describe_error(error))
 
 
 def _record(handle: SpanHandle, outcome: str, error: str | None) -> None:

@@ -33,7 +33,7 @@ from stagefx._core.iteration import close_iterator
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals, record_spend
-from stagefx._env.env import Env, derived
+from stagefx._env.env import Env, once_per_env
 from stagefx._env.events import EventSink, PartialOutput, TextDelta
 from stagefx._env.tracing import close_span, close_span_raised, open_span
 from stagefx._model.generative import (
@@ -160,10 +160,12 @@ class ModelPath:
         """The call as a stream, through what is inside."""
         if self._layer is not None and self._inner is not None:
             return self._layer.model_stream(request, env, self._inner)
-        return _asked(self.model, request, env)
+        return _from_model(self.model, request, env)
 
 
-async def _asked(model: GenerativeModel | None, request: ModelRequest, env: Env) -> ModelStream:
+async def _from_model(
+    model: GenerativeModel | None, request: ModelRequest, env: Env
+) -> ModelStream:
     """The model itself: natively streamed when someone reads the stream, else whole."""
     if model is None:
         raise MissingEnvironmentError(
@@ -253,7 +255,7 @@ def call_tool(
     tool: Tool[..., object], request: ModelToolRequest, context: ToolContext
 ) -> Awaitable[object]:
     """Run `tool` for the model's `request` through the Env's layers."""
-    return derived(context.env, _tool_path)(tool, request, context)
+    return once_per_env(context.env, _tool_path)(tool, request, context)
 
 
 async def call_model(
@@ -270,7 +272,7 @@ async def call_model(
     added to the call's span (an output retry's number); the span also gets
     the time to the first delta of a streamed call. A `quiet` call (a router's
     choice: not text for the reader) emits no events."""
-    path = derived(env, _path)
+    path = once_per_env(env, _path)
     if path is None:
         return missing_model(state)
     if not env.tracer_active:
@@ -279,7 +281,7 @@ async def call_model(
         except Exception as error:
             await anyio.lowlevel.checkpoint_if_cancelled()  # an error raised while cancelled
             return _failed(error, state, env)
-        return _settled(answer, state, env)
+        return _counted(answer, state, env)
     span = open_span(env.tracer, env.clock.now, "generate")
     if attributes:
         span.attributes.update(attributes)
@@ -300,7 +302,7 @@ async def call_model(
         raise
     if first:
         span.attributes["time_to_first_delta_ms"] = round((first[0] - span.start) * 1000, 3)
-    settled = _settled(answer, state, env)
+    settled = _counted(answer, state, env)
     if isinstance(settled, StageException):
         if isinstance(answer, ModelFailure):
             span.attributes["failure"] = answer.kind
@@ -404,7 +406,7 @@ def _failed(error: Exception, state: StageState, env: Env) -> StageException:
     return StageExecutionError.wrap(error, state).scrubbed(env.secrets())
 
 
-def _settled(
+def _counted(
     answer: object, state: StageState, env: Env
 ) -> tuple[ModelOutput, StageState] | StageException:
     if isinstance(answer, ModelFailure):

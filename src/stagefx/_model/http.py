@@ -32,7 +32,7 @@ def retry_after(
     has one, else from `now` or the wall clock). See `capped`. Text that is
     none of these (`soon`) is no advice: `(None, "")`.
     """
-    return capped(_asked(headers, now), maximum)
+    return capped(_requested_wait(headers, now), maximum)
 
 
 def capped(asked: float | None, maximum: float) -> tuple[float | None, str]:
@@ -69,7 +69,7 @@ def http_date(text: str) -> float | None:
         return None
 
 
-def _asked(headers: object, now: float | None) -> float | None:
+def _requested_wait(headers: object, now: float | None) -> float | None:
     milliseconds = _number(header(headers, "retry-after-ms"))
     if milliseconds is not None:
         return milliseconds / 1000

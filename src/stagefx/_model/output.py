@@ -25,7 +25,7 @@ from yaml.events import AliasEvent, Event, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from stagefx._core.errors import describe
+from stagefx._core.errors import describe_error
 from stagefx._core.request import OutputSpec
 from stagefx._core.schema import SchemaError, Shape, ValidationFailure
 
@@ -83,7 +83,9 @@ def output_of(
             except ValidationFailure:
                 raise
             except Exception as error:  # a validator's own ValueError, TypeError, ...
-                raise ValidationFailure(f"{shape.name} refused it: {describe(error)}") from error
+                raise ValidationFailure(
+                    f"{shape.name} refused it: {describe_error(error)}"
+                ) from error
 
         return OutputSpec(mode="schema", schema=shape.schema, name=shape.name), parse
     raise ValueError(f"output must be 'auto', 'text', 'json', 'yaml' or a type, got {selection!r}")
@@ -145,7 +147,7 @@ def _parse_json(text: str) -> object:
     except RecursionError as error:
         raise ValidationFailure(f"not JSON: nested more than {MAX_OUTPUT_DEPTH} deep") from error
     except Exception as error:
-        raise ValidationFailure(f"not JSON: {describe(error)}") from error
+        raise ValidationFailure(f"not JSON: {describe_error(error)}") from error
     if inside.count("[") + inside.count("{") > MAX_OUTPUT_DEPTH:  # else it cannot be too deep
         _check_depth(value)
     return value
@@ -271,7 +273,7 @@ def _parse_yaml(text: str) -> object:
     except RecursionError as error:
         raise ValidationFailure(f"not YAML: nested more than {MAX_OUTPUT_DEPTH} deep") from error
     except Exception as error:  # a bad date, an encoding error, ...
-        raise ValidationFailure(f"not YAML: {describe(error)}") from error
+        raise ValidationFailure(f"not YAML: {describe_error(error)}") from error
     finally:
         if loader is not None:
             loader.dispose()

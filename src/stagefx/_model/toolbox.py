@@ -9,7 +9,7 @@ from typing import cast, final
 import anyio
 
 from stagefx._core.conversation import ModelToolRequest, ModelToolResponse
-from stagefx._core.errors import describe
+from stagefx._core.errors import describe_error
 from stagefx._core.schema import ValidationFailure
 from stagefx._core.secrets import scrub
 from stagefx._core.state import StageState
@@ -31,7 +31,7 @@ __all__ = ["Toolbox"]
 
 
 def _unshowable(name: str, failure: Exception) -> str:
-    why = str(failure) if type(failure) is UnrenderableResult else describe(failure)
+    why = str(failure) if type(failure) is UnrenderableResult else describe_error(failure)
     return f"{name} returned a result that cannot be shown: {why}"
 
 
@@ -113,7 +113,7 @@ class Toolbox:
                     if found.stop_on_error:
                         fatal.append((found.name, failure))
                 except Exception as failure:
-                    text, error = f"{found.name} failed: {describe(failure)}", True
+                    text, error = f"{found.name} failed: {describe_error(failure)}", True
                     if found.stop_on_error or isinstance(failure, ToolUnavailable):
                         fatal.append((found.name, failure))
                 else:

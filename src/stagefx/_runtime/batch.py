@@ -30,7 +30,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from returns.result import Failure, Result, Success
 
 from stagefx._core.content import ContentElement, ContentPart, MultimodalContent
-from stagefx._core.errors import StageException, StageExecutionError, describe
+from stagefx._core.errors import StageException, StageExecutionError, describe_error
 from stagefx._core.iteration import close_iterator, produced
 from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals
@@ -164,7 +164,8 @@ class _Tally:
         except Exception as error:
             self.sink = None
             _logger.warning(
-                "the batch's progress callback raised; it is no longer called: %s", describe(error)
+                "the batch's progress callback raised; it is no longer called: %s",
+                describe_error(error),
             )
 
 

@@ -43,7 +43,7 @@ __all__ = [
     "Outcome",
     "SpanSpec",
     "Within",
-    "describe",
+    "outline_of",
     "run_leaf",
 ]
 
@@ -155,7 +155,7 @@ async def run_leaf(node: Node, state: StageState, env: Env) -> Outcome:
     return outcome
 
 
-def describe(root: Node) -> StageNode:
+def outline_of(root: Node) -> StageNode:
     """The `StageNode` view of a node tree, built bottom-up without recursion.
 
     A `Named` node shows as its child under its name, not as a node of its own.

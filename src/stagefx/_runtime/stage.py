@@ -30,7 +30,7 @@ from stagefx._model.tools import Tool, ToolContext, ToolSource
 from stagefx._runtime import batch as batches
 from stagefx._runtime.batch import BatchInput, BatchProgress, BatchResults
 from stagefx._runtime.interpreter import interpret
-from stagefx._runtime.node import Node, describe
+from stagefx._runtime.node import Node, outline_of
 from stagefx._runtime.nodes import cached, context, control, flow, leaves, naming, provide
 from stagefx._runtime.nodes import cached_externally as external
 from stagefx._runtime.nodes import completion as completions
@@ -90,7 +90,7 @@ class Stage:
 
     def describe(self) -> StageNode:
         """The pipeline's structure, without running it: combinators and named stages."""
-        return describe(self.node)
+        return outline_of(self.node)
 
     def to_mermaid(self) -> str:
         """`describe()` as a Mermaid flowchart."""

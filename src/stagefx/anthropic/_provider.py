@@ -15,7 +15,7 @@ import attrs
 import httpx2
 
 from stagefx._core.conversation import ModelOutput
-from stagefx._core.errors import describe
+from stagefx._core.errors import describe_error
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._core.secrets import Scrubber
 from stagefx._env.env import Env
@@ -165,7 +165,8 @@ class Anthropic(GenerativeModel):
             decoded = messages.decode_response(answer.json(), config.model, tool)
         except Exception as error:  # not JSON, not UTF-8, too deep, not the shape
             return ModelFailure(
-                "unavailable", f"malformed response from Anthropic: {scrub.clip(describe(error))}"
+                "unavailable",
+                f"malformed response from Anthropic: {scrub.clip(describe_error(error))}",
             )
         return self._answered(decoded, answer.headers, scrub)
 
@@ -288,7 +289,7 @@ def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
             "unavailable", f"the stream from Anthropic broke off: {type(cause).__name__}"
         )
     return ModelFailure(
-        "unavailable", f"malformed stream from Anthropic: {scrub.clip(describe(error))}"
+        "unavailable", f"malformed stream from Anthropic: {scrub.clip(describe_error(error))}"
     )
 
 

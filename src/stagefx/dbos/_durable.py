@@ -52,7 +52,7 @@ from stagefx._codec.codec import (
 )
 from stagefx._core.content import MultimodalContent
 from stagefx._core.conversation import ModelOutput, ModelToolRequest
-from stagefx._core.errors import MissingEnvironmentError, StageException, describe
+from stagefx._core.errors import MissingEnvironmentError, StageException, describe_error
 from stagefx._core.iteration import close_iterator
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._core.schema import ValidationFailure
@@ -256,7 +256,7 @@ class DurablePipeline:
                 outcome = await interpret(self.pipeline.node, initial, steps)
         except Exception as error:  # the user's factory (or its disposables) failed
             raise self._failed(
-                f"its Env could not be built or closed: {describe(error)}", error, initial
+                f"its Env could not be built or closed: {describe_error(error)}", error, initial
             ) from None
         if isinstance(outcome, StageException):
             raise _portable(outcome, self._types)
@@ -476,7 +476,7 @@ def _as_failure(error: Exception, workflow_id: str | None) -> StageException:
     if isinstance(error, StageException):
         return error
     failed = DurableRunError(
-        f"the durable run could not start or finish: {describe(error)}",
+        f"the durable run could not start or finish: {describe_error(error)}",
         state=StageState.empty,
         kind=type(error).__name__,
         workflow_id=workflow_id,

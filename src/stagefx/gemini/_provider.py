@@ -18,7 +18,7 @@ from google import genai
 from google.genai import errors, types
 
 from stagefx._core.conversation import ModelOutput
-from stagefx._core.errors import describe
+from stagefx._core.errors import describe_error
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._core.secrets import Scrubber
 from stagefx._env.env import Env
@@ -200,7 +200,8 @@ class Gemini(GenerativeModel):
             decoded = decode_chunks([json.loads(answer.body or "")], config.model)
         except Exception as error:  # not JSON, too deep, not the shape
             return ModelFailure(
-                "unavailable", f"malformed response from Gemini: {scrub.clip(describe(error))}"
+                "unavailable",
+                f"malformed response from Gemini: {scrub.clip(describe_error(error))}",
             )
         return _scrubbed(decoded, scrub)
 
@@ -331,7 +332,7 @@ def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
             "unavailable", f"the stream from Gemini broke off: {type(error).__name__}"
         )
     return ModelFailure(
-        "unavailable", f"malformed stream from Gemini: {scrub.clip(describe(error))}"
+        "unavailable", f"malformed stream from Gemini: {scrub.clip(describe_error(error))}"
     )
 
 

@@ -32,7 +32,7 @@ from stagefx._core.content import (
     ResourceContent,
     TextContent,
 )
-from stagefx._core.errors import MissingEnvironmentError, ToolError, describe
+from stagefx._core.errors import MissingEnvironmentError, ToolError, describe_error
 from stagefx._core.schema import Shape, ValidationFailure
 from stagefx._core.state import StageState
 from stagefx._env.env import Env, HoldsSecrets
@@ -423,7 +423,7 @@ def _why(error: BaseException) -> str:
             group = cast("BaseExceptionGroup[BaseException]", found)
             pending.extend(reversed(group.exceptions))
         else:
-            leaves.append(describe(found))
+            leaves.append(describe_error(found))
     return "; ".join(dict.fromkeys(leaves))
 
 

@@ -15,7 +15,7 @@ import httpx2
 import openai
 
 from stagefx._core.conversation import ModelOutput
-from stagefx._core.errors import describe
+from stagefx._core.errors import describe_error
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._core.secrets import Scrubber
 from stagefx._env.env import Env
@@ -183,7 +183,8 @@ class OpenAI(GenerativeModel):
             decoded = decode(answer.json(), model)
         except Exception as error:  # not JSON, not UTF-8, too deep, too long, not the shape
             return ModelFailure(
-                "unavailable", f"malformed response from OpenAI: {scrub.clip(describe(error))}"
+                "unavailable",
+                f"malformed response from OpenAI: {scrub.clip(describe_error(error))}",
             )
         return self._answered(decoded, answer.headers, scrub)
 
@@ -332,7 +333,7 @@ def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
             "unavailable", f"the stream from OpenAI broke off: {type(cause).__name__}"
         )
     return ModelFailure(
-        "unavailable", f"malformed stream from OpenAI: {scrub.clip(describe(error))}"
+        "unavailable", f"malformed stream from OpenAI: {scrub.clip(describe_error(error))}"
     )
 
 

@@ -537,9 +537,9 @@ class _CachedFrame(Frame):
         self.env = env
 
     def resume(self, outcome: Outcome) -> Next:
-        return self._kept(outcome)
+        return self._keep(outcome)
 
-    async def _kept(self, outcome: Outcome) -> Next:
+    async def _keep(self, outcome: Outcome) -> Next:
         try:
             self.flight.outcome = outcome
             if not isinstance(outcome, StageException):
@@ -552,13 +552,13 @@ class _CachedFrame(Frame):
                     annotate("cache_store_error", type(error).__name__)
             return outcome
         finally:
-            self._land()
+            self._end_flight()
 
     async def abort(self, error: BaseException) -> Outcome | None:
-        self._land()
+        self._end_flight()
         return None
 
-    def _land(self) -> None:
+    def _end_flight(self) -> None:
         if self.flights.get(self.key) is self.flight:
             del self.flights[self.key]
         self.flight.done.set()

@@ -22,7 +22,7 @@ from stagefx._core.errors import (
     StageException,
     ToolError,
     ToolRoundsExceededError,
-    describe,
+    describe_error,
 )
 from stagefx._core.meta import AttributeValue
 from stagefx._core.request import ModelRequest, OutputSpec
@@ -164,7 +164,7 @@ class _Completion(Node):
             )
             if fatal:
                 name, cause = fatal[0]
-                stopped = ToolError(f"tool {name!r} failed: {describe(cause)}", state=spent)
+                stopped = ToolError(f"tool {name!r} failed: {describe_error(cause)}", state=spent)
                 stopped.__cause__ = cause
                 return stopped.scrubbed(env.secrets())  # a tool may echo a credential
             context = (*context, ModelInput(tool_responses=responses))
@@ -181,7 +181,7 @@ def _unresolved(error: Exception, state: StageState, env: Env) -> StageException
         located = copy.copy(error)
         located.state = state
         return located.scrubbed(env.secrets())
-    stopped = ToolError(f"the stage's tools are unavailable: {describe(error)}", state=state)
+    stopped = ToolError(f"the stage's tools are unavailable: {describe_error(error)}", state=state)
     stopped.__cause__ = error
     return stopped.scrubbed(env.secrets())
 

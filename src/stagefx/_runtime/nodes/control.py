@@ -19,7 +19,7 @@ from stagefx._core.errors import (
     StageTimeoutError,
 )
 from stagefx._core.meta import AttributeValue
-from stagefx._core.spending import carrying
+from stagefx._core.spending import plus_spent_by
 from stagefx._core.state import StageState
 from stagefx._core.usage import (
     Ledger,
@@ -251,9 +251,9 @@ class _RetryFrame(Frame):
                 return outcome
             seconds = node.wait_for(self.attempt, outcome)
         except Exception as error:
-            return failure(error, carrying(self.state, outcome))
+            return failure(error, plus_spent_by(self.state, outcome))
         self.attempt += 1
-        self.state = carrying(self.state, outcome)
+        self.state = plus_spent_by(self.state, outcome)
         events = self.env.events
         if events is not None:
             events.emit(Retrying(outcome, events.path))
@@ -303,7 +303,7 @@ class _FallbackFrame(Frame):
     def resume(self, outcome: Outcome) -> Next:
         if not isinstance(outcome, StageException):
             return outcome
-        spent = carrying(self.state, outcome)
+        spent = plus_spent_by(self.state, outcome)
         try:
             handled = bool(self.node.matches(outcome))
         except Exception as error:

@@ -8,7 +8,7 @@ from typing import ClassVar, final
 import attrs
 
 from stagefx._core.conversation import ModelInput, ModelOutput, ModelToolRequest
-from stagefx._core.errors import ToolError, describe
+from stagefx._core.errors import ToolError, describe_error
 from stagefx._core.meta import AttributeValue
 from stagefx._core.state import StageState
 from stagefx._env.env import Env
@@ -59,7 +59,7 @@ class ToolCall(Node):
         responses, fatal = await self.toolbox.respond((request,), env, state)
         if fatal:
             name, cause = fatal[0]
-            stopped = ToolError(f"tool {name!r} failed: {describe(cause)}", state=state)
+            stopped = ToolError(f"tool {name!r} failed: {describe_error(cause)}", state=state)
             stopped.__cause__ = cause
             return stopped.scrubbed(env.secrets())  # a tool may echo a credential
         return state.updated(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 
 import anyio
 import pytest
@@ -363,7 +365,26 @@ def _node_classes(base: type[Node]) -> list[type[Node]]:
     return found
 
 
-def test_every_law_a_node_names_has_a_checker() -> None:
-    named = {law for kind in _node_classes(Node) for law in kind.laws}
+def _used_here() -> set[str]:
+    """The names this module reads from `laws` (`laws.check_loop`, ...)."""
+    tree = ast.parse(Path(__file__).read_text())
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "laws"
+    }
+
+
+def test_every_node_declares_its_laws_as_law_objects_all_collected_and_exercised() -> None:
+    declared = {kind.kind: kind.laws for kind in _node_classes(Node) if "laws" in vars(kind)}
+    assert all(isinstance(law, laws.Law) for held in declared.values() for law in held)
+    assert laws.all_laws() == declared
+    named = {law.check.__name__ for held in declared.values() for law in held}
     assert {"check_when", "check_loop", "check_retry", "check_fallback"} <= named
     assert named <= set(laws.__all__)
+    for held in declared.values():
+        for law in held:
+            assert getattr(laws, law.check.__name__) is law.check, law.name
+    assert named <= _used_here(), f"laws no test here checks: {named - _used_here()}"

@@ -84,10 +84,13 @@ class RecordingTracer(Tracer):
 
     def __init__(self) -> None:
         self.spans: list[SpanRecord] = []
-        self.end = self.spans.append  # type: ignore[method-assign,assignment]  # hot path: no Python frame
 
     def start(self, span_id: int, parent_id: int | None, name: str) -> None:
         """Nothing to do: spans are kept when they end."""
+
+    def end(self, span: SpanRecord) -> None:
+        """Keep `span`."""
+        self.spans.append(span)
 
     def children(self, parent: SpanRecord | None) -> list[SpanRecord]:
         """The spans directly under `parent` (or the roots), in start order."""
@@ -156,11 +159,6 @@ class SpanHandle(NamedTuple):
         return self.position.attributes
 
 
-# Builds NamedTuples without their Python-level __new__ (hot path). It is tuple.__new__
-# itself: the alias `tuple[object, ...]` passes attributes on, and gives pyright the types.
-_new = tuple[object, ...].__new__
-
-
 def open_span(
     tracer: Tracer,
     now: Callable[[], float],
@@ -172,42 +170,22 @@ def open_span(
     span_id = next(_ids)
     kept: dict[str, AttributeValue] = dict(attributes) if attributes else {}
     if parent is None:
-        position = _new(_Position, (span_id, span_id, (name,), kept))
+        position = _Position(span_id, span_id, (name,), kept)
         parent_id = None
     else:
-        position = _new(_Position, (span_id, parent.trace_id, (*parent.path, name), kept))
+        position = _Position(span_id, parent.trace_id, (*parent.path, name), kept)
         parent_id = parent.span_id
     token = _current.set(position)
     tracer.start(span_id, parent_id, name)
-    return _new(SpanHandle, (token, tracer, now, position, parent_id, now()))
+    return SpanHandle(token, tracer, now, position, parent_id, now())
 
 
 def close_span(handle: SpanHandle, outcome: object) -> None:
     """Record the span; a `StageException` outcome marks it failed."""
     if isinstance(outcome, StageException):
         _record(handle, "failure", f"{type(outcome).__name__}: {outcome.message}")
-        return
-    # The success path, inlined: this runs once per traced stage.
-    token, tracer, now, position, parent_id, start = handle
-    _current.reset(token)
-    span_id, trace_id, path, attributes = position
-    tracer.end(
-        _new(
-            SpanRecord,
-            (
-                span_id,
-                parent_id,
-                trace_id,
-                path[-1],
-                path,
-                start,
-                now() - start,
-                "success",
-                None,
-                attributes,
-            ),
-        )
-    )
+    else:
+        _record(handle, "success", None)
 
 
 def close_span_raised(handle: SpanHandle, error: BaseException) -> None:
@@ -222,19 +200,16 @@ def _record(handle: SpanHandle, outcome: str, error: str | None) -> None:
     _current.reset(handle.token)
     position = handle.position
     handle.tracer.end(
-        _new(
-            SpanRecord,
-            (
-                position.span_id,
-                handle.parent_id,
-                position.trace_id,
-                position.path[-1],
-                position.path,
-                handle.start,
-                handle.now() - handle.start,
-                outcome,
-                error,
-                position.attributes,
-            ),
+        SpanRecord(
+            position.span_id,
+            handle.parent_id,
+            position.trace_id,
+            position.path[-1],
+            position.path,
+            handle.start,
+            handle.now() - handle.start,
+            outcome,
+            error,
+            position.attributes,
         )
     )

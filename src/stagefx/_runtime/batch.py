@@ -36,7 +36,7 @@ from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals
 from stagefx._env.env import Env
 from stagefx._runtime.interpreter import interpret
-from stagefx._runtime.node import Node, run_leaf
+from stagefx._runtime.node import Node
 
 _logger = logging.getLogger("stagefx")
 
@@ -192,9 +192,7 @@ async def _run(
                 start = StageState()
                 outcome: Outcome = Failure(StageExecutionError.wrap(error, start))
             else:
-                finished = await (
-                    run_leaf(node, start, env) if node.leaf else interpret(node, start, env)
-                )
+                finished = await interpret(node, start, env)
                 outcome = (
                     Failure(finished) if isinstance(finished, StageException) else Success(finished)
                 )

@@ -11,8 +11,7 @@ entered; a frame may absorb it (`with_timeout` turns its own deadline into a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import cast
+from typing import cast, final
 
 import anyio
 
@@ -26,7 +25,7 @@ from stagefx._env.tracing import (
     open_span,
 )
 from stagefx._runtime.calls import failure
-from stagefx._runtime.node import Frame, Next, Node, Outcome, Within, run_leaf
+from stagefx._runtime.node import Frame, Next, Node, Outcome, Run, Within, run_leaf
 
 __all__ = ["interpret"]
 
@@ -48,25 +47,14 @@ class _SpanFrame(Frame):
         return None
 
 
+@final
 class _EnvFrame(Frame):
-    """Returns the interpreter to the Env it left for a `Within` child."""
+    """The Env the interpreter left for a `Within` child: it returns to it when
+    it pops this frame, with the child's outcome or while unwinding."""
 
     __slots__ = ("env",)
 
     def __init__(self, env: Env) -> None:
-        self.env = env
-
-    def resume(self, outcome: Outcome) -> Next:
-        return cast(Next, _Restore(outcome, self.env))  # a step only the interpreter reads
-
-
-class _Restore:
-    """The child of a `Within` is done: go on with `outcome` in `env`."""
-
-    __slots__ = ("env", "outcome")
-
-    def __init__(self, outcome: Outcome, env: Env) -> None:
-        self.outcome = outcome
         self.env = env
 
 
@@ -74,53 +62,47 @@ async def interpret(root: Node, state: StageState, env: Env) -> Outcome:
     """Run `root` on `state` in `env`; the outcome, never a raised failure: only
     cancellation (and other BaseExceptions that are not Exceptions) leaves."""
     stack: list[Frame] = []
-    push = stack.append
-    pop = stack.pop
     tracing = env.tracer_active
-    step: Next = (root, state)
+    step: Next = Run(root, state)
     last: StageState = state  # the last good state, for a failure raised where no node caught it
     while True:
         try:
             while True:
-                if type(step) is tuple:
-                    if len(step) == 3:
-                        push(step[2])
-                    node: Node = step[0]
-                    last = step[1]
-                    if node.leaf:
+                if type(step) is Run:
+                    if step.frame is not None:
+                        stack.append(step.frame)
+                    node, last = step.node, step.state
+                    if node.leaf:  # the one leaf fast path
                         step = await run_leaf(node, last, env)
                         continue
                     if tracing:
                         spanned = node.span()
                         if spanned is not None:
-                            push(_SpanFrame(open_span(env.tracer, env.clock.now, *spanned)))
-                    step = node.start(step[1], env)
+                            stack.append(_SpanFrame(open_span(env.tracer, env.clock.now, *spanned)))
+                    step = node.start(last, env)
                 elif type(step) is StageState or isinstance(step, StageException):
                     if not stack:
                         return step
                     if type(step) is StageState:
                         last = step
-                    step = pop().resume(step)
+                    frame = stack.pop()
+                    if type(frame) is _EnvFrame:
+                        env = frame.env
+                        tracing = env.tracer_active
+                    else:
+                        step = frame.resume(step)
                 elif type(step) is Within:
-                    push(_EnvFrame(env))
+                    stack.append(_EnvFrame(env))
                     env = step.env
                     tracing = env.tracer_active
-                    step = (
-                        (step.node, step.state)
-                        if step.frame is None
-                        else (step.node, step.state, step.frame)
-                    )
-                elif type(step) is _Restore:  # type: ignore[comparison-overlap]  # cast in _EnvFrame
-                    env = step.env  # type: ignore[unreachable]
-                    tracing = env.tracer_active
-                    step = step.outcome
+                    step = Run(step.node, step.state, step.frame)
                 else:
-                    step = await cast("Awaitable[Next]", step)
+                    step = await step.next
         except Exception as error:
             # Nodes catch user code themselves; this is the net under them all
             # (a hostile value's __eq__ in a combine, a frame's own bug): the
             # failure goes on up as a value, so retries, fallbacks and spans see it.
-            step = failure(error, last)  # pyright: ignore[reportUnknownArgumentType]  # `last` only holds StageStates; pyright's flow analysis of this loop's handler leaves it partly Unknown
+            step = failure(error, last)
         except BaseException as error:  # cancellation: unwind, LIFO, unless a frame absorbs it
             step, restored = await _unwind(stack, error)
             if restored is not None:

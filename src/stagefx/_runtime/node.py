@@ -1,18 +1,17 @@
-"""The node: one frozen class per combinator, and the small vocabulary the
+"""The node: one frozen class per combinator, and the closed vocabulary the
 interpreter speaks with them.
 
 A leaf node (`leaf = True`) does its work in `run`. A composite node answers
-`start(state, env)` with what to do next, a `Next`:
+`start(state, env)` with a `Next`, one of:
 
 - an outcome (`StageState | StageException`): the node is done;
-- `(node, state)`: evaluate that child in the node's place (a tail call);
-- `(node, state, frame)`: evaluate that child, then hand its outcome to
-  `frame.resume`, which answers with a `Next` again;
-- an awaitable of a `Next`, for nodes that must wait (a condition, a clock,
-  a cache store) before they know;
-- `Within(node, state, env[, frame])`: evaluate that child in another Env
-  (`with_ctx`, a named stage's event path); the interpreter returns to the
-  current Env once the child has its outcome.
+- `Run(node, state)`: evaluate that child in the node's place (a tail call);
+  `Run(node, state, frame)`: then hand its outcome to `frame.resume`, which
+  answers with a `Next` again;
+- `Within(node, state, env[, frame])`: the same, in another Env (`with_ctx`, a
+  named stage's event path); the interpreter returns to its Env afterwards;
+- `Wait(awaitable)`: the node must wait (a condition, a clock, a cache store)
+  before it knows.
 
 Frames live on the interpreter's explicit stack, never on Python's, so any
 depth of nesting runs. `Frame.abort` is told when an exception (cancellation,
@@ -21,8 +20,8 @@ mostly) unwinds through the frame: it cleans up and may absorb it (a timeout).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
-from typing import TYPE_CHECKING, ClassVar, TypeAlias
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, ClassVar, Generic, ParamSpec, TypeAlias, final
 
 import attrs
 
@@ -38,27 +37,43 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Frame",
+    "Law",
     "Next",
     "Node",
     "Outcome",
+    "Run",
     "SpanSpec",
+    "Wait",
     "Within",
     "outline_of",
     "run_leaf",
 ]
 
+P = ParamSpec("P")
+
 Outcome: TypeAlias = StageState | StageException
 SpanSpec: TypeAlias = tuple[str, Mapping[str, AttributeValue] | None]
-Next: TypeAlias = (
-    "Outcome | tuple[Node, StageState] | tuple[Node, StageState, Frame] | Within | Awaitable[Next]"
-)
+Next: TypeAlias = "StageState | StageException | Run | Within | Wait"
 
 
+@final
+class Run:
+    """A `Next`: evaluate `node` on `state` in the asking node's place, then hand
+    the outcome to `frame`, if given."""
+
+    __slots__ = ("frame", "node", "state")
+
+    def __init__(self, node: Node, state: StageState, frame: Frame | None = None) -> None:
+        self.node = node
+        self.state = state
+        self.frame = frame
+
+
+@final
 class Within:
-    """A `Next`: evaluate `node` on `state` in `env`, then come back to the Env
-    the interpreter was in (handing the outcome to `frame`, if given, first).
-    Frames keep the Env they started in, so only the interpreter's own Env
-    switches; any depth of nesting stays stack-safe."""
+    """A `Next`: `Run` in `env`; the interpreter comes back to its own Env once
+    the child has its outcome. Frames keep the Env they started in, so only the
+    interpreter's Env switches, and nesting stays stack-safe."""
 
     __slots__ = ("env", "frame", "node", "state")
 
@@ -67,6 +82,28 @@ class Within:
         self.state = state
         self.env = env
         self.frame = frame
+
+
+@final
+class Wait:
+    """A `Next`: what comes next is known once `next` is awaited."""
+
+    __slots__ = ("next",)
+
+    def __init__(self, next: Awaitable[Next]) -> None:
+        self.next = next
+
+
+@final
+@attrs.frozen(slots=True)
+class Law(Generic[P]):
+    """A law a node obeys: its `name`, and the async `check` that raises
+    `LawViolation` (see `equivalence`) where the law does not hold."""
+
+    name: str
+    """What the law is called (`"identity"`, `"loop"`, ...)."""
+    check: Callable[P, Awaitable[None]]
+    """The check, taking the stages (and functions) the law speaks of, a state and an Env."""
 
 
 class Node:
@@ -83,7 +120,7 @@ class Node:
 
     kind: ClassVar[str]
     leaf: ClassVar[bool] = False
-    laws: ClassVar[tuple[str, ...]] = ()
+    laws: ClassVar[tuple[Law[...], ...]] = ()
 
     def __repr__(self) -> str:
         return f"<{self.kind} node>"

@@ -40,7 +40,8 @@ from stagefx._env.env import Env
 from stagefx._env.events import emit_result
 from stagefx._env.tracing import annotate
 from stagefx._runtime.calls import failure, require_count
-from stagefx._runtime.node import Frame, Next, Node, Outcome, SpanSpec
+from stagefx._runtime.equivalence import Staged, assert_equivalent, attempted
+from stagefx._runtime.node import Frame, Law, Next, Node, Outcome, Run, SpanSpec, Wait
 
 __all__ = ["Cached", "state_key"]
 
@@ -431,6 +432,17 @@ def _own(node: Cached) -> MemoryCacheStore:
     return MemoryCacheStore(1 if node.limit is None else node.limit)
 
 
+async def check_cached_determinism(stage: Staged, states: list[StageState], env: Env) -> None:
+    """`stage.cached()` gives what `stage` gives, for every state, run twice over."""
+    memo = Cached(stage.node, None, None, None)
+    for state in [*states, *states]:
+        assert_equivalent(
+            "cached equivalence",
+            await attempted(memo, state, env),
+            await attempted(stage.node, state, env),
+        )
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Cached(Node):
@@ -442,7 +454,7 @@ class Cached(Node):
     input share one run; failures are not kept."""
 
     kind: ClassVar[str] = "cached"
-    laws: ClassVar[tuple[str, ...]] = ("check_cached_determinism",)
+    laws: ClassVar[tuple[Law[...], ...]] = (Law("cached determinism", check_cached_determinism),)
 
     child: Node
     limit: int | None = attrs.field(validator=_check_limit)
@@ -473,8 +485,8 @@ class Cached(Node):
         digest = state_key(without_usage(state))
         if digest is None:
             annotate("cache", "uncacheable")
-            return (self.child, state)
-        return self._looked_up(state, env, (self if self.key is None else self.key, digest))
+            return Run(self.child, state)
+        return Wait(self._looked_up(state, env, (self if self.key is None else self.key, digest)))
 
     def flights(self) -> Flights:
         """The runs in flight on the running event loop, by key."""
@@ -513,7 +525,7 @@ class Cached(Node):
             # The leading run was cancelled: try again, perhaps as the leader.
         flight = flights[key] = _Flight()
         annotate("cache", "miss")
-        return (self.child, state, _CachedFrame(self, key, flight, flights, store, env))
+        return Run(self.child, state, _CachedFrame(self, key, flight, flights, store, env))
 
 
 @final
@@ -537,7 +549,7 @@ class _CachedFrame(Frame):
         self.env = env
 
     def resume(self, outcome: Outcome) -> Next:
-        return self._keep(outcome)
+        return Wait(self._keep(outcome))
 
     async def _keep(self, outcome: Outcome) -> Next:
         try:

@@ -14,7 +14,7 @@ from stagefx._env.env import Env
 from stagefx._env.events import emit_result
 from stagefx._env.tracing import annotate
 from stagefx._runtime.calls import failure, require_callable, resolve
-from stagefx._runtime.node import Frame, Next, Node, Outcome, SpanSpec
+from stagefx._runtime.node import Frame, Next, Node, Outcome, Run, SpanSpec, Wait
 
 __all__ = ["CacheKeyMaking", "CacheReading", "CacheWriting", "CachedExternally"]
 
@@ -72,7 +72,7 @@ class CachedExternally(Node, Generic[Key]):
         return ("cached_externally", None)
 
     def start(self, state: StageState, env: Env) -> Next:
-        return self._looked_up(state, env)
+        return Wait(self._looked_up(state, env))
 
     async def _looked_up(self, state: StageState, env: Env) -> Next:
         try:
@@ -91,7 +91,7 @@ class CachedExternally(Node, Generic[Key]):
             emit_result(env.events, kept)
             return with_usage(kept, state.get(UsageTotals, UsageTotals()))  # a hit spends nothing
         annotate("cache", "miss")
-        return (self.child, state, _WriteFrame(self.write, key))
+        return Run(self.child, state, _WriteFrame(self.write, key))
 
 
 @final
@@ -105,7 +105,7 @@ class _WriteFrame(Frame, Generic[Key]):
     def resume(self, outcome: Outcome) -> Next:
         if isinstance(outcome, StageException):
             return outcome
-        return self._written(outcome)
+        return Wait(self._written(outcome))
 
     async def _written(self, outcome: StageState) -> Next:
         try:

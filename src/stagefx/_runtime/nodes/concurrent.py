@@ -9,16 +9,29 @@ from typing import ClassVar, Protocol, TypeAlias, cast, final
 
 import anyio
 import attrs
+from returns.result import Success
 
 from stagefx._core.errors import StageException
 from stagefx._core.meta import AttributeValue
 from stagefx._core.spending import with_all_spent
 from stagefx._core.state import StageState
+from stagefx._core.usage import UsageTotals, with_usage
 from stagefx._env.env import Env
 from stagefx._env.tracing import close_span, close_span_raised, open_span
 from stagefx._runtime.calls import failure, require_count, resolve
+from stagefx._runtime.equivalence import (
+    Attempt,
+    LawViolation,
+    Staged,
+    as_attempt,
+    assert_equivalent,
+    assert_equivalent_up_to_usage,
+    assert_usage,
+    attempted,
+    spent,
+)
 from stagefx._runtime.interpreter import interpret
-from stagefx._runtime.node import Node, Outcome, SpanSpec, run_leaf
+from stagefx._runtime.node import Law, Node, Outcome, SpanSpec
 
 __all__ = ["DEFAULT_CONCURRENT_TASKS", "Concurrent", "Merge", "MergeBranches"]
 
@@ -71,6 +84,85 @@ def _keyword(node: Concurrent) -> bool:
     return _by_keyword(node.merge)
 
 
+# The law of `Concurrent`.
+
+
+def _recording(
+    seen: list[list[Attempt]], state: StageState
+) -> Callable[[Sequence[Outcome]], StageState]:
+    """A merge that appends the outcomes it receives to `seen` and returns `state`."""
+
+    def merge(outcomes: Sequence[Outcome]) -> StageState:
+        seen.append([as_attempt(outcome) for outcome in outcomes])
+        return state
+
+    return merge
+
+
+def _picking(index: int) -> Callable[[Sequence[Outcome]], StageState]:
+    """A merge giving the outcome of branch `index`: its state, or its failure raised."""
+
+    def pick(outcomes: Sequence[Outcome]) -> StageState:
+        chosen = outcomes[index]
+        if isinstance(chosen, StageException):
+            raise chosen
+        return chosen
+
+    return pick
+
+
+async def check_concurrent(stages: Sequence[Staged], state: StageState, env: Env) -> None:
+    """`Stage.concurrent` is a traversal: every branch runs as if alone on the
+    input, and the merge sees the outcomes in branch order.
+
+    - the merge is called once, with each branch's outcome, in branch order,
+      equivalent to that branch run alone: no branch depends on its siblings,
+      with any number of concurrent tasks (unlimited, or 1);
+    - a merge returning the input state gives it with every branch's usage added;
+    - `concurrent(branch, merge=<pick it>) == branch`, for each branch;
+    - among all the branches, a merge picking one (returning its state, or
+      raising its failure) gives that branch's outcome, with every branch's
+      usage (up to usage, it is the branch alone).
+    """
+    branches = tuple(stage.node for stage in stages)
+    if not branches:
+        raise ValueError("check_concurrent needs at least one stage")
+    alone = [await attempted(branch, state, env) for branch in branches]
+    total = state.get(UsageTotals, UsageTotals())
+    for outcome in alone:
+        total = total.combined(spent(outcome, state))
+    for tasks in (None, 1):
+        seen: list[list[Attempt]] = []
+        law = "concurrent" if tasks is None else f"concurrent(concurrent_tasks={tasks})"
+        merged = await attempted(Concurrent(branches, _recording(seen, state), tasks), state, env)
+        if len(seen) != 1 or len(seen[0]) != len(branches):
+            raise LawViolation(
+                f"{law}: the merge was called {len(seen)} times with "
+                f"{[len(call) for call in seen]} outcomes, expected once with {len(branches)}"
+            )
+        for index, (outcome, expected) in enumerate(zip(seen[0], alone, strict=True)):
+            assert_equivalent(f"{law}: branch {index} as if alone", outcome, expected)
+        assert_equivalent(
+            f"{law}: the merge's state with every branch's usage",
+            merged,
+            Success(with_usage(state, total)),
+        )
+    for index, branch in enumerate(branches):
+        assert_equivalent(
+            f"concurrent(branch {index}) picking it",
+            await attempted(
+                Concurrent((branch,), _picking(0), DEFAULT_CONCURRENT_TASKS), state, env
+            ),
+            alone[index],
+        )
+        picked = await attempted(
+            Concurrent(branches, _picking(index), DEFAULT_CONCURRENT_TASKS), state, env
+        )
+        law = f"concurrent picking branch {index} of {len(branches)}"
+        assert_equivalent_up_to_usage(law, picked, alone[index])
+        assert_usage(f"{law} keeps every branch's usage", picked, total)
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Concurrent(Node):
@@ -81,7 +173,7 @@ class Concurrent(Node):
 
     kind: ClassVar[str] = "concurrent"
     leaf: ClassVar[bool] = True
-    laws: ClassVar[tuple[str, ...]] = ("check_concurrent",)
+    laws: ClassVar[tuple[Law[...], ...]] = (Law("concurrent", check_concurrent),)
 
     branches: tuple[Node, ...] = attrs.field(validator=_check_branches)
     merge: Merge = attrs.field(validator=_check_merge)
@@ -106,15 +198,11 @@ class Concurrent(Node):
         async def branch(index: int) -> None:
             node = branches[index]
             if not traced:
-                outcomes[index] = await (
-                    run_leaf(node, state, env) if node.leaf else interpret(node, state, env)
-                )
+                outcomes[index] = await interpret(node, state, env)
                 return
             span = open_span(env.tracer, env.clock.now, f"branch {index}")
             try:
-                outcome = await (
-                    run_leaf(node, state, env) if node.leaf else interpret(node, state, env)
-                )
+                outcome = await interpret(node, state, env)
             except BaseException as error:
                 close_span_raised(span, error)
                 raise

@@ -14,7 +14,7 @@ from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals, with_usage
 from stagefx._env.env import Env
 from stagefx._runtime.calls import require_count
-from stagefx._runtime.node import Frame, Next, Node, Outcome
+from stagefx._runtime.node import Frame, Next, Node, Outcome, Run
 
 __all__ = [
     "ExtendResult",
@@ -105,7 +105,7 @@ class _After(Node):
         return (self.child,)
 
     def start(self, state: StageState, env: Env) -> Next:
-        return (self.child, state, _AfterFrame(self, state))
+        return Run(self.child, state, _AfterFrame(self, state))
 
     def combine(self, before: StageState, after: StageState) -> StageState:
         raise NotImplementedError

@@ -9,9 +9,12 @@ from types import TracebackType
 from typing import ClassVar, Protocol, TypeAlias, cast, final
 
 import anyio
+import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
+from returns.result import Success
 
+from stagefx._core.content import MultimodalContent
 from stagefx._core.errors import (
     ModelRateLimitError,
     StageException,
@@ -33,7 +36,18 @@ from stagefx._env.env import Env
 from stagefx._env.events import Retrying
 from stagefx._env.tracing import annotate
 from stagefx._runtime.calls import failure, require_count, resolve_bool
-from stagefx._runtime.node import Frame, Next, Node, Outcome, SpanSpec
+from stagefx._runtime.equivalence import (
+    LawViolation,
+    Probe,
+    Staged,
+    assert_equivalent,
+    assert_equivalent_up_to_usage,
+    assert_usage,
+    attempted,
+    spent,
+    usage_of,
+)
+from stagefx._runtime.node import Frame, Law, Next, Node, Outcome, Run, SpanSpec, Wait
 
 __all__ = [
     "Catching",
@@ -131,13 +145,80 @@ def _check_condition(_: object, __: object, value: bool | StateCondition) -> Non
         )
 
 
+# The law of `When`.
+
+
+def _conditions(answer: bool, asked: list[StageState]) -> list[tuple[str, bool | StateCondition]]:
+    """`answer` as a bool, a sync callable and an async one (recording what they are asked)."""
+
+    def sync(*, state: StageState) -> bool:
+        asked.append(state)
+        return answer
+
+    async def suspending(*, state: StageState) -> bool:
+        asked.append(state)
+        await anyio.lowlevel.checkpoint()
+        return answer
+
+    return [(str(answer), answer), (f"sync {answer}", sync), (f"async {answer}", suspending)]
+
+
+def _unchanged(state: StageState) -> StageState:
+    """A `Probe` step making the probe a noop."""
+    return state
+
+
+def _tagged(state: StageState) -> StageState:
+    """A `Probe` step tagging the result: `check_when`'s default alternative."""
+    return state.updated(result=MultimodalContent.of(state.result, "<alternative>"))
+
+
+async def check_when(
+    stage: Staged, state: StageState, env: Env, *, alternative: Staged | None = None
+) -> None:
+    """`when` runs `stage` or the alternative, as its condition answers:
+
+    - `stage.when(True) == stage`, also with an `alternative`;
+    - `stage.when(False) == noop`;
+    - `stage.when(False, alternative=other) == other`;
+    - a condition `(*, state) -> bool`, sync or async, behaves as its answer,
+      and is asked once, on the input state;
+    - `noop.when(False, alternative=stage) == stage`: `stage` as the alternative.
+
+    `other` is `alternative`, by default a stage that tags the result.
+    """
+    node = stage.node
+    other = Probe(_tagged) if alternative is None else alternative.node
+    alone = await attempted(node, state, env)
+    instead = await attempted(other, state, env)
+    asked: list[StageState] = []
+    for answer in (True, False):
+        for label, condition in _conditions(answer, asked):
+            for given in (None, other):
+                law = f"when({label}{'' if given is None else ', alternative'})"
+                asked.clear()
+                outcome = await attempted(When(node, condition, given), state, env)
+                if callable(condition) and asked != [state]:
+                    raise LawViolation(
+                        f"{law}: the condition was asked {len(asked)} times, "
+                        "expected once, on the input state"
+                    )
+                expected = alone if answer else Success(state) if given is None else instead
+                assert_equivalent(law, outcome, expected)
+    assert_equivalent(
+        "noop.when(False, alternative=stage)",
+        await attempted(When(Probe(_unchanged), False, node), state, env),
+        alone,
+    )
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class When(Node):
     """Run `child` if `condition` holds, else `alternative` (or pass the state on)."""
 
     kind: ClassVar[str] = "when"
-    laws: ClassVar[tuple[str, ...]] = ("check_when",)
+    laws: ClassVar[tuple[Law[...], ...]] = (Law("when", check_when),)
 
     child: Node
     condition: bool | StateCondition = attrs.field(validator=_check_condition)
@@ -160,7 +241,7 @@ class When(Node):
             return failure(error, state)
         if answer is True or answer is False:
             return self._chosen(answer, state)
-        return self._awaited(answer, state)
+        return Wait(self._awaited(answer, state))
 
     async def _awaited(self, answer: Awaitable[bool], state: StageState) -> Next:
         try:
@@ -171,10 +252,10 @@ class When(Node):
 
     def _chosen(self, proceed: bool, state: StageState) -> Next:
         if proceed:
-            return (self.child, state)
+            return Run(self.child, state)
         if self.alternative is None:
             return state
-        return (self.alternative, state)
+        return Run(self.alternative, state)
 
 
 def _check_limit(_: object, __: object, value: int) -> None:
@@ -190,6 +271,81 @@ def _matches(node: Retry | Fallback) -> Callable[[StageException], bool]:
     return matcher(node.catching)
 
 
+# The law of `Retry`.
+
+
+class _Refused(Exception):
+    """What the checks' own failing stage raises."""
+
+
+class _Unmatched(Exception):
+    """Raised by no stage: a `catching` that matches nothing."""
+
+
+def _never_matching(error: Exception) -> bool:
+    return False
+
+
+def _counted(node: Node, runs: list[int]) -> Node:
+    """`node` behind a condition that always holds (`when(True) == node`) and
+    appends to `runs` each time it is asked."""
+
+    def count(*, state: StageState) -> bool:
+        runs.append(len(runs))
+        return True
+
+    return When(node, count, None)
+
+
+def _assert_runs(law: str, runs: list[int], expected: int) -> None:
+    if len(runs) != expected:
+        raise LawViolation(f"{law}: the stage ran {len(runs)} times, expected {expected}")
+
+
+async def check_retry(stage: Staged, state: StageState, env: Env, *, limit: int = 2) -> None:
+    """`with_retry` reruns failures only, and only those it catches; for every
+    `k` from 1 to `limit`:
+
+    - `stage.with_retry(limit=0) == stage`;
+    - `stage.with_retry(limit=k, catching=<matches nothing>) == stage`, after one run;
+    - if `stage` succeeds, `stage.with_retry(limit=k) == stage`, after one run;
+    - if `stage` fails, `stage.with_retry(limit=k)` runs it `k + 1` times and
+      fails as `stage` does, up to usage: each run starts from the input plus
+      the usage spent so far, so the failure holds the usage of all `k + 1`.
+
+    No delay is given, but a rate limit's `retry_after` still waits on the
+    Env's clock (give the Env a `VirtualClock` to keep checks instant).
+    """
+    if limit < 0:
+        raise ValueError(f"check_retry needs limit >= 0, got {limit!r}")
+    node = stage.node
+    alone = await attempted(node, state, env)
+    assert_equivalent(
+        "retry(limit=0)", await attempted(Retry(node, 0, None, Exception), state, env), alone
+    )
+    base = state.get(UsageTotals, UsageTotals())
+    each = spent(alone, state)
+    for k in range(1, limit + 1):
+        runs: list[int] = []
+        uncaught = Retry(_counted(node, runs), k, None, _never_matching)
+        assert_equivalent(
+            f"retry(limit={k}) catching nothing", await attempted(uncaught, state, env), alone
+        )
+        _assert_runs(f"retry(limit={k}) catching nothing", runs, 1)
+        runs.clear()
+        retried = await attempted(Retry(_counted(node, runs), k, None, Exception), state, env)
+        if isinstance(alone, Success):
+            assert_equivalent(f"retry(limit={k}) of a success", retried, alone)
+            _assert_runs(f"retry(limit={k}) of a success", runs, 1)
+            continue
+        _assert_runs(f"retry(limit={k}) of a failure", runs, k + 1)
+        assert_equivalent_up_to_usage(f"retry(limit={k}) of a failure", retried, alone)
+        expected = base
+        for _ in range(k + 1):
+            expected = expected.combined(each)
+        assert_usage(f"retry(limit={k}) of a failure keeps every run's usage", retried, expected)
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Retry(Node):
@@ -198,7 +354,7 @@ class Retry(Node):
     rate-limit failure's `retry_after` is a floor on the wait."""
 
     kind: ClassVar[str] = "retry"
-    laws: ClassVar[tuple[str, ...]] = ("check_retry",)
+    laws: ClassVar[tuple[Law[...], ...]] = (Law("retry", check_retry),)
 
     child: Node
     limit: int = attrs.field(validator=_check_limit)
@@ -218,7 +374,7 @@ class Retry(Node):
         return ("retry", {"limit": self.limit})
 
     def start(self, state: StageState, env: Env) -> Next:
-        return (self.child, state, _RetryFrame(self, state, env))
+        return Run(self.child, state, _RetryFrame(self, state, env))
 
     def wait_for(self, attempt: int, error: StageException) -> float:
         delay = self.delay
@@ -258,12 +414,72 @@ class _RetryFrame(Frame):
         if events is not None:
             events.emit(Retrying(outcome, events.path))
         if seconds > 0:
-            return self._after(seconds)
-        return (node.child, self.state, self)
+            return Wait(self._after(seconds))
+        return Run(node.child, self.state, self)
 
     async def _after(self, seconds: float) -> Next:
         await self.env.clock.sleep(seconds)
-        return (self.node.child, self.state, self)
+        return Run(self.node.child, self.state, self)
+
+
+# The law of `Fallback`.
+
+
+def _refuse(state: StageState) -> StageState:
+    """A `Probe` step that always fails, wrapping a `_Refused`, and spends nothing."""
+    raise _Refused("refused on purpose by a law checker")
+
+
+async def check_fallback(stage: Staged, other: Staged, state: StageState, env: Env) -> None:
+    """`with_fallback` runs `other` exactly when `stage` fails, on the same input:
+
+    - if `stage` succeeds, `stage.with_fallback(other) == stage`;
+    - if `stage` fails, `stage.with_fallback(other)` is `other` run on the
+      input plus the usage `stage` spent;
+    - `failing.with_fallback(other) == other`, for a stage failing on an `E`
+      (spending nothing), also with `catching=E` (matched through the cause);
+    - a `catching` that matches nothing (a type or a predicate) leaves the
+      outcome of `stage`, and of `failing`, as it is;
+    - `stage.with_fallback(other).with_fallback(stage) ==
+      stage.with_fallback(other.with_fallback(stage))` (associativity).
+    """
+    node, fallback = stage.node, other.node
+    alone = await attempted(node, state, env)
+    fallen = await attempted(Fallback(node, fallback, Exception), state, env)
+    if isinstance(alone, Success):
+        assert_equivalent("fallback of a success", fallen, alone)
+    else:
+        after = with_usage(state, usage_of(alone))
+        assert_equivalent("fallback of a failure", fallen, await attempted(fallback, after, env))
+    failing = Probe(_refuse)
+    instead = await attempted(fallback, state, env)
+    refused = await attempted(failing, state, env)
+    assert_equivalent(
+        "failing.with_fallback(other)",
+        await attempted(Fallback(failing, fallback, Exception), state, env),
+        instead,
+    )
+    assert_equivalent(
+        "failing.with_fallback(other, catching=its error)",
+        await attempted(Fallback(failing, fallback, _Refused), state, env),
+        instead,
+    )
+    for label, catching in (("a type", _Unmatched), ("a predicate", _never_matching)):
+        assert_equivalent(
+            f"fallback catching nothing ({label})",
+            await attempted(Fallback(node, fallback, catching), state, env),
+            alone,
+        )
+        assert_equivalent(
+            f"failing.with_fallback catching nothing ({label})",
+            await attempted(Fallback(failing, fallback, catching), state, env),
+            refused,
+        )
+    assert_equivalent(
+        "fallback associativity",
+        await attempted(Fallback(Fallback(node, fallback, Exception), node, Exception), state, env),
+        await attempted(Fallback(node, Fallback(fallback, node, Exception), Exception), state, env),
+    )
 
 
 @final
@@ -273,7 +489,7 @@ class Fallback(Node):
     state, plus the usage the failed run spent."""
 
     kind: ClassVar[str] = "fallback"
-    laws: ClassVar[tuple[str, ...]] = ("check_fallback",)
+    laws: ClassVar[tuple[Law[...], ...]] = (Law("fallback", check_fallback),)
 
     child: Node
     fallback: Node
@@ -289,7 +505,7 @@ class Fallback(Node):
         return ("fallback", None)
 
     def start(self, state: StageState, env: Env) -> Next:
-        return (self.child, state, _FallbackFrame(self, state))
+        return Run(self.child, state, _FallbackFrame(self, state))
 
 
 @final
@@ -309,7 +525,7 @@ class _FallbackFrame(Frame):
         except Exception as error:
             return failure(error, spent)
         annotate("fell_back", handled)
-        return (self.node.fallback, spent) if handled else outcome
+        return Run(self.node.fallback, spent) if handled else outcome
 
 
 def _check_seconds(_: object, __: object, value: float) -> None:
@@ -346,15 +562,15 @@ class Timeout(Node):
         if isinstance(env.clock, SystemClock):
             scope = anyio.move_on_after(self.seconds)
             scope.__enter__()
-            return (self.child, state, _ScopeFrame(self, state, scope, *open_ledger()))
-        return self._watched(state, env)
+            return Run(self.child, state, _ScopeFrame(self, state, scope, *open_ledger()))
+        return Wait(self._watched(state, env))
 
     async def _watched(self, state: StageState, env: Env) -> Next:
         group = anyio.create_task_group()
         await group.__aenter__()
         frame = _WatchdogFrame(self, state, group, *open_ledger())
         group.start_soon(frame.watchdog, env)
-        return (self.child, state, frame)
+        return Run(self.child, state, frame)
 
     def timed_out(self, state: StageState, ledger: Ledger) -> StageException:
         """The failure, carrying what the cut-off work spent."""
@@ -419,7 +635,7 @@ class _WatchdogFrame(Frame):
         self.group.cancel_scope.cancel()
 
     def resume(self, outcome: Outcome) -> Next:
-        return self._closed(outcome)
+        return Wait(self._closed(outcome))
 
     async def _closed(self, outcome: Outcome) -> Next:
         close_ledger(self.token)

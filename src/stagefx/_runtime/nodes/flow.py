@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping
 from typing import ClassVar, Literal, Protocol, final
 
+import anyio.lowlevel
 import attrs
+from returns.result import Failure, Success
 
 from stagefx._core.errors import StageException
 from stagefx._core.meta import AttributeValue
@@ -13,7 +15,8 @@ from stagefx._core.state import StageState
 from stagefx._env.env import Env
 from stagefx._env.tracing import annotate
 from stagefx._runtime.calls import failure, require_count, resolve_bool
-from stagefx._runtime.node import Frame, Next, Node, Outcome, run_leaf
+from stagefx._runtime.equivalence import LawViolation, Probe, Staged, assert_equivalent, attempted
+from stagefx._runtime.node import Frame, Law, Next, Node, Outcome, Run, Wait, run_leaf
 
 __all__ = ["Loop", "LoopCondition", "Noop", "Sequence"]
 
@@ -36,6 +39,50 @@ class Noop(Node):
         return state
 
 
+# The laws of `Sequence`, checked on nested sequences (`Stage.sequence` builds them flat).
+
+
+async def check_identity(stage: Staged, state: StageState, env: Env) -> None:
+    """`sequence(noop, s) == s == sequence(s, noop)`."""
+    alone = await attempted(stage.node, state, env)
+    assert_equivalent(
+        "left identity", await attempted(Sequence((Noop(), stage.node)), state, env), alone
+    )
+    assert_equivalent(
+        "right identity", await attempted(Sequence((stage.node, Noop())), state, env), alone
+    )
+
+
+async def check_associativity(
+    first: Staged, second: Staged, third: Staged, state: StageState, env: Env
+) -> None:
+    """`sequence(sequence(a, b), c) == sequence(a, sequence(b, c)) == sequence(a, b, c)`."""
+    a, b, c = first.node, second.node, third.node
+    flat = await attempted(Sequence((a, b, c)), state, env)
+    left = await attempted(Sequence((Sequence((a, b)), c)), state, env)
+    right = await attempted(Sequence((a, Sequence((b, c)))), state, env)
+    assert_equivalent("associativity (left nesting)", left, flat)
+    assert_equivalent("associativity (right nesting)", right, flat)
+
+
+async def check_short_circuit(failing: Staged, after: Staged, state: StageState, env: Env) -> None:
+    """If `failing` fails, `sequence(failing, after)` fails the same way and
+    never runs `after`."""
+    alone = await attempted(failing.node, state, env)
+    if not isinstance(alone, Failure):
+        raise LawViolation(f"short circuit: the first stage did not fail: {alone!r}")
+    ran: list[StageState] = []
+
+    def spy(reached: StageState) -> StageState:
+        ran.append(reached)
+        return reached
+
+    chained = await attempted(Sequence((failing.node, Probe(spy), after.node)), state, env)
+    assert_equivalent("short circuit", chained, alone)
+    if ran:
+        raise LawViolation("short circuit: a stage after the failure ran")
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Sequence(Node):
@@ -46,10 +93,10 @@ class Sequence(Node):
     """
 
     kind: ClassVar[str] = "sequence"
-    laws: ClassVar[tuple[str, ...]] = (
-        "check_identity",
-        "check_associativity",
-        "check_short_circuit",
+    laws: ClassVar[tuple[Law[...], ...]] = (
+        Law("identity", check_identity),
+        Law("associativity", check_associativity),
+        Law("short circuit", check_short_circuit),
     )
 
     parts: tuple[Node, ...]
@@ -75,11 +122,11 @@ class _SequenceFrame(Frame):
     def advance(self, state: StageState, index: int) -> Next:
         part = self.parts[index]
         if part.leaf:
-            return self._leaves(state, index)
+            return Wait(self._leaves(state, index))
         if index + 1 == len(self.parts):
-            return (part, state)  # a tail call: the frame is done
+            return Run(part, state)  # a tail call: the frame is done
         self.index = index + 1
-        return (part, state, self)
+        return Run(part, state, self)
 
     def resume(self, outcome: Outcome) -> Next:
         if isinstance(outcome, StageException):
@@ -89,12 +136,11 @@ class _SequenceFrame(Frame):
     async def _leaves(self, state: StageState, index: int) -> Next:
         """Run consecutive leaves in one loop: no frame, no tuple per stage."""
         parts, env, count = self.parts, self.env, len(self.parts)
-        run = run_leaf if env.tracer_active else None
         while index < count:
             part = parts[index]
             if not part.leaf:
                 return self.advance(state, index)
-            outcome = await (part.run(state, env) if run is None else run(part, state, env))
+            outcome = await run_leaf(part, state, env)
             if type(outcome) is not StageState:
                 return outcome
             state = outcome
@@ -118,6 +164,74 @@ def _check_cap(_: object, __: object, value: int | None) -> None:
         require_count(value, "Stage.loop(max_iterations=...)", 0)
 
 
+# The law of `Loop`.
+
+
+def _repeated(node: Node, times: int) -> Node:
+    """`sequence(node, ..., node)`, `times` copies; `noop` for none."""
+    return Sequence((node,) * times) if times else Noop()
+
+
+def _below(n: int | None) -> tuple[LoopCondition, LoopCondition]:
+    """`iteration < n` (always true for None) as a sync and an async loop condition."""
+
+    def sync(*, state: StageState, iteration: int) -> bool:
+        return n is None or iteration < n
+
+    async def suspending(*, state: StageState, iteration: int) -> bool:
+        await anyio.lowlevel.checkpoint()
+        return n is None or iteration < n
+
+    return sync, suspending
+
+
+async def check_loop(stage: Staged, state: StageState, env: Env, *, iterations: int = 3) -> None:
+    """`loop` is a repeated sequence; for every `n` from 0 to `iterations`:
+
+    - `loop(stage, condition=false)` (`post_check`) `== stage`, and with
+      `mode="pre_check"` `== noop`;
+    - `loop(stage, condition=true, max_iterations=n) == sequence(stage, ..., stage)`
+      with `n` copies (`noop` for none), in either mode;
+    - `loop(stage, condition=iteration < n)` is `n` copies with `pre_check` and
+      `max(n, 1)` with `post_check`, for a sync or an async condition:
+      `iteration` counts the finished runs.
+
+    A failing run ends the loop with its failure, as it ends the sequence.
+    """
+    if iterations < 0:
+        raise ValueError(f"check_loop needs iterations >= 0, got {iterations!r}")
+    body = stage.node
+    copies = [
+        await attempted(_repeated(body, n), state, env) for n in range(max(iterations, 1) + 1)
+    ]
+    never, always = _below(0)[0], _below(None)[0]
+    assert_equivalent(
+        "loop(false) post_check",
+        await attempted(Loop(body, never, "post_check", None), state, env),
+        copies[1],
+    )
+    assert_equivalent(
+        "loop(false) pre_check",
+        await attempted(Loop(body, never, "pre_check", None), state, env),
+        Success(state),
+    )
+    modes: tuple[Literal["post_check", "pre_check"], ...] = ("post_check", "pre_check")
+    for n in range(iterations + 1):
+        for mode in modes:
+            assert_equivalent(
+                f"loop(true, max_iterations={n}) {mode} == {n} copies",
+                await attempted(Loop(body, always, mode, n), state, env),
+                copies[n],
+            )
+            runs = max(n, 1) if mode == "post_check" else n
+            for label, condition in zip(("sync", "async"), _below(n), strict=True):
+                assert_equivalent(
+                    f"loop({label} iteration < {n}) {mode} == {runs} copies",
+                    await attempted(Loop(body, condition, mode, None), state, env),
+                    copies[runs],
+                )
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class Loop(Node):
@@ -126,7 +240,7 @@ class Loop(Node):
     `max_iterations` caps the number of runs; reaching it ends the loop."""
 
     kind: ClassVar[str] = "loop"
-    laws: ClassVar[tuple[str, ...]] = ("check_loop",)
+    laws: ClassVar[tuple[Law[...], ...]] = (Law("loop", check_loop),)
 
     body: Node
     condition: LoopCondition = attrs.field(validator=_check_condition)
@@ -168,8 +282,8 @@ class _LoopFrame(Frame):
             return state
         body = self.node.body
         if body.leaf:
-            return self._spin(state)
-        return (body, state, self)
+            return Wait(self._spin(state))
+        return Run(body, state, self)
 
     def resume(self, outcome: Outcome) -> Next:
         self.iteration += 1
@@ -191,7 +305,7 @@ class _LoopFrame(Frame):
         if proceed is False:
             annotate("iterations", self.iteration)
             return state
-        return self._checked(proceed, state)
+        return Wait(self._checked(proceed, state))
 
     async def _checked(self, proceed: object, state: StageState) -> Next:
         try:
@@ -207,9 +321,8 @@ class _LoopFrame(Frame):
         """A leaf body: iterate in one coroutine, as a plain `while` loop."""
         body, env, condition, cap = self.node.body, self.env, self.node.condition, self.cap
         iteration = self.iteration
-        run = run_leaf if env.tracer_active else None
         while True:
-            outcome = await (body.run(state, env) if run is None else run(body, state, env))
+            outcome = await run_leaf(body, state, env)
             iteration += 1
             if type(outcome) is not StageState:
                 annotate("iterations", iteration)

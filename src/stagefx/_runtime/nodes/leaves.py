@@ -19,7 +19,8 @@ from stagefx._core.errors import StageException, StageExecutionError
 from stagefx._core.state import StageState, checked_context
 from stagefx._env.env import Env
 from stagefx._runtime.calls import failure, require_callable, resolve
-from stagefx._runtime.node import Node, Outcome
+from stagefx._runtime.equivalence import Attempt, assert_equivalent, attempted
+from stagefx._runtime.node import Law, Node, Outcome
 
 __all__ = [
     "AnyStageFunction",
@@ -115,6 +116,36 @@ def _check_context_transform(_: object, __: object, value: ContextTransform) -> 
     require_callable(value, "transform_context")
 
 
+# The functor laws of the transforms. A node module imports no other node
+# module, so `sequence(f, g)` is spelled out as what it does.
+
+
+async def _in_turn(first: Node, second: Node, state: StageState, env: Env) -> Attempt:
+    """What `sequence(first, second)` gives: `second` on what `first` gave, unless it failed."""
+    done = await attempted(first, state, env)
+    return await attempted(second, done.unwrap(), env) if isinstance(done, Success) else done
+
+
+async def check_result_functor(
+    first: Callable[[MultimodalContent], MultimodalContent],
+    second: Callable[[MultimodalContent], MultimodalContent],
+    state: StageState,
+    env: Env,
+) -> None:
+    """`transform_result(id) == noop`; `transform_result(g . f) ==
+    sequence(transform_result(f), transform_result(g))`."""
+    assert_equivalent(
+        "result functor identity",
+        await attempted(TransformResult(lambda content: content), state, env),
+        Success(state),
+    )
+    assert_equivalent(
+        "result functor composition",
+        await attempted(TransformResult(lambda content: second(first(content))), state, env),
+        await _in_turn(TransformResult(first), TransformResult(second), state, env),
+    )
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class TransformResult(Node):
@@ -122,7 +153,7 @@ class TransformResult(Node):
 
     kind: ClassVar[str] = "transform_result"
     leaf: ClassVar[bool] = True
-    laws: ClassVar[tuple[str, ...]] = ("check_result_functor",)
+    laws: ClassVar[tuple[Law[...], ...]] = (Law("result functor", check_result_functor),)
 
     transformation: ResultTransform = attrs.field(validator=_check_result_transform)
 
@@ -138,6 +169,25 @@ class TransformResult(Node):
         return state.updated(result=value)
 
 
+async def check_context_functor(
+    first: Callable[[ModelContext], ModelContext],
+    second: Callable[[ModelContext], ModelContext],
+    state: StageState,
+    env: Env,
+) -> None:
+    """The functor laws for `transform_context`, as for `check_result_functor`."""
+    assert_equivalent(
+        "context functor identity",
+        await attempted(TransformContext(lambda context: context), state, env),
+        Success(state),
+    )
+    assert_equivalent(
+        "context functor composition",
+        await attempted(TransformContext(lambda context: second(first(context))), state, env),
+        await _in_turn(TransformContext(first), TransformContext(second), state, env),
+    )
+
+
 @final
 @attrs.frozen(slots=True, eq=False, repr=False)
 class TransformContext(Node):
@@ -145,7 +195,7 @@ class TransformContext(Node):
 
     kind: ClassVar[str] = "transform_context"
     leaf: ClassVar[bool] = True
-    laws: ClassVar[tuple[str, ...]] = ("check_context_functor",)
+    laws: ClassVar[tuple[Law[...], ...]] = (Law("context functor", check_context_functor),)
 
     transformation: ContextTransform = attrs.field(validator=_check_context_transform)
 

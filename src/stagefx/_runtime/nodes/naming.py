@@ -11,7 +11,7 @@ from stagefx._core.errors import StageException
 from stagefx._core.meta import AttributeValue
 from stagefx._core.state import StageState
 from stagefx._env.env import Env
-from stagefx._runtime.node import Frame, Next, Node, Outcome, SpanSpec, Within, run_leaf
+from stagefx._runtime.node import Frame, Next, Node, Outcome, Run, SpanSpec, Within, run_leaf
 
 __all__ = ["Named", "Traced", "TracedLeaf"]
 
@@ -47,7 +47,7 @@ class Named(Node):
         if env.events is not None:  # streamed: the child's events name this stage
             named = env.streaming_to(env.events.named(self.label))
             return Within(self.child, state, named, _NamedFrame(self.label))
-        return (self.child, state, _NamedFrame(self.label))
+        return Run(self.child, state, _NamedFrame(self.label))
 
 
 @final
@@ -84,7 +84,7 @@ class Traced(Node):
         return (self.label, self.attributes)
 
     def start(self, state: StageState, env: Env) -> Next:
-        return (self.child, state)
+        return Run(self.child, state)
 
 
 @final

@@ -16,7 +16,7 @@ from stagefx._env.env import Env
 from stagefx._env.tracing import annotate
 from stagefx._model.boundary import call_model
 from stagefx._runtime.calls import failure, resolve
-from stagefx._runtime.node import Next, Node, SpanSpec
+from stagefx._runtime.node import Next, Node, Run, SpanSpec, Wait
 
 __all__ = ["Route", "Router", "Routing"]
 
@@ -89,8 +89,8 @@ class Router(Node):
         if len(self.routes) == 1:
             (name, (_, only)), *_ = self.routes.items()
             annotate("route", name)
-            return (only, state)
-        return self._routed(state, env)
+            return Run(only, state)
+        return Wait(self._routed(state, env))
 
     async def _routed(self, state: StageState, env: Env) -> Next:
         chosen: object
@@ -114,7 +114,7 @@ class Router(Node):
                 state=state,
             )
         annotate("route", str(chosen))
-        return (route[1], state)
+        return Run(route[1], state)
 
     def _route(self, chosen: object) -> tuple[StageMeta, Node] | None:
         """The route named `chosen`: exactly, else ignoring case and spaces

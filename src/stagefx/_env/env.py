@@ -9,7 +9,7 @@ variable that only the `scope` block sets.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from contextlib import (
     AbstractAsyncContextManager,
     AsyncExitStack,
@@ -26,7 +26,7 @@ from stagefx._env.clock import Clock, SystemClock
 from stagefx._env.events import EventSink
 from stagefx._env.tracing import NoopTracer, Tracer, current_span, is_tracing
 
-__all__ = ["Env", "HoldsSecrets", "ambient", "ctx", "once_per_env", "resolved"]
+__all__ = ["Env", "HoldsSecrets", "ambient", "ctx", "resolved"]
 
 T = TypeVar("T")
 
@@ -44,10 +44,6 @@ class HoldsSecrets:
 
 def _tracing(env: Env) -> bool:
     return is_tracing(env.tracer)
-
-
-def _nothing_yet() -> dict[Callable[[Env], object], object]:
-    return {}
 
 
 @final
@@ -75,11 +71,7 @@ class Env:
     tracer_active: bool = attrs.field(
         init=False, eq=False, repr=False, default=attrs.Factory(_tracing, takes_self=True)
     )
-    """Whether spans go anywhere (not under `NoopTracer`); read on every stage."""
-    _once: dict[Callable[[Env], object], object] = attrs.field(
-        init=False, eq=False, repr=False, factory=_nothing_yet
-    )
-    """What `once_per_env` worked out from this Env, by the function that did."""
+    """Whether spans go anywhere (not under `NoopTracer`)."""
 
     @classmethod
     def of(cls, *providers: object, name: str = "stagefx") -> Env:
@@ -105,11 +97,8 @@ class Env:
         )
 
     def streaming_to(self, events: EventSink | None) -> Env:
-        """A copy whose nodes emit their events to `events`; what `once_per_env`
-        worked out from the providers (the same) is shared, not worked out again."""
-        streaming = attrs.evolve(self, events=events)
-        object.__setattr__(streaming, "_once", self._once)  # frozen: set once, here
-        return streaming
+        """A copy whose nodes emit their events to `events`."""
+        return attrs.evolve(self, events=events)
 
     def secrets(self) -> tuple[str, ...]:
         """Every string a provider in this Env says must never be written (API keys)."""
@@ -117,14 +106,10 @@ class Env:
         for provider in self.providers:
             if isinstance(provider, HoldsSecrets):  # nominal, never by shape
                 try:
-                    held = tuple(provider.secrets())
+                    held: tuple[object, ...] = tuple(provider.secrets())
                 except Exception:  # a provider's bug must not stop failures being reported
                     continue
-                found.extend(
-                    secret
-                    for secret in cast("tuple[object, ...]", held)  # the provider's: anything
-                    if isinstance(secret, str) and secret
-                )
+                found.extend(each for each in held if isinstance(each, str) and each)
         return tuple(found)
 
     def get(self, kind: type[T]) -> T | None:
@@ -134,18 +119,6 @@ class Env:
                 return provider
         return None
 
-
-def once_per_env(env: Env, derive: Callable[[Env], T]) -> T:
-    """`derive(env)`, worked out once per Env (an Env never changes): for what
-    every model call would otherwise find again, such as its `CallLayer`s."""
-    memo = env._once  # pyright: ignore[reportPrivateUsage]  # Env's own helper, in its module
-    found = memo.get(derive, _UNSET)
-    if found is _UNSET:
-        found = memo[derive] = derive(env)
-    return cast(T, found)
-
-
-_UNSET = object()
 
 _ambient: ContextVar[Env | None] = ContextVar("stagefx_env", default=None)
 

@@ -26,14 +26,14 @@ import anyio.lowlevel
 import attrs
 import pydantic_core
 
-from stagefx._codec.codec import CodecError, json_value
+from stagefx._codec import CodecError, json_value
 from stagefx._core.conversation import ModelOutput, ModelToolRequest
 from stagefx._core.errors import MissingEnvironmentError, StageException, StageExecutionError
 from stagefx._core.iteration import close_iterator
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals, record_spend
-from stagefx._env.env import Env, once_per_env
+from stagefx._env.env import Env
 from stagefx._env.events import EventSink, PartialOutput, TextDelta
 from stagefx._env.tracing import close_span, close_span_raised, open_span
 from stagefx._model.generative import (
@@ -107,8 +107,8 @@ class CallLayer:
 @final
 class Known:
     """A stream whose items are at hand (a replayed answer): text deltas, then
-    the answer. A layer returns one when it has nothing to wait for; the
-    boundary then reads it without awaiting."""
+    the answer. When nobody streams the call, the boundary takes the answer
+    without iterating."""
 
     __slots__ = ("_at", "items")
 
@@ -136,8 +136,7 @@ class Known:
 @final
 class ModelPath:
     """What a layer passes a model call on to: the layers inside it, then the
-    Env's `model` (None: there is none; a call reaching it fails). Built once
-    per Env, so a layer is handed the same object for every call."""
+    Env's `model` (None: there is none; a call reaching it fails)."""
 
     __slots__ = ("_inner", "_layer", "model")
 
@@ -187,13 +186,10 @@ NOT_JSON = "(arguments are not JSON)"
 
 
 def as_json(answer: ModelOutput | ModelFailure) -> ModelOutput | ModelFailure:
-    """`answer` with tool arguments that JSON cannot hold (NaN, infinities,
-    integers of thousands of digits, other objects) replaced by
-    `{NOT_JSON: why}`: the tool's validation answers the model with an error it
-    can correct. Done where the answer leaves the model, so every layer, the
-    cassette and the durable step see the same arguments the tool does.
-    `provider_data` JSON cannot hold is the provider's bug: a `CodecError`
-    here, live as recorded, rather than only when a cassette is written."""
+    """`answer` with tool arguments JSON cannot hold replaced by `{NOT_JSON: why}`,
+    so the tool's validation gives the model an error it can correct. Done as
+    the answer leaves the model, so layers, cassettes and steps see what the
+    tool does; `provider_data` JSON cannot hold is the provider's bug: `CodecError`."""
     if not isinstance(answer, ModelOutput):
         return answer
     if answer.provider_data:
@@ -211,8 +207,7 @@ def as_json(answer: ModelOutput | ModelFailure) -> ModelOutput | ModelFailure:
 
 
 def _path(env: Env) -> ModelPath | None:
-    """The Env's model under its layers, outermost first; None with neither.
-    Worked out once per Env."""
+    """The Env's model under its layers, outermost first; None with neither."""
     model = env.get(GenerativeModel)
     layers = [provider for provider in env.providers if isinstance(provider, CallLayer)]
     if model is None and not layers:
@@ -229,7 +224,7 @@ def _ordered(layers: list[CallLayer]) -> list[CallLayer]:
 
 
 def _tool_path(env: Env) -> ToolPath:
-    """The tool call under the Env's layers, outermost first. Once per Env."""
+    """The tool call under the Env's layers, outermost first."""
     path: ToolPath = _run_tool
     for layer in reversed(_ordered([p for p in env.providers if isinstance(p, CallLayer)])):
         path = _through(layer, path)
@@ -255,7 +250,7 @@ def call_tool(
     tool: Tool[..., object], request: ModelToolRequest, context: ToolContext
 ) -> Awaitable[object]:
     """Run `tool` for the model's `request` through the Env's layers."""
-    return once_per_env(context.env, _tool_path)(tool, request, context)
+    return _tool_path(context.env)(tool, request, context)
 
 
 async def call_model(
@@ -272,7 +267,7 @@ async def call_model(
     added to the call's span (an output retry's number); the span also gets
     the time to the first delta of a streamed call. A `quiet` call (a router's
     choice: not text for the reader) emits no events."""
-    path = once_per_env(env, _path)
+    path = _path(env)
     if path is None:
         return missing_model(state)
     if not env.tracer_active:
@@ -332,7 +327,7 @@ async def _answer(
     if path.model is not None and path.bare and events is None:
         return as_json(await path.model.generate(request, env))  # no layer, no reader: whole
     stream = path.stream(request, env)
-    if events is None and type(stream) is Known:  # an answer at hand, which nobody streams
+    if events is None and type(stream) is Known:  # replay 2.6x its floor, not 2.8x (target 3x)
         return stream.answer()
     partial = _Partial(events, request) if events is not None else None
     answer: object = None

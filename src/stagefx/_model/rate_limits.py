@@ -1,43 +1,9 @@
 """`RateLimits`: requests and tokens per minute, spread evenly over every model call.
 
-A `RateLimits` is a `CallLayer` (place "pacing": inside a `Recorder`, so a
-replayed call is never paced), so every model call made under its Env passes through
-it: batch items, concurrent branches, retries and tool rounds alike. Put one
-object in the Env and every call under it shares its budgets.
-
-The algorithm, per budget (requests, tokens): calls are spaced, not let
-through in per-second batches (a budget kept per one-second window still
-reaches a server as bursts: ten calls at 0 and ten at 1 arrive, with latency
-jitter, as up to twenty in one of its seconds). Each budget keeps a
-theoretical arrival time (a GCRA, or leaky bucket with no burst allowance): a
-call is admitted once the clock has reached it, and pushes it on by its units
-times `60 / per_minute` seconds (one unit for a request, the estimated tokens,
-at least one, for tokens). Reported usage moves the token time back or on by
-the difference, and an admitted call that is cancelled before it resumes
-gives its charge back; a give-back never pulls the time before what the
-calls admitted after it, within the last second, have used (that would let a
-burst through). So between any two admissions less than a second apart, the
-calls admitted before the later one used less than the time between them
-allows: in any one-second window at most a sixtieth of each budget goes out
-plus one request (and one request's tokens), and a steady stream still gets
-the whole budget per minute.
-
-Callers wait in one FIFO line per event loop. The first in line (the head)
-sleeps on the Env's clock until the budgets' times are reached (or an answer
-gives tokens back, which cuts its sleep short), then admits, at once, every
-caller from the front of the line that fits (with a budget, that is one): a
-later caller never overtakes an earlier one. A caller cancelled while waiting
-has taken nothing and gives nothing back.
-
-Provider hints (`ModelOutput.limits`, a `RateLimitHint`) only tighten: a hint
-that says fewer requests (or tokens) remain than the budget would let through
-before the hint's reset (its per-second share times the reset, at least one
-second) becomes a cap: until the reset (at most `max_pause` from the answer),
-the calls admitted may take no more than what remained, each call counting for
-at least one token (also one whose tokens were not estimated). A call that
-does not fit waits for the reset. What a cap gave out is never given back (not
-on a cancel, nor by reported usage): the provider may have counted it. The
-budgets still apply as well, so a hint never lets more through than they would.
+A `CallLayer` (place "pacing": inside a `Recorder`, so a replayed call is
+never paced) whose budgets every call under its Env shares. Calls are spaced,
+not let through in per-second batches, which a server would see as bursts;
+the rules are in docs/dataset.md ("Rate limits", "How the pacing works").
 """
 
 from __future__ import annotations
@@ -105,18 +71,9 @@ def estimate_tokens(
     tokenizer: Callable[[ModelRequest], int] | None = None,
     configured: Mapping[str, object] = _NOTHING_CONFIGURED,
 ) -> int:
-    """Tokens `request` may cost, before it is sent: its input plus its output limit.
-
-    Input: `tokenizer(request)` when given (an exact count), else the
-    characters of the instructions, of the text in the context (tool requests'
-    names and JSON arguments, tool responses' names and content included), of
-    each tool's name, description and JSON Schema and of the output schema,
-    divided by `CHARACTERS_PER_TOKEN` (4) and rounded up, plus `IMAGE_TOKENS`
-    (765) per image. Output: the first of `max_output_tokens`,
-    `max_completion_tokens`, `max_tokens` the request's `extra` names, else
-    that `configured` names (the model's options, as its `fingerprint` gives
-    them: an `OpenAIResponsesConfig(max_output_tokens=...)`), else
-    `DEFAULT_OUTPUT_TOKENS` (256).
+    """Tokens `request` may cost, before it is sent: its input (`tokenizer`'s
+    count, else its characters / 4 plus 765 per image) plus its output limit
+    (from its `extra`, else the model's `configured` options, else 256).
 
     Example: 400 characters of instructions, `max_tokens=100`: 100 + 100 = 200.
     """
@@ -144,7 +101,7 @@ def _measure(request: ModelRequest) -> tuple[int, int]:
             for response in turn.tool_responses:
                 characters += len(response.tool) + len(response.content.as_string())
                 images += len(response.content.images())
-        elif isinstance(cast(object, turn), ModelOutput):  # a request's context may be untyped
+        else:
             for call in turn.tool_requests:
                 characters += len(call.tool) + len(_json(call.arguments))
     for tool in request.tools:
@@ -329,55 +286,13 @@ def _count(value: object, what: str) -> int | None:
 
 @final
 class RateLimits(CallLayer):
-    """Requests and tokens per minute for every model call under an Env.
+    """Requests and tokens per minute, shared by every model call under an Env.
 
-    Put one in the Env beside the model: `Env.of(model, RateLimits(
-    requests_per_minute=500, tokens_per_minute=200_000))` or
-    `ctx.scope("app", RateLimits(...), ...)`. Every model call under it
-    (batch items, concurrent branches, retries, tool rounds) shares its budgets:
-
-    - Spaced, not in bursts: a request every `60 / requests_per_minute`
-      seconds, and a call of n tokens holds the token budget for
-      `n * 60 / tokens_per_minute` seconds before the next may go. So in any
-      one-second window at most a sixtieth of each budget goes out plus one
-      request (and its tokens, and the overshoot of the estimates of calls
-      still unanswered when it went). A server whose latencies vary by up
-      to `j` seconds may see in one second what went out in `1 + j`: at
-      most `1 + j` sixtieths plus one (sent in per-second batches, it was two
-      sixtieths for any `j` at all).
-    - Tokens are estimated before a call is sent (`estimate`, see
-      `estimate_tokens`; `tokenizer` counts the input exactly; a call counts
-      for at least one) and reconciled with the usage the answer reports: a
-      call that used fewer tokens gives the difference back (unless later
-      calls already went in its time), one that used more takes it. A
-      failed call, or an answer with no usage, keeps its estimate.
-    - A 429 (`ModelFailure` "rate_limited") pauses every caller for its
-      `retry_after` (at most `max_pause` seconds; one second when it gives
-      none). The failure still goes to its caller: retrying is `with_retry`'s job.
-    - A provider's hint on an answer (`ModelOutput.limits`, which the OpenAI
-      provider reads from the `x-ratelimit-remaining-*` and
-      `x-ratelimit-reset-*` headers) tightens, never loosens: when it says
-      fewer requests or tokens remain than the budget would let through
-      before its reset (the per-second share times the reset, at least one
-      second; with no such budget, always), then until that reset (at most
-      `max_pause` seconds after the answer) every caller sharing the limits
-      may take only what remains (a call counts for at least one token,
-      whether or not its tokens were estimated), and a call that does not fit
-      waits for the reset. A hint without a reset is ignored, and a later hint before the
-      reset never raises what is left.
-    - Callers wait in FIFO order (no overtaking), on the Env's clock; one
-      cancelled while waiting has taken nothing and gives nothing back. A
-      call cancelled after it went to the model keeps its charge (the
-      provider may have counted it).
-
-    Time comes from the Env's clock: every Env sharing one RateLimits must
-    use the same clock (any `SystemClock`, or one `VirtualClock` object);
-    calls under another clock fail with a `ValueError` as their cause.
-    Event loops: one RateLimits may serve several loops, one after another
-    (`asyncio.run` twice, asyncio then trio) and the budget carries over. Its
-    budgets are guarded by a thread lock and its waiting line is per loop, so
-    loops in several threads may share it too; then FIFO order and the early
-    wake after a give-back hold among the callers of each loop only.
+    Calls go `60 / requests_per_minute` seconds apart, and a call of n tokens
+    (estimated, then reconciled with its reported usage) holds the token
+    budget for `n * 60 / tokens_per_minute` seconds; a 429 pauses every caller
+    for its `retry_after` (at most `max_pause`), and a provider's hint only
+    tightens. docs/dataset.md ("Rate limits") has the rules.
 
     Example: `Env.of(OpenAIChatConfig(model="gpt-4o"), RateLimits(tokens_per_minute=30_000))`
     """
@@ -554,7 +469,7 @@ class RateLimits(CallLayer):
         with self._mutex:
             now = clock.now()
             if isinstance(answer, ModelOutput):
-                if isinstance(answer.limits, RateLimitHint):
+                if answer.limits is not None:
                     self._tighten(answer.limits, now)
                 usage = answer.usage
                 if charge is not None and self._tokens is not None and usage is not None:
@@ -619,23 +534,16 @@ def _options(inner: ModelPath, env: Env) -> Mapping[str, object]:
     if inner.model is None:
         return _NOTHING_CONFIGURED
     try:
-        options = cast(object, inner.model.fingerprint(env))  # the model's: anything
+        return inner.model.fingerprint(env)
     except Exception:  # a model that cannot say: the request's own limit, or the default
         return _NOTHING_CONFIGURED
-    if not isinstance(options, Mapping):
-        return _NOTHING_CONFIGURED
-    return cast("Mapping[str, object]", options)
 
 
-def _hinted_count(value: object) -> int | None:
-    """A hint's count if it is an int >= 0 (a hand-made hint may hold anything)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
+def _hinted_count(value: int | None) -> int | None:
+    """A hint's count, unless it is negative (nonsense: ignored)."""
+    return None if value is None or value < 0 else value
 
 
-def _hinted_seconds(value: object) -> float | None:
-    """A hint's reset if it is finite seconds."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+def _hinted_seconds(value: float | None) -> float | None:
+    """A hint's reset, unless it is not finite (nonsense: ignored)."""
+    return None if value is None or not math.isfinite(value) else float(value)

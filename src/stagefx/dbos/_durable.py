@@ -37,7 +37,7 @@ from dbos._error import (  # not re-exported by dbos: the types its cancelled re
 )
 from returns.result import Failure, Result, Success
 
-from stagefx._codec.codec import (
+from stagefx._codec import (
     CODEC_VERSION,
     JSON,
     CodecError,

@@ -21,10 +21,9 @@ from typing import ClassVar, Literal, TypeAlias, cast, final
 import attrs
 import msgspec
 
-from stagefx._codec.codec import (
+from stagefx._codec import (
     JSON,
     CodecError,
-    RequestEncoder,
     canonical,
     decode_answer_json,
     decode_request,
@@ -112,7 +111,7 @@ class _Recorded:
         self.replayed += other.replayed
 
 
-class _Call(msgspec.Struct, gc=False):  # read from JSON: a tree, no cycle for the GC to find
+class _Call(msgspec.Struct):
     """A call as the cassette holds it, each part left as raw JSON."""
 
     model: msgspec.Raw
@@ -121,7 +120,7 @@ class _Call(msgspec.Struct, gc=False):  # read from JSON: a tree, no cycle for t
     deltas: msgspec.Raw = msgspec.Raw()  # empty: not streamed
 
 
-class _Cassette(msgspec.Struct, gc=False):
+class _Cassette(msgspec.Struct):
     version: int
     calls: list[_Call]
 
@@ -149,18 +148,10 @@ def _parsed(raw: bytes) -> JSON:
 class Recorder(CallLayer):
     """Records model calls to a JSON cassette at `path` and replays them.
 
-    Put it in the Env beside the model: `ctx.scope("test", config, recorder,
-    disposables=(OpenAI(),))`. Calls match by a canonical form of the request
-    and of the model's `fingerprint` (API, model name, options), not by order;
-    identical calls replay in the order they were recorded. Each recorded call
-    is written as it is recorded (a replay never writes): the cassette is
-    rewritten atomically, or, once it holds hundreds of calls, the call is
-    appended to its journal (`.<name>.journal` beside it), which every
-    Recorder reads too and which is folded into the cassette when this
-    Recorder goes or the process exits.
-    `secrets` adds strings that must never be written; the model's own
-    `secrets()`, API-key-shaped strings and the values of environment
-    variables named like keys are refused too.
+    Calls match by a canonical form of the request and of the model's
+    `fingerprint`, not by order. Each recorded call is written at once; a
+    cassette that would hold a secret (the model's key, `secrets`, key-shaped
+    strings) is not written. See docs/recording.md.
 
     Example: `Recorder("tests/cassettes/triage.json", mode="replay")`
     """
@@ -178,9 +169,7 @@ class Recorder(CallLayer):
             raise ValueError(f"Recorder mode must be one of {', '.join(_MODES)}, got {mode!r}")
         self.path = Path(path)
         self.mode: RecordMode = mode
-        self._secrets = tuple(
-            secret for secret in secrets if isinstance(cast(object, secret), str) and secret
-        )
+        self._secrets = tuple(secret for secret in secrets if secret)
         exists = self.path.exists()
         self._replays = mode in ("replay", "new") or (mode == "once" and exists)
         self._records = mode in ("record", "new") or (mode == "once" and not exists)
@@ -199,9 +188,7 @@ class Recorder(CallLayer):
         self._checked = not self._calls
         self._broken: list[str] = []  # calls whose request does not decode, found when checked
         self._by_request: dict[bytes, list[_Recorded]] | None = None  # for an Env with no model
-        self._encode = RequestEncoder()
         self._fingerprints: dict[tuple[int, int], tuple[GenerativeModel, Env, bytes]] = {}
-        self._last_fingerprint: tuple[GenerativeModel | None, Env | None, bytes] = (None, None, b"")
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -213,22 +200,10 @@ class Recorder(CallLayer):
         """Replay the recorded answer to `request` (a streamed recording as its
         deltas), or (where the mode allows) pass the call on and record it."""
         model = inner.model
-        last = self._last_fingerprint
-        fingerprint = (
-            last[2] if last[0] is model and last[1] is env else self._fingerprint(model, env)
-        )
-        key = (fingerprint, self._encode.canonical(request))
+        key = (self._fingerprint(model, env), canonical(encode_request(request)))
         if self._replays:
-            self._lock.acquire()  # not `with`: this is every replayed call, and `with` costs twice
-            try:
-                call = self._calls.get(key) if model is not None else None
-                if call is not None and call.replayed < len(call.answers):  # the usual replay
-                    call.replayed += 1
-                    replayed: _Answer | None = call.answers[call.replayed - 1]
-                else:
-                    replayed = self._take(key, by_model=model is not None)
-            finally:
-                self._lock.release()
+            with self._lock:
+                replayed = self._take(key, by_model=model is not None)
             if replayed is not None:
                 answer, deltas = replayed
                 streamed = _deltas(deltas) if deltas is not None and env.events is not None else ()
@@ -292,8 +267,8 @@ class Recorder(CallLayer):
     # Internals ----------------------------------------------------------------
 
     def _fingerprint(self, model: GenerativeModel | None, env: Env) -> bytes:
-        """The fingerprint of the model this layer is handed (the same object
-        for every call in one Env), canonical, computed once per (model, Env)."""
+        """The model's fingerprint, canonical: asked of the model once per Env
+        (it is the model's own code), and remembered for up to 4,096 Envs."""
         if model is None:
             return b"null"
         known = self._fingerprints.get((id(model), id(env)))
@@ -304,7 +279,6 @@ class Recorder(CallLayer):
             if len(self._fingerprints) >= _FINGERPRINTS_KEPT:  # a stage may make an Env per run
                 self._fingerprints.clear()
             self._fingerprints[(id(model), id(env))] = known  # kept alive: the ids stay theirs
-        self._last_fingerprint = known
         return known[2]
 
     def _take(self, key: _Key, *, by_model: bool) -> _Answer | None:
@@ -466,8 +440,7 @@ def _read(path: Path) -> dict[_Key, _Recorded]:
     file, so each part is compact JSON, as written (canonical if not hand-edited)."""
     try:
         text = path.read_bytes()
-        if not text.isascii():  # checked once here: msgspec leaves raw parts unchecked
-            text.decode("utf-8")
+        text.decode("utf-8")  # msgspec leaves the raw parts unchecked
         cassette = _READ.decode(msgspec.json.format(text, indent=-1))
     except OSError as error:
         raise ValueError(f"cassette {path} cannot be read: {error}") from error
@@ -483,14 +456,8 @@ def _read(path: Path) -> dict[_Key, _Recorded]:
             f"this stagefx reads version {CASSETTE_VERSION}"
         )
     calls: dict[_Key, _Recorded] = {}
-    models: dict[bytes, bytes] = {}  # one copy of each model's fingerprint
-    last, model = msgspec.Raw(), b""
     for read in [*cassette.calls, *_journaled(path)]:
-        if read.model != last:  # sorted by model first: mostly the one before's
-            last = read.model
-            model = bytes(last)
-            model = models.setdefault(model, model)
-        key = (model, bytes(read.request))
+        key = (bytes(read.model), bytes(read.request))
         call = calls.get(key)
         if call is None:
             call = calls[key] = _Recorded(key, [])

@@ -1,12 +1,17 @@
 """Reading a provider's JSON body without trusting it: each field is checked
-as it is read, and a body of the wrong shape is a `MalformedBody` naming where."""
+as it is read, a body of the wrong shape is a `MalformedBody` naming where,
+and a body that cannot be read is the `unavailable` failure `malformed` says."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Final, cast
 
-__all__ = ["MAX_TOKENS", "MalformedBody", "items", "mapping", "number", "text"]
+from stagefx._core.errors import describe_error
+from stagefx._core.request import ModelFailure
+from stagefx._core.secrets import Scrubber
+
+__all__ = ["MAX_TOKENS", "MalformedBody", "items", "malformed", "mapping", "number", "text"]
 
 
 class MalformedBody(ValueError):
@@ -43,3 +48,9 @@ def number(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
         return value
     return 0
+
+
+def malformed(what: str, error: Exception, scrub: Scrubber) -> ModelFailure:
+    """`unavailable`, for a body or a stream (`what`: "response from OpenAI")
+    that could not be read: not JSON, not UTF-8, too deep, not the shape."""
+    return ModelFailure("unavailable", f"malformed {what}: {scrub.clip(describe_error(error))}")

@@ -1,6 +1,7 @@
 """What HTTP tells a provider, read without trusting the server: how long it
 asks to wait (leniently, and capped: garbage is no advice and no wait is
-endless), and whether a failure was the connection's rather than a bug."""
+endless), whether a failure was the connection's rather than a bug, and
+what an answer's headers add to it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,29 @@ import datetime
 import email.utils
 import math
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
 
-__all__ = ["capped", "header", "http_date", "is_transport", "retry_after"]
+import attrs
+
+from stagefx._core.conversation import ModelOutput, RateLimitHint
+from stagefx._core.request import ModelFailure
+from stagefx._core.secrets import Scrubber
+
+__all__ = [
+    "answered",
+    "capped",
+    "finite_seconds",
+    "header",
+    "http_date",
+    "is_transport",
+    "rate_limited",
+    "retry_after",
+    "sent",
+]
+
+T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
 
 _TRANSPORT_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio"})
 
@@ -20,6 +42,70 @@ def is_transport(error: Exception) -> bool:
     if isinstance(error, OSError | RecursionError):
         return True
     return type(error).__module__.partition(".")[0] in _TRANSPORT_PACKAGES
+
+
+async def sent(
+    provider: str,
+    request: Awaitable[T],
+    api_error: type[E],
+    failure_of: Callable[[E], ModelFailure],
+) -> T | ModelFailure:
+    """What `request` (a call of `provider`'s SDK client) answers; the failure
+    `failure_of` makes of the SDK's `api_error`; `unavailable` when the
+    connection broke, whichever layer of the HTTP stack noticed (or,
+    defensively, when the SDK's own reading of an error body ran out of
+    stack). Anything else is a bug, raised as such."""
+    try:
+        return await request
+    except api_error as error:
+        return failure_of(error)
+    except Exception as error:
+        if not is_transport(error):
+            raise
+        return ModelFailure(
+            "unavailable", f"could not read {provider}'s answer: {type(error).__name__}"
+        )
+
+
+def finite_seconds(value: float, where: str) -> float:
+    """`value` (a wait or a timeout a caller gives, `where`) as seconds; a
+    `ValueError` unless it is a finite number >= 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(cast(object, value), int | float)  # may be untyped
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{where} needs finite seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def answered(
+    decoded: ModelOutput | ModelFailure,
+    headers: object,
+    scrub: Scrubber,
+    provider: str,
+    hint: Callable[[object], RateLimitHint | None],
+    max_retry_after: float,
+) -> ModelOutput | ModelFailure:
+    """What `provider` answers for `decoded`, read from a body that came with
+    `headers`: an output with the rate-limit hint `hint` reads in them; a
+    failure with its message scrubbed and named for `provider`, a rate
+    limit's wait read from them (at most `max_retry_after`, see `retry_after`)."""
+    if isinstance(decoded, ModelOutput):
+        found = hint(headers)
+        return decoded if found is None else attrs.evolve(decoded, limits=found)
+    message = f"{provider}: {scrub.clip(decoded.message)}"
+    if decoded.kind != "rate_limited":
+        return ModelFailure(decoded.kind, message)
+    return rate_limited(message, retry_after(headers, max_retry_after))
+
+
+def rate_limited(message: str, wait: tuple[float | None, str]) -> ModelFailure:
+    """A `rate_limited` failure that waits `wait` (the seconds and the note
+    `retry_after` or `capped` give), the note added to `message`."""
+    seconds, note = wait
+    return ModelFailure("rate_limited", f"{message} ({note})" if note else message, seconds)
 
 
 def retry_after(
@@ -46,14 +132,17 @@ def capped(asked: float | None, maximum: float) -> tuple[float | None, str]:
     return maximum, f"server asked to wait {_seconds(asked)} s; capped at {_seconds(maximum)} s"
 
 
-def header(headers: object, name: str) -> str | None:
-    """A header's value, stripped (None when absent or unreadable)."""
+def header(headers: object, name: str, *, longest: int | None = None) -> str | None:
+    """A header's value, stripped (None when absent or unreadable, or longer
+    than `longest` characters: garbage, when no value it may hold needs more)."""
     get = getattr(headers, "get", None)
     try:
         value = get(name) if callable(get) else None
     except Exception:  # a headers object that cannot be read has nothing to say
         return None
-    return value.strip() if isinstance(value, str) else None
+    if not isinstance(value, str) or (longest is not None and len(value) > longest):
+        return None
+    return value.strip()
 
 
 def http_date(text: str) -> float | None:

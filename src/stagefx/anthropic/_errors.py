@@ -17,7 +17,7 @@ import anthropic
 
 from stagefx._core.request import FailureKind, ModelFailure
 from stagefx._core.secrets import Scrubber
-from stagefx._model.http import retry_after
+from stagefx._model.http import rate_limited, retry_after
 
 __all__ = ["body_failure", "failure_of", "kind_of"]
 
@@ -101,8 +101,7 @@ def failure_of(error: anthropic.APIError, scrub: Scrubber, max_retry_after: floa
     detail = ": ".join(part for part in (kind, told) if part)
     message = f"Anthropic {status}: {scrub.clip(detail or 'no message')}"
     if status == 429:
-        seconds, note = retry_after(error.response.headers, max_retry_after)
-        return ModelFailure("rate_limited", f"{message} ({note})" if note else message, seconds)
+        return rate_limited(message, retry_after(error.response.headers, max_retry_after))
     if status in (401, 403):
         return ModelFailure("authentication", message)
     if status in (400, 413) and too_long(told):

@@ -12,16 +12,15 @@ from collections.abc import Mapping
 from typing import Final, cast
 
 from stagefx._core.content import (
-    ArtifactContent,
     ContentPart,
     ImageContent,
     MultimodalContent,
-    ResourceContent,
     TextContent,
 )
 from stagefx._core.conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._model.body import MalformedBody, items, mapping, number, text
+from stagefx._model.content_text import part_text
 from stagefx.anthropic._errors import body_failure
 from stagefx.anthropic._wire import (
     JSON,
@@ -52,14 +51,6 @@ def _image(image: ImageContent) -> JSON:
     }
 
 
-def _part_text(part: ContentPart) -> str:
-    if isinstance(part, ResourceContent):
-        return f"[resource {part.uri}]"
-    if isinstance(part, TextContent | ArtifactContent):
-        return part.text
-    return ""
-
-
 def _blocks(content: MultimodalContent, *, assistant: bool) -> list[JSON]:
     """Content as blocks: images as image blocks (user turns only), text as
     text blocks. Empty text is never sent: the API refuses an empty text block."""
@@ -68,7 +59,7 @@ def _blocks(content: MultimodalContent, *, assistant: bool) -> list[JSON]:
         if isinstance(part, ImageContent):
             if not assistant:
                 blocks.append(_image(part))
-        elif said := _part_text(part):
+        elif said := part_text(part):
             if blocks and blocks[-1].get("type") == "text" and "text" in blocks[-1]:
                 blocks[-1] = {"type": "text", "text": f"{blocks[-1]['text']}{said}"}
             else:

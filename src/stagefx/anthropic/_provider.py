@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Final, Self, cast, final
+from typing import Final, final
 
 import anthropic
-import anyio
-import attrs
 import httpx2
 
 from stagefx._core.conversation import ModelOutput
-from stagefx._core.errors import describe_error
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._core.secrets import Scrubber
 from stagefx._env.env import Env
+from stagefx._model.body import malformed
+from stagefx._model.event_stream import relay
 from stagefx._model.generative import GenerativeModel, ModelStream
-from stagefx._model.http import is_transport, retry_after
+from stagefx._model.http import answered, finite_seconds, is_transport, sent
+from stagefx._model.scoped_client import ScopedClient, key_or_env, keys_sent
 from stagefx.anthropic import _messages as messages
 from stagefx.anthropic._config import AnthropicConfig
 from stagefx.anthropic._errors import failure_of
@@ -33,7 +30,7 @@ _PATH: Final = "/v1/messages"
 
 
 @final
-class Anthropic(GenerativeModel):
+class Anthropic(ScopedClient[anthropic.AsyncAnthropic], GenerativeModel):
     """The Anthropic provider, a disposable: `ctx.scope(..., disposables=(Anthropic(),))`.
 
     Entering it opens one `AsyncAnthropic` client (API key and base URL from
@@ -81,61 +78,24 @@ class Anthropic(GenerativeModel):
         client: anthropic.AsyncAnthropic | None = None,
         max_retry_after: float = 60.0,
     ) -> None:
-        if (
-            isinstance(max_retry_after, bool)
-            or not isinstance(cast(object, max_retry_after), int | float)  # may be untyped
-            or not math.isfinite(max_retry_after)
-            or max_retry_after < 0
-        ):
-            raise ValueError(
-                f"Anthropic(max_retry_after=...) needs finite seconds >= 0, got {max_retry_after!r}"
-            )
+        self._max_retry_after = finite_seconds(max_retry_after, "Anthropic(max_retry_after=...)")
         self._settings = (api_key, base_url, timeout, max_retries)
-        self._given = client
-        self._client: anthropic.AsyncAnthropic | None = client
-        self._max_retry_after = float(max_retry_after)
-        self._entered = 0  # scopes inside which this provider is open
-
-    async def __aenter__(self) -> Self:
-        # The client is made on the first call, so a scope whose calls are all
-        # replayed from a cassette needs no API key. Scopes are counted: the
-        # client is closed when the last one exits.
-        self._entered += 1
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._entered = max(self._entered - 1, 0)
-        if self._entered or self._given is not None or self._client is None:
-            return
-        client, self._client = self._client, None  # a scope entering now makes a new one
-        await client.close()
+        super().__init__(client)
 
     def __repr__(self) -> str:
         return "Anthropic()"  # never the key
 
-    def _opened(self) -> anthropic.AsyncAnthropic | ModelFailure:
-        """The client, made on the first call; a failure when there is no key."""
-        if not self._entered and self._given is None:
-            raise RuntimeError(
-                "Anthropic() is not open: pass it in ctx.scope(..., disposables=(...))"
+    def _new_client(self) -> anthropic.AsyncAnthropic | ModelFailure:
+        given, base_url, timeout, max_retries = self._settings
+        key = key_or_env(given, "ANTHROPIC_API_KEY")
+        if not key:
+            return ModelFailure(
+                "authentication",
+                "no Anthropic API key: pass Anthropic(api_key=...) or set ANTHROPIC_API_KEY",
             )
-        if self._client is None:
-            api_key, base_url, timeout, max_retries = self._settings
-            key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
-            if not key:
-                return ModelFailure(
-                    "authentication",
-                    "no Anthropic API key: pass Anthropic(api_key=...) or set ANTHROPIC_API_KEY",
-                )
-            self._client = anthropic.AsyncAnthropic(
-                api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries
-            )
-        return self._client
+        return anthropic.AsyncAnthropic(
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
         """Send `request` with the Env's config; failures come back typed.
@@ -151,38 +111,27 @@ class Anthropic(GenerativeModel):
             request, config.model, {**config.options(), **request.extra}
         )
         scrub = Scrubber(self.secrets())
-        try:
-            answer = await client.post(_PATH, cast_to=httpx2.Response, body=body)
-        except anthropic.APIError as error:
-            return failure_of(error, scrub, self._max_retry_after)
-        except Exception as error:
-            if not is_transport(error):  # anything else is a bug, raised as such
-                raise
-            return ModelFailure(
-                "unavailable", f"could not read Anthropic's answer: {type(error).__name__}"
-            )
+        answer = await sent(
+            "Anthropic",
+            client.post(_PATH, cast_to=httpx2.Response, body=body),
+            anthropic.APIError,
+            lambda error: failure_of(error, scrub, self._max_retry_after),
+        )
+        if isinstance(answer, ModelFailure):
+            return answer
         try:
             decoded = messages.decode_response(answer.json(), config.model, tool)
         except Exception as error:  # not JSON, not UTF-8, too deep, not the shape
-            return ModelFailure(
-                "unavailable",
-                f"malformed response from Anthropic: {scrub.clip(describe_error(error))}",
-            )
+            return malformed("response from Anthropic", error, scrub)
         return self._answered(decoded, answer.headers, scrub)
 
     def _answered(
         self, decoded: ModelOutput | ModelFailure, headers: httpx2.Headers, scrub: Scrubber
     ) -> ModelOutput | ModelFailure:
-        """An output with the rate-limit hint of `headers`, or a failure with
-        its message scrubbed (a rate limit's wait read from `headers`, capped)."""
-        if isinstance(decoded, ModelOutput):
-            hint = rate_limit_hint(headers)
-            return decoded if hint is None else attrs.evolve(decoded, limits=hint)
-        message = f"Anthropic: {scrub.clip(decoded.message)}"
-        if decoded.kind != "rate_limited":
-            return ModelFailure(decoded.kind, message)
-        seconds, note = retry_after(headers, self._max_retry_after)
-        return ModelFailure("rate_limited", f"{message} ({note})" if note else message, seconds)
+        """`decoded` with what the answer's `headers` add (see `answered`)."""
+        return answered(
+            decoded, headers, scrub, "Anthropic", rate_limit_hint, self._max_retry_after
+        )
 
     async def stream(self, request: ModelRequest, env: Env) -> ModelStream:
         """Stream `request`: text deltas as they arrive, then the whole answer
@@ -202,72 +151,40 @@ class Anthropic(GenerativeModel):
             request, config.model, {**config.options(), **request.extra}
         )
         body["stream"] = True
-        reader = MessageStream(config.model, tool)
         scrub = Scrubber(self.secrets())
-        try:
-            # What `messages.create(stream=True)` does, with the body as built
-            # and the events as JSON: one decoder reads streamed and whole answers.
-            events = await client.post(
+        # What `messages.create(stream=True)` does, with the body as built and
+        # the events as JSON: one decoder reads streamed and whole answers.
+        events = await sent(
+            "Anthropic",
+            client.post(
                 _PATH,
                 cast_to=object,
                 body=body,
                 stream=True,
                 stream_cls=anthropic.AsyncStream[object],
-            )
-        except anthropic.APIError as error:
-            yield failure_of(error, scrub, self._max_retry_after)
+            ),
+            anthropic.APIError,
+            lambda error: failure_of(error, scrub, self._max_retry_after),
+        )
+        if isinstance(events, ModelFailure):
+            yield events
             return
-        except Exception as error:
-            if not is_transport(error):  # as in `generate`: a bug, raised as such
-                raise
-            yield ModelFailure(
-                "unavailable", f"could not read Anthropic's answer: {type(error).__name__}"
-            )
-            return
-        final: ModelOutput | ModelFailure | None = None  # set early when the stream breaks
-        try:
-            while not reader.done:
-                try:
-                    delta = reader.feed(await events.__anext__())
-                except StopAsyncIteration:
-                    break
-                except anthropic.APIStatusError as error:
-                    if error.body is None or error.status_code >= 400:
-                        final = _broken(error, scrub)
-                        break
-                    reader.fail(error.body)  # an `error` event: the failure it names
-                    continue
-                except Exception as error:  # cut, not JSON, not UTF-8, not the shape
-                    final = _broken(error, scrub)
-                    break
-                if delta:
-                    yield delta
-            if final is None:
-                try:
-                    tail, answer = reader.finish()
-                except Exception as error:  # what the events add up to is not a message
-                    final = _broken(error, scrub)
-                else:
-                    if tail:
-                        yield tail
-                    final = self._answered(answer, events.response.headers, scrub)
-        finally:
-            with anyio.move_on_after(_CLOSE_SECONDS, shield=True), contextlib.suppress(Exception):
-                await events.close()  # closing a broken connection changes no answer
-        yield final
+        headers = events.response.headers
+        answers = relay(
+            events,
+            MessageStream(config.model, tool),
+            error_object=_error_event,
+            broken=lambda error: _broken(error, scrub),
+            answered=lambda answer: self._answered(answer, headers, scrub),
+        )
+        async with contextlib.aclosing(answers):
+            async for item in answers:
+                yield item
 
     def secrets(self) -> tuple[str, ...]:
         """The API key this provider sends (given, or from `ANTHROPIC_API_KEY`),
         and the key of the client it opened if that differs."""
-        given = self._settings[0]
-        if given is None and self._given is not None:
-            given = self._given.api_key
-        key = given if given is not None else os.environ.get("ANTHROPIC_API_KEY")
-        keys = [key] if key else []
-        opened = None if self._client is None else self._client.api_key
-        if isinstance(opened, str) and opened and opened not in keys:
-            keys.append(opened)
-        return tuple(keys)
+        return keys_sent(self._settings[0], self._given, self._client, "ANTHROPIC_API_KEY")
 
     def fingerprint(self, env: Env) -> Mapping[str, object]:
         """The model and options the Env's config selects (never the key)."""
@@ -275,8 +192,12 @@ class Anthropic(GenerativeModel):
         return {"provider": "anthropic", "model": config.model, **config.options()}
 
 
-_CLOSE_SECONDS: Final = 1.0
-"""How long closing a stream's HTTP response may take (shielded from cancellation)."""
+def _error_event(error: Exception) -> object:
+    """The error object an `error` event carried (the SDK raises it with
+    status 200); None when the stream broke."""
+    if isinstance(error, anthropic.APIStatusError) and error.status_code < 400:
+        return error.body
+    return None
 
 
 def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
@@ -288,9 +209,7 @@ def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
         return ModelFailure(
             "unavailable", f"the stream from Anthropic broke off: {type(cause).__name__}"
         )
-    return ModelFailure(
-        "unavailable", f"malformed stream from Anthropic: {scrub.clip(describe_error(error))}"
-    )
+    return malformed("stream from Anthropic", error, scrub)
 
 
 def _config(env: Env) -> AnthropicConfig:

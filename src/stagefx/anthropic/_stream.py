@@ -21,6 +21,7 @@ import attrs
 from stagefx._core.conversation import ModelOutput
 from stagefx._core.request import ModelFailure
 from stagefx._model.body import MalformedBody, mapping, text
+from stagefx._model.event_stream import rest_of
 from stagefx.anthropic import _messages as messages
 from stagefx.anthropic._errors import body_failure
 from stagefx.anthropic._wire import JSON, OutputTool, arguments_of
@@ -148,12 +149,9 @@ class MessageStream:
         final = messages.decode_response(body, self._model, self._tool, answer)
         if isinstance(final, ModelFailure):
             return "", final
-        whole, streamed = final.content.as_string(), "".join(self._streamed)
-        if not whole.startswith(streamed):
-            return "", ModelFailure(
-                "unavailable", "Anthropic's streamed text differs from the text of its message"
-            )
-        return whole[len(streamed) :], final
+        return rest_of(
+            final, self._streamed, "Anthropic's streamed text differs from the text of its message"
+        )
 
 
 def _index(event: Mapping[str, object]) -> int:

@@ -15,15 +15,14 @@ from stagefx._core.content import ImageContent, MultimodalContent
 from stagefx._core.conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._model.body import items, mapping, number, text
+from stagefx._model.content_text import part_text, plain_text
 from stagefx.gemini._wire import (
     JSON,
-    call_identifier,
+    function_call,
     image_part,
-    part_text,
-    plain_text,
+    model_parts,
     sent_identifier,
     signature_data,
-    signatures,
 )
 
 __all__ = ["chunk_text", "decode_chunks", "encode_request"]
@@ -74,22 +73,7 @@ def _contents(request: ModelRequest) -> list[JSON]:
             role = "user"
         else:
             # Thought signatures are sent back on the parts that carried them.
-            signed, text_signature = signatures(turn.provider_data)
-            said = plain_text(turn.content)
-            if said or text_signature is not None:
-                part: JSON = {"text": said}
-                if text_signature is not None:
-                    part["thoughtSignature"] = text_signature
-                parts.append(part)
-            for call in turn.tool_requests:
-                given = sent_identifier(call.identifier)
-                function: JSON = {"name": call.tool, "args": dict(call.arguments)}
-                if given is not None:
-                    function["id"] = given
-                part = {"functionCall": function}
-                if call.identifier in signed:
-                    part["thoughtSignature"] = signed[call.identifier]
-                parts.append(part)
+            parts.extend(model_parts(turn, plain_text(turn.content)))
             role = "model"
         if parts:
             contents.append({"role": role, "parts": parts})
@@ -208,18 +192,10 @@ def decode_chunks(chunks: Sequence[object], model: str) -> ModelOutput | ModelFa
             part = mapping(raw_part, f"parts[{part_index}]")
             signature = part.get("thoughtSignature")
             if "functionCall" in part:
-                function = mapping(part.get("functionCall"), "functionCall")
-                given = function.get("id")
-                identifier = call_identifier(given if isinstance(given, str) else None, len(calls))
-                calls.append(
-                    ModelToolRequest(
-                        identifier,
-                        text(function.get("name"), "functionCall.name"),
-                        dict(mapping(function.get("args") or {}, "functionCall.args")),
-                    )
-                )
+                call = function_call(part, len(calls))
+                calls.append(call)
                 if isinstance(signature, str) and signature:
-                    signed[identifier] = signature
+                    signed[call.identifier] = signature
             elif "text" in part and part.get("thought") is not True:
                 texts.append(text(part.get("text"), "parts[].text"))
                 if isinstance(signature, str) and signature:

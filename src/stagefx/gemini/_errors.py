@@ -19,7 +19,7 @@ from google.genai import errors
 
 from stagefx._core.request import ModelFailure
 from stagefx._core.secrets import Scrubber
-from stagefx._model.http import capped, header
+from stagefx._model.http import capped, header, rate_limited
 
 __all__ = ["failure_of", "retry_delay"]
 
@@ -98,8 +98,9 @@ def failure_of(error: errors.APIError, scrub: Scrubber, max_retry_after: float) 
             error, "response", None
         )  # the SDK's HTTP response, of whichever client
         body: object = getattr(error, "details", None)  # the error's JSON
-        seconds, note = retry_delay(body, getattr(response, "headers", None), max_retry_after)
-        return ModelFailure("rate_limited", f"{message} ({note})" if note else message, seconds)
+        return rate_limited(
+            message, retry_delay(body, getattr(response, "headers", None), max_retry_after)
+        )
     found: object = getattr(error, "details", None)  # the error's JSON
     reasons = {detail.get("reason") for detail in _details(found)}
     if code in (401, 403) or "API_KEY_INVALID" in reasons or status == "UNAUTHENTICATED":

@@ -6,10 +6,8 @@ import contextlib
 import contextvars
 import json
 import math
-import os
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Final, Self, cast, final
+from typing import Final, cast, final
 
 import anyio
 import attrs
@@ -18,12 +16,14 @@ from google import genai
 from google.genai import errors, types
 
 from stagefx._core.conversation import ModelOutput
-from stagefx._core.errors import describe_error
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._core.secrets import Scrubber
 from stagefx._env.env import Env
+from stagefx._model.body import malformed
+from stagefx._model.event_stream import CLOSE_SECONDS
 from stagefx._model.generative import GenerativeModel, ModelStream
-from stagefx._model.http import is_transport
+from stagefx._model.http import finite_seconds, is_transport, sent
+from stagefx._model.scoped_client import ScopedClient, key_or_env
 from stagefx.gemini._codec import chunk_text, decode_chunks, encode_request
 from stagefx.gemini._config import GeminiConfig
 from stagefx.gemini._errors import failure_of
@@ -54,9 +54,15 @@ class _Opened:
     client: genai.Client
     http: httpx2.AsyncClient
 
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            self.client.close()  # the SDK's sync HTTP client, never used
+            await self.client.aio.aclose()
+            await self.http.aclose()
+
 
 @final
-class Gemini(GenerativeModel):
+class Gemini(ScopedClient[_Opened], GenerativeModel):
     """The Gemini provider, a disposable: `ctx.scope(..., disposables=(Gemini(),))`.
 
     Entering it opens one `google.genai.Client(...).aio` on the first call
@@ -100,60 +106,19 @@ class Gemini(GenerativeModel):
         timeout: float = 60.0,
         max_retry_after: float = 60.0,
     ) -> None:
-        for name, value in (("timeout", timeout), ("max_retry_after", max_retry_after)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(cast(object, value), int | float)  # may be untyped
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(f"Gemini({name}=...) needs finite seconds >= 0, got {value!r}")
+        self._timeout = finite_seconds(timeout, "Gemini(timeout=...)")
+        self._max_retry_after = finite_seconds(max_retry_after, "Gemini(max_retry_after=...)")
         self._api_key = api_key
         self._base_url = base_url
-        self._timeout = float(timeout)
-        self._max_retry_after = float(max_retry_after)
-        self._opened: _Opened | None = None
-        self._entered = 0  # scopes inside which this provider is open
-
-    async def __aenter__(self) -> Self:
-        # The client is made on the first call, so a scope whose calls are all
-        # replayed from a cassette needs no API key. Scopes are counted: the
-        # client is closed when the last one exits.
-        self._entered += 1
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._entered = max(self._entered - 1, 0)
-        if self._entered or self._opened is None:
-            return
-        opened, self._opened = self._opened, None  # a scope entering now makes a new one
-        with anyio.CancelScope(shield=True):
-            opened.client.close()  # the SDK's sync HTTP client, never used
-            await opened.client.aio.aclose()
-            await opened.http.aclose()
+        super().__init__()
 
     def __repr__(self) -> str:
         return "Gemini()"  # never the key
 
     def _key(self) -> str | None:
-        if self._api_key is not None:
-            return self._api_key
-        for name in _KEY_VARIABLES:
-            if found := os.environ.get(name):
-                return found
-        return None
+        return key_or_env(self._api_key, *_KEY_VARIABLES)
 
-    def _open(self) -> _Opened | ModelFailure:
-        """The clients, made on the first call; a failure when there is no key."""
-        if not self._entered:
-            raise RuntimeError("Gemini() is not open: pass it in ctx.scope(..., disposables=(...))")
-        if self._opened is not None:
-            return self._opened
+    def _new_client(self) -> _Opened | ModelFailure:
         key = self._key()
         if not key:
             return ModelFailure(
@@ -169,8 +134,7 @@ class Gemini(GenerativeModel):
             httpx_async_client=http,  # httpx2 runs on asyncio and trio alike
         )
         client = genai.Client(api_key=key, vertexai=False, http_options=options)
-        self._opened = _Opened(client, http)
-        return self._opened
+        return _Opened(client, http)
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
         """Send `request` to `models/{model}:generateContent`; failures come back typed.
@@ -178,31 +142,24 @@ class Gemini(GenerativeModel):
         Raises `RuntimeError` when used outside its scope and `LookupError` when
         the Env holds no `GeminiConfig` (both surface as `StageExecutionError`).
         """
-        opened = self._open()
+        opened = self._opened()
         if isinstance(opened, ModelFailure):
             return opened
         config = _config(env)
         body = encode_request(request, config.model, {**config.options(), **request.extra})
         scrub = Scrubber(self.secrets())
-        try:
-            answer = await _api(opened).async_request(
-                "post", f"models/{config.model}:generateContent", body
-            )
-        except errors.APIError as error:
-            return failure_of(error, scrub, self._max_retry_after)
-        except Exception as error:
-            if not is_transport(error):  # anything else is a bug, raised as such
-                raise
-            return ModelFailure(
-                "unavailable", f"could not read Gemini's answer: {type(error).__name__}"
-            )
+        answer = await sent(
+            "Gemini",
+            _api(opened).async_request("post", f"models/{config.model}:generateContent", body),
+            errors.APIError,
+            lambda error: failure_of(error, scrub, self._max_retry_after),
+        )
+        if isinstance(answer, ModelFailure):
+            return answer
         try:
             decoded = decode_chunks([json.loads(answer.body or "")], config.model)
         except Exception as error:  # not JSON, too deep, not the shape
-            return ModelFailure(
-                "unavailable",
-                f"malformed response from Gemini: {scrub.clip(describe_error(error))}",
-            )
+            return malformed("response from Gemini", error, scrub)
         return _scrubbed(decoded, scrub)
 
     async def stream(self, request: ModelRequest, env: Env) -> ModelStream:
@@ -210,7 +167,7 @@ class Gemini(GenerativeModel):
         text deltas as they arrive, then the whole answer (as `generate` gives
         it), last. Failures come back typed, as the last item; leaving early
         closes the HTTP response at once. Raises as `generate` does."""
-        opened = self._open()
+        opened = self._opened()
         if isinstance(opened, ModelFailure):
             yield opened
             return
@@ -219,24 +176,22 @@ class Gemini(GenerativeModel):
         scrub = Scrubber(self.secrets())
         responses: list[httpx2.Response] = []
         final: ModelOutput | ModelFailure | None = None
-        started: object = None
         try:
             handed = _OPENED.set(responses)
             try:
-                started = await _api(opened).async_request_streamed(
-                    "post", f"models/{config.model}:streamGenerateContent?alt=sse", body
-                )
-            except errors.APIError as error:
-                final = failure_of(error, scrub, self._max_retry_after)
-            except Exception as error:
-                if not is_transport(error):  # as in `generate`: a bug, raised as such
-                    raise
-                final = ModelFailure(
-                    "unavailable", f"could not read Gemini's answer: {type(error).__name__}"
+                started = await sent(
+                    "Gemini",
+                    _api(opened).async_request_streamed(
+                        "post", f"models/{config.model}:streamGenerateContent?alt=sse", body
+                    ),
+                    errors.APIError,
+                    lambda error: failure_of(error, scrub, self._max_retry_after),
                 )
             finally:
                 _OPENED.reset(handed)  # before anything is yielded
-            if final is None:
+            if isinstance(started, ModelFailure):
+                final = started
+            else:
                 chunks: list[object] = []
                 # The SDK's stream: an async iterator of `types.HttpResponse`s,
                 # each one server-sent event's JSON.
@@ -267,7 +222,7 @@ class Gemini(GenerativeModel):
                     except Exception as error:  # what the chunks add up to is not the shape
                         final = _broken(error, scrub)
         finally:
-            with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
+            with anyio.move_on_after(CLOSE_SECONDS, shield=True):
                 for response in responses:
                     with contextlib.suppress(Exception):  # closing a broken one changes nothing
                         await response.aclose()
@@ -313,10 +268,6 @@ def _api(opened: _Opened) -> _Api:
     return cast("_Api", opened.client.aio._api_client)  # pyright: ignore[reportPrivateUsage]  # the SDK's one way to send a REST body
 
 
-_CLOSE_SECONDS: Final = 1.0
-"""How long closing a stream's HTTP response may take (shielded from cancellation)."""
-
-
 def _scrubbed(decoded: ModelOutput | ModelFailure, scrub: Scrubber) -> ModelOutput | ModelFailure:
     if isinstance(decoded, ModelOutput):
         return decoded
@@ -331,9 +282,7 @@ def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
         return ModelFailure(
             "unavailable", f"the stream from Gemini broke off: {type(error).__name__}"
         )
-    return ModelFailure(
-        "unavailable", f"malformed stream from Gemini: {scrub.clip(describe_error(error))}"
-    )
+    return malformed("stream from Gemini", error, scrub)
 
 
 def _config(env: Env) -> GeminiConfig:

@@ -1,6 +1,7 @@
 """Pieces the provider's codec and the fake server's share: JSON access,
-content text, images, a function call's `ModelToolRequest.identifier`, and
-thought signatures kept in an answer's `provider_data`."""
+content text, images, a function call's `ModelToolRequest.identifier`,
+thought signatures kept in an answer's `provider_data`, and a model turn's
+parts."""
 
 from __future__ import annotations
 
@@ -10,20 +11,18 @@ from collections.abc import Mapping
 from typing import Final, cast
 
 from stagefx._core.content import (
-    ArtifactContent,
     ImageContent,
-    MultimodalContent,
-    ResourceContent,
-    TextContent,
 )
+from stagefx._core.conversation import ModelOutput, ModelToolRequest
+from stagefx._model.body import mapping, text
 
 __all__ = [
     "JSON",
     "PROVIDER",
     "call_identifier",
+    "function_call",
     "image_part",
-    "part_text",
-    "plain_text",
+    "model_parts",
     "sent_identifier",
     "signature_data",
     "signatures",
@@ -87,15 +86,38 @@ def signatures(provider_data: Mapping[str, object]) -> tuple[dict[str, str], str
     return calls, said if isinstance(said, str) else None
 
 
-def part_text(part: TextContent | ArtifactContent | ResourceContent) -> str:
-    if isinstance(part, ResourceContent):
-        return f"[resource {part.uri}]"
-    return part.text
+def function_call(part: Mapping[str, object], index: int) -> ModelToolRequest:
+    """The call a `functionCall` part asks for, the `index`-th of its turn."""
+    function = mapping(part.get("functionCall"), "functionCall")
+    given = function.get("id")
+    return ModelToolRequest(
+        call_identifier(given if isinstance(given, str) else None, index),
+        text(function.get("name"), "functionCall.name"),
+        dict(mapping(function.get("args") or {}, "functionCall.args")),
+    )
 
 
-def plain_text(content: MultimodalContent) -> str:
-    """Text of the content, images left out (for places that only take text)."""
-    return "".join(part_text(part) for part in content.parts if not isinstance(part, ImageContent))
+def model_parts(turn: ModelOutput, said: str) -> list[JSON]:
+    """A model turn's parts, its text `said` first (if any), then its calls,
+    each with the thought signature its `provider_data` keeps for it: as
+    Gemini answers, and as it takes them back."""
+    signed, text_signature = signatures(turn.provider_data)
+    parts: list[JSON] = []
+    if said or text_signature is not None:
+        part: JSON = {"text": said}
+        if text_signature is not None:
+            part["thoughtSignature"] = text_signature
+        parts.append(part)
+    for call in turn.tool_requests:
+        given = sent_identifier(call.identifier)
+        function: JSON = {"name": call.tool, "args": dict(call.arguments)}
+        if given is not None:
+            function["id"] = given
+        part = {"functionCall": function}
+        if call.identifier in signed:
+            part["thoughtSignature"] = signed[call.identifier]
+        parts.append(part)
+    return parts
 
 
 def image_part(image: ImageContent) -> JSON:

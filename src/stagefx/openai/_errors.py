@@ -17,7 +17,7 @@ import openai
 
 from stagefx._core.request import FailureKind, ModelFailure
 from stagefx._core.secrets import Scrubber
-from stagefx._model.http import retry_after
+from stagefx._model.http import rate_limited, retry_after
 
 __all__ = ["body_failure", "failure_of", "kind_of"]
 
@@ -102,8 +102,7 @@ def failure_of(error: openai.APIError, scrub: Scrubber, max_retry_after: float) 
     message = f"OpenAI {status}: {scrub.clip(detail or 'no message')}"
     code = error.code or ""
     if status == 429:
-        seconds, note = retry_after(error.response.headers, max_retry_after)
-        return ModelFailure("rate_limited", f"{message} ({note})" if note else message, seconds)
+        return rate_limited(message, retry_after(error.response.headers, max_retry_after))
     if status in (401, 403):
         return ModelFailure("authentication", message)
     if code == "context_length_exceeded" or "context length" in detail.lower():

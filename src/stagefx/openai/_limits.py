@@ -7,6 +7,7 @@ import re
 from typing import Final
 
 from stagefx._core.conversation import RateLimitHint
+from stagefx._model.http import header
 
 __all__ = ["parse_duration", "rate_limit_hint"]
 
@@ -53,9 +54,4 @@ def _count(text: str | None) -> int | None:
 
 
 def _header(headers: object, name: str) -> str | None:
-    get = getattr(headers, "get", None)
-    try:
-        value = get(name) if callable(get) else None
-    except Exception:  # a headers object that cannot be read has nothing to say
-        return None
-    return value.strip() if isinstance(value, str) and len(value) <= _MAX_HEADER else None
+    return header(headers, name, longest=_MAX_HEADER)

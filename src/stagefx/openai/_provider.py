@@ -3,36 +3,33 @@
 from __future__ import annotations
 
 import contextlib
-import math
-import os
-from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Final, Self, cast, final
+from collections.abc import Mapping
+from typing import cast, final
 
-import anyio
-import attrs
 import httpx2
 import openai
 
 from stagefx._core.conversation import ModelOutput
-from stagefx._core.errors import describe_error
 from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._core.secrets import Scrubber
 from stagefx._env.env import Env
+from stagefx._model.body import malformed
+from stagefx._model.event_stream import StreamReader, relay
 from stagefx._model.generative import GenerativeModel, ModelStream
-from stagefx._model.http import is_transport, retry_after
+from stagefx._model.http import answered, finite_seconds, sent
+from stagefx._model.scoped_client import ScopedClient, keys_sent
 from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
 from stagefx.openai._config import OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.openai._errors import failure_of
 from stagefx.openai._limits import rate_limit_hint
-from stagefx.openai._stream import ChatStream, ResponsesStream, StreamReader
+from stagefx.openai._stream import ChatStream, ResponsesStream
 
 __all__ = ["OpenAI"]
 
 
 @final
-class OpenAI(GenerativeModel):
+class OpenAI(ScopedClient[openai.AsyncOpenAI], GenerativeModel):
     """The OpenAI provider, a disposable: `ctx.scope(..., disposables=(OpenAI(),))`.
 
     Entering it opens one `AsyncOpenAI` client (API key and base URL from the
@@ -80,46 +77,24 @@ class OpenAI(GenerativeModel):
         client: openai.AsyncOpenAI | None = None,
         max_retry_after: float = 60.0,
     ) -> None:
-        if (
-            isinstance(max_retry_after, bool)
-            or not isinstance(cast(object, max_retry_after), int | float)  # may be untyped
-            or not math.isfinite(max_retry_after)
-            or max_retry_after < 0
-        ):
-            raise ValueError(
-                f"OpenAI(max_retry_after=...) needs finite seconds >= 0, got {max_retry_after!r}"
-            )
+        self._max_retry_after = finite_seconds(max_retry_after, "OpenAI(max_retry_after=...)")
         self._settings = (api_key, base_url, timeout, max_retries)
-        self._given = client
-        self._client: openai.AsyncOpenAI | None = client
-        self._max_retry_after = float(max_retry_after)
-        self._entered = 0  # scopes inside which this provider is open
-
-    @property
-    def _open(self) -> bool:
-        return self._entered > 0
-
-    async def __aenter__(self) -> Self:
-        # The client is made on the first call, so a scope whose calls are all
-        # replayed from a cassette needs no API key. Scopes are counted: the
-        # client is closed when the last one exits.
-        self._entered += 1
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._entered = max(self._entered - 1, 0)
-        if self._entered or self._given is not None or self._client is None:
-            return
-        client, self._client = self._client, None  # a scope entering now makes a new one
-        await client.close()
+        super().__init__(client)
 
     def __repr__(self) -> str:
         return "OpenAI()"  # never the key
+
+    def _new_client(self) -> openai.AsyncOpenAI | ModelFailure:
+        api_key, base_url, timeout, max_retries = self._settings
+        try:
+            return openai.AsyncOpenAI(
+                api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            )
+        except openai.OpenAIError:
+            return ModelFailure(
+                "authentication",
+                "no OpenAI API key: pass OpenAI(api_key=...) or set OPENAI_API_KEY",
+            )
 
     async def generate(self, request: ModelRequest, env: Env) -> ModelOutput | ModelFailure:
         """Send `request` to the API the Env's config names; failures come back typed.
@@ -137,70 +112,25 @@ class OpenAI(GenerativeModel):
             path, encode, decode = "/chat/completions", chat.encode_request, chat.decode_response
         body = encode(request, config.model, {**config.options(), **request.extra})
         scrub = Scrubber(self.secrets())
+        answer = await sent(
+            "OpenAI",
+            client.post(path, cast_to=httpx2.Response, body=body),
+            openai.APIError,
+            lambda error: failure_of(error, scrub, self._max_retry_after),
+        )
+        if isinstance(answer, ModelFailure):
+            return answer
         try:
-            answer = await client.post(path, cast_to=httpx2.Response, body=body)
-        except openai.APIError as error:
-            return failure_of(error, scrub, self._max_retry_after)
-        except Exception as error:
-            # The connection broke (whichever layer of the HTTP stack noticed),
-            # or (defensively) the client's own reading of an error body ran out
-            # of stack. Anything else is a bug, raised as such.
-            if not is_transport(error):
-                raise
-            return ModelFailure(
-                "unavailable", f"could not read OpenAI's answer: {type(error).__name__}"
-            )
-        return self._decoded(answer, decode, config.model, scrub)
-
-    def _opened(self) -> openai.AsyncOpenAI | ModelFailure:
-        """The client, made on the first call; a failure when there is no key."""
-        if not self._open and self._given is None:
-            raise RuntimeError("OpenAI() is not open: pass it in ctx.scope(..., disposables=(...))")
-        if self._client is None:
-            api_key, base_url, timeout, max_retries = self._settings
-            try:
-                self._client = openai.AsyncOpenAI(
-                    api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
-                )
-            except openai.OpenAIError:
-                return ModelFailure(
-                    "authentication",
-                    "no OpenAI API key: pass OpenAI(api_key=...) or set OPENAI_API_KEY",
-                )
-        return self._client
-
-    def _decoded(
-        self,
-        answer: httpx2.Response,
-        decode: Callable[[object, str], ModelOutput | ModelFailure],
-        model: str,
-        scrub: Scrubber,
-    ) -> ModelOutput | ModelFailure:
-        """The body's output with the rate-limit hint of the answer's headers,
-        or its failure with the message scrubbed and a rate limit's wait read
-        from the answer's headers (capped)."""
-        try:
-            decoded = decode(answer.json(), model)
+            decoded = decode(answer.json(), config.model)
         except Exception as error:  # not JSON, not UTF-8, too deep, too long, not the shape
-            return ModelFailure(
-                "unavailable",
-                f"malformed response from OpenAI: {scrub.clip(describe_error(error))}",
-            )
+            return malformed("response from OpenAI", error, scrub)
         return self._answered(decoded, answer.headers, scrub)
 
     def _answered(
         self, decoded: ModelOutput | ModelFailure, headers: httpx2.Headers, scrub: Scrubber
     ) -> ModelOutput | ModelFailure:
-        """An output with the rate-limit hint of `headers`, or a failure with
-        its message scrubbed and a rate limit's wait read from `headers` (capped)."""
-        if isinstance(decoded, ModelOutput):
-            hint = rate_limit_hint(headers)
-            return decoded if hint is None else attrs.evolve(decoded, limits=hint)
-        message = f"OpenAI: {scrub.clip(decoded.message)}"
-        if decoded.kind != "rate_limited":
-            return ModelFailure(decoded.kind, message)
-        seconds, note = retry_after(headers, self._max_retry_after)
-        return ModelFailure("rate_limited", f"{message} ({note})" if note else message, seconds)
+        """`decoded` with what the answer's `headers` add (see `answered`)."""
+        return answered(decoded, headers, scrub, "OpenAI", rate_limit_hint, self._max_retry_after)
 
     async def stream(self, request: ModelRequest, env: Env) -> ModelStream:
         """Stream `request` from the API the Env's config names: text deltas as
@@ -233,69 +163,37 @@ class OpenAI(GenerativeModel):
             )
             body["stream_options"] = {**kept, "include_usage": True}
         scrub = Scrubber(self.secrets())
-        try:
-            # What `responses.create(stream=True)` and `chat.completions.create(
-            # stream=True)` do, with the body as built and the events as JSON:
-            # one decoder reads streamed and whole answers alike.
-            events = await client.post(
+        # What `responses.create(stream=True)` and `chat.completions.create(
+        # stream=True)` do, with the body as built and the events as JSON:
+        # one decoder reads streamed and whole answers alike.
+        events = await sent(
+            "OpenAI",
+            client.post(
                 path, cast_to=object, body=body, stream=True, stream_cls=openai.AsyncStream[object]
-            )
-        except openai.APIError as error:
-            yield failure_of(error, scrub, self._max_retry_after)
+            ),
+            openai.APIError,
+            lambda error: failure_of(error, scrub, self._max_retry_after),
+        )
+        if isinstance(events, ModelFailure):
+            yield events
             return
-        except Exception as error:
-            if not is_transport(error):  # as in `generate`: a bug, raised as such
-                raise
-            yield ModelFailure(
-                "unavailable", f"could not read OpenAI's answer: {type(error).__name__}"
-            )
-            return
-        final: ModelOutput | ModelFailure | None = None  # set early when the stream breaks
-        try:
-            while not reader.done:
-                try:
-                    delta = reader.feed(await events.__anext__())
-                except StopAsyncIteration:
-                    break
-                except openai.APIError as error:
-                    if isinstance(error, openai.APIConnectionError) or error.body is None:
-                        final = _broken(error, scrub)
-                        break
-                    reader.fail(error.body)  # an error object in place of an event
-                    continue
-                except Exception as error:  # not JSON, not UTF-8, not the shape
-                    final = _broken(error, scrub)
-                    break
-                if delta:
-                    yield delta
-            if reader.done:
-                await _drain(events)
-            if final is None:
-                try:
-                    tail, answer = reader.finish()
-                except Exception as error:  # what the events add up to is not the API's shape
-                    final = _broken(error, scrub)
-                else:
-                    if tail:
-                        yield tail
-                    final = self._answered(answer, events.response.headers, scrub)
-        finally:
-            with anyio.move_on_after(_CLOSE_SECONDS, shield=True), contextlib.suppress(Exception):
-                await events.close()  # closing a broken connection changes no answer
-        yield final
+        headers = events.response.headers
+        answers = relay(
+            events,
+            reader,
+            error_object=_error_object,
+            broken=lambda error: _broken(error, scrub),
+            answered=lambda answer: self._answered(answer, headers, scrub),
+            drain=True,
+        )
+        async with contextlib.aclosing(answers):
+            async for item in answers:
+                yield item
 
     def secrets(self) -> tuple[str, ...]:
         """The API key this provider sends (given, or from `OPENAI_API_KEY`),
         and the key of the client it opened if that differs."""
-        given = self._settings[0]
-        if given is None and self._given is not None:
-            given = self._given.api_key
-        key = given if given is not None else os.environ.get("OPENAI_API_KEY")
-        keys = [key] if key else []
-        opened = None if self._client is None else self._client.api_key
-        if isinstance(opened, str) and opened and opened not in keys:
-            keys.append(opened)
-        return tuple(keys)
+        return keys_sent(self._settings[0], self._given, self._client, "OPENAI_API_KEY")
 
     def fingerprint(self, env: Env) -> Mapping[str, object]:
         """The API, model and options the Env's config selects (never the key)."""
@@ -304,22 +202,12 @@ class OpenAI(GenerativeModel):
         return {"provider": "openai", "api": api, "model": config.model, **config.options()}
 
 
-_DRAIN_SECONDS: Final = 0.1
-"""How long what follows a stream's last event is read, so that a
-well-behaved server's connection goes back to the pool."""
-
-_CLOSE_SECONDS: Final = 1.0
-"""How long closing a stream's HTTP response may take (shielded from cancellation)."""
-
-
-async def _drain(events: openai.AsyncStream[object]) -> None:
-    """Read the rest of a stream whose answer is complete, briefly."""
-    with anyio.move_on_after(_DRAIN_SECONDS):
-        try:
-            while True:
-                await events.__anext__()
-        except Exception:  # StopAsyncIteration when the stream ends, as it should
-            return
+def _error_object(error: Exception) -> object:
+    """The error object the server sent in place of an event (the SDK raises
+    it); None when the stream broke."""
+    if isinstance(error, openai.APIError) and not isinstance(error, openai.APIConnectionError):
+        return error.body
+    return None
 
 
 def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
@@ -332,9 +220,7 @@ def _broken(error: Exception, scrub: Scrubber) -> ModelFailure:
         return ModelFailure(
             "unavailable", f"the stream from OpenAI broke off: {type(cause).__name__}"
         )
-    return ModelFailure(
-        "unavailable", f"malformed stream from OpenAI: {scrub.clip(describe_error(error))}"
-    )
+    return malformed("stream from OpenAI", error, scrub)
 
 
 def _config(env: Env) -> OpenAIResponsesConfig | OpenAIChatConfig:

@@ -13,14 +13,13 @@ from stagefx._core.content import ImageContent, MultimodalContent
 from stagefx._core.conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._core.request import ModelFailure, ModelRequest, OutputSpec
 from stagefx._model.body import MalformedBody, items, mapping, number, text
+from stagefx._model.content_text import part_text, plain_text
 from stagefx.openai._errors import body_failure
 from stagefx.openai._wire import (
     JSON,
     arguments_of,
     arguments_text,
     image_url,
-    part_text,
-    plain_text,
     schema_name,
     strictly,
 )

@@ -1,51 +1,31 @@
 """Streamed answers, the provider's side: the events of one stream read into
 text deltas and, at the end, the whole answer.
 
-Each API's reader is fed the stream's JSON events in order. `feed` returns the
-text delta an event carries (or ""); `finish` gives the whole answer, decoded
-by the same `decode_response` a whole body goes through, so a streamed answer
-and a whole one can never differ. Shapes that are not the API's raise
+Each API's reader (a `stagefx._model.event_stream.StreamReader`) is fed the
+stream's JSON events in order. `feed` returns the text delta an event carries
+(or ""); `finish` gives the whole answer, decoded by the same
+`decode_response` a whole body goes through, so a streamed answer and a
+whole one can never differ. Shapes that are not the API's raise
 `MalformedBody`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol, final
+from typing import final
 
 import attrs
 
 from stagefx._core.conversation import ModelOutput
 from stagefx._core.request import ModelFailure
 from stagefx._model.body import MalformedBody, items, mapping, text
+from stagefx._model.event_stream import rest_of
 from stagefx.openai import _chat as chat
 from stagefx.openai import _responses as responses
 from stagefx.openai._errors import body_failure
 from stagefx.openai._wire import JSON
 
-__all__ = ["ChatStream", "ResponsesStream", "StreamReader"]
-
-
-class StreamReader(Protocol):
-    """Reads one stream's events; see the module's docstring."""
-
-    @property
-    def done(self) -> bool:
-        """Whether the answer is complete: whatever follows can be left unread."""
-        ...
-
-    def feed(self, event: object) -> str:
-        """Take the stream's next event (JSON); the text delta it carries, or ""."""
-        ...
-
-    def fail(self, error: object) -> None:
-        """The server sent an error object in place of an event: the answer
-        is the failure it names (the stream is then done)."""
-        ...
-
-    def finish(self) -> tuple[str, ModelOutput | ModelFailure]:
-        """A last text delta (usually ""), and the whole answer."""
-        ...
+__all__ = ["ChatStream", "ResponsesStream"]
 
 
 def _cut_short(what: str) -> ModelFailure:
@@ -95,12 +75,9 @@ class ResponsesStream:
             return "", _cut_short("response")
         if isinstance(final, ModelFailure):
             return "", final
-        whole, streamed = final.content.as_string(), "".join(self._streamed)
-        if not whole.startswith(streamed):
-            return "", ModelFailure(
-                "unavailable", "OpenAI's streamed text differs from the text of its response"
-            )
-        return whole[len(streamed) :], final
+        return rest_of(
+            final, self._streamed, "OpenAI's streamed text differs from the text of its response"
+        )
 
 
 @attrs.define

@@ -12,11 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import TypeGuard, cast
 
 from stagefx._core.content import (
-    ArtifactContent,
     ImageContent,
-    MultimodalContent,
-    ResourceContent,
-    TextContent,
 )
 from stagefx._core.request import OutputSpec
 from stagefx._env.env import ctx
@@ -30,17 +26,6 @@ def image_url(image: ImageContent) -> str:
         return image.url
     assert image.data is not None  # ImageContent holds exactly one of the two
     return f"data:{image.mime_type};base64,{base64.b64encode(image.data).decode()}"
-
-
-def part_text(part: TextContent | ArtifactContent | ResourceContent) -> str:
-    if isinstance(part, ResourceContent):
-        return f"[resource {part.uri}]"
-    return part.text
-
-
-def plain_text(content: MultimodalContent) -> str:
-    """Text of the content, images left out (for places that only take text)."""
-    return "".join(part_text(part) for part in content.parts if not isinstance(part, ImageContent))
 
 
 class _NotStrict(Exception):

@@ -96,15 +96,7 @@ class FakeAnthropicServer(FakeHTTPServer):
         chunk_size: int | Split = 4,
         on_chunk: ChunkHook | None = None,
     ) -> None:
-        super().__init__(
-            answer,
-            model=model,
-            latency=latency,
-            record=record,
-            headers=headers,
-            chunk_size=chunk_size,
-            on_chunk=on_chunk,
-        )
+        super().__init__(answer, model, latency, record, headers, chunk_size, on_chunk)
 
     @property
     def base_url(self) -> str:

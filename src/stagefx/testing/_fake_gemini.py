@@ -35,14 +35,7 @@ from stagefx.testing._fake_http import (
     Headers,
     Split,
 )
-from stagefx.testing._gemini_codec import (
-    StreamChunk,
-    decode_request,
-    encode_blocked,
-    encode_error,
-    encode_response,
-    encode_stream,
-)
+from stagefx.testing._gemini_codec import _codec as codec
 
 del genai  # imported above only to check it is installed
 
@@ -84,15 +77,7 @@ class FakeGeminiServer(FakeHTTPServer):
         chunk_size: int | Split = 4,
         on_chunk: ChunkHook | None = None,
     ) -> None:
-        super().__init__(
-            answer,
-            model=model,
-            latency=latency,
-            record=record,
-            headers=headers,
-            chunk_size=chunk_size,
-            on_chunk=on_chunk,
-        )
+        super().__init__(answer, model, latency, record, headers, chunk_size, on_chunk)
 
     @property
     def base_url(self) -> str:
@@ -115,7 +100,7 @@ class FakeGeminiServer(FakeHTTPServer):
         if faulted is not None:
             return faulted
         try:
-            decoded = decode_request(body)
+            decoded = codec.decode_request(body)
         except MalformedBody as error:
             return _error(400, str(error))
         output = await self._call(decoded)
@@ -123,12 +108,12 @@ class FakeGeminiServer(FakeHTTPServer):
         if isinstance(output, ModelFailure):
             if output.kind != "refused":
                 return _failure(output)
-            encoded = encode_blocked("SAFETY", model=self._model, response_id=response_id)
+            encoded = codec.encode_blocked("SAFETY", model=self._model, response_id=response_id)
         else:
-            encoded = encode_response(output, model=self._model, response_id=response_id)
+            encoded = codec.encode_response(output, model=self._model, response_id=response_id)
         if not streaming:
             return web.json_response(encoded, headers=self._extra_headers(decoded))
-        chunks = encode_stream(encoded, self._split)
+        chunks = codec.encode_stream(encoded, self._split)
         return await self._stream(
             request, chunks, response_id, fault, self._extra_headers(decoded), _error_event
         )
@@ -141,7 +126,7 @@ class FakeGeminiServer(FakeHTTPServer):
         headers = {"Content-Type": "application/json", **dict(fault.headers)}
         body = fault.body
         if body is None:
-            body = json.dumps(encode_error(fault.status_code, fault.message)).encode()
+            body = json.dumps(codec.encode_error(fault.status_code, fault.message)).encode()
         return web.Response(body=body, status=fault.status_code, headers=headers)
 
     def _error_answer(self, fault: Fault) -> Fault:
@@ -157,8 +142,10 @@ _CODES: Final = {
 """`Fault.error_event` codes (OpenAI's names) as the HTTP codes Gemini's error objects carry."""
 
 
-def _error_event(fault: Fault, index: int) -> StreamChunk:
-    return StreamChunk(encode_error(_CODES.get(fault.code or "", 500), fault.message), end=True)
+def _error_event(fault: Fault, index: int) -> codec.StreamChunk:
+    return codec.StreamChunk(
+        codec.encode_error(_CODES.get(fault.code or "", 500), fault.message), end=True
+    )
 
 
 def _error(
@@ -170,7 +157,7 @@ def _error(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     return web.json_response(
-        encode_error(status, message, retry_delay=retry_delay, reason=reason),
+        codec.encode_error(status, message, retry_delay=retry_delay, reason=reason),
         status=status,
         headers=headers,
     )

@@ -33,7 +33,6 @@ except ImportError as _import_error:
 
 from stagefx._core.conversation import ModelInput, ModelOutput, TokenUsage
 from stagefx._core.request import ModelFailure, ModelRequest
-from stagefx.testing._demo import demo_answer
 from stagefx.testing._models import Answer, as_output
 
 __all__ = [
@@ -282,15 +281,15 @@ class FakeHTTPServer(abc.ABC):
 
     def __init__(
         self,
-        answer: Callback = demo_answer,
-        *,
+        answer: Callback,
         model: str,
-        latency: float = 0.0,
-        record: bool = True,
-        headers: Headers | None = None,
-        chunk_size: int | Split = 4,
-        on_chunk: ChunkHook | None = None,
+        latency: float,
+        record: bool,
+        headers: Headers | None,
+        chunk_size: int | Split,
+        on_chunk: ChunkHook | None,
     ) -> None:
+        """The settings each fake's own signature documents, in its order."""
         if not callable(chunk_size) and (
             isinstance(chunk_size, bool)
             or not isinstance(cast(object, chunk_size), int)

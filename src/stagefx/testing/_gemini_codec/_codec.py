@@ -19,7 +19,13 @@ from stagefx._core.conversation import (
 )
 from stagefx._core.request import ModelRequest, OutputSpec, ToolSpec
 from stagefx._model.body import items, mapping, text
-from stagefx.gemini._wire import JSON, call_identifier, sent_identifier, signature_data, signatures
+from stagefx.gemini._wire import (
+    JSON,
+    function_call,
+    model_parts,
+    sent_identifier,
+    signature_data,
+)
 
 __all__ = [
     "StreamChunk",
@@ -84,18 +90,10 @@ def _model_turn(parts: Sequence[Mapping[str, object]]) -> ModelOutput:
     for part in parts:
         signature = part.get("thoughtSignature")
         if "functionCall" in part:
-            function = mapping(part.get("functionCall"), "functionCall")
-            given = function.get("id")
-            identifier = call_identifier(given if isinstance(given, str) else None, len(calls))
-            calls.append(
-                ModelToolRequest(
-                    identifier,
-                    text(function.get("name"), "functionCall.name"),
-                    dict(mapping(function.get("args") or {}, "args")),
-                )
-            )
+            call = function_call(part, len(calls))
+            calls.append(call)
             if isinstance(signature, str):
-                signed[identifier] = signature
+                signed[call.identifier] = signature
         elif "text" in part and isinstance(signature, str):
             text_signature = signature
     return ModelOutput(
@@ -151,29 +149,6 @@ def _user_turn(parts: Sequence[Mapping[str, object]], before: object) -> ModelIn
     return ModelInput(MultimodalContent(tuple(content)), tuple(responses))
 
 
-def _parts(output: ModelOutput) -> list[JSON]:
-    """The answer's parts, each with the thought signature its
-    `provider_data` keeps for it, as Gemini sends them."""
-    signed, text_signature = signatures(output.provider_data)
-    parts: list[JSON] = []
-    said = output.content.as_string()
-    if said or text_signature is not None:
-        part: JSON = {"text": said}
-        if text_signature is not None:
-            part["thoughtSignature"] = text_signature
-        parts.append(part)
-    for call in output.tool_requests:
-        given = sent_identifier(call.identifier)
-        function: JSON = {"name": call.tool, "args": dict(call.arguments)}
-        if given is not None:
-            function["id"] = given
-        part = {"functionCall": function}
-        if call.identifier in signed:
-            part["thoughtSignature"] = signed[call.identifier]
-        parts.append(part)
-    return parts
-
-
 def _usage(usage: TokenUsage | None) -> JSON:
     found = usage or TokenUsage()
     return {
@@ -189,10 +164,11 @@ def _finish(output: ModelOutput) -> str:
 
 def encode_response(output: ModelOutput, *, model: str, response_id: str) -> JSON:
     """A `GenerateContentResponse` carrying `output` (its `usage` as `usageMetadata`)."""
+    parts = model_parts(output, output.content.as_string())
     return {
         "candidates": [
             {
-                "content": {"role": "model", "parts": _parts(output)},
+                "content": {"role": "model", "parts": parts},
                 "finishReason": _finish(output),
                 "index": 0,
             }

@@ -19,7 +19,8 @@ from stagefx._core.conversation import (
 )
 from stagefx._core.request import ModelRequest, OutputSpec, ToolSpec
 from stagefx._model.body import items, mapping, text
-from stagefx.openai._wire import JSON, arguments_of, arguments_text, plain_text
+from stagefx._model.content_text import plain_text
+from stagefx.openai._wire import JSON, arguments_of, arguments_text
 from stagefx.testing._fake_http import Split, StreamEvent
 from stagefx.testing._openai_codec._images import image_of
 

@@ -3,7 +3,7 @@
 Each scenario runs a small pipeline through the real OpenAI provider against
 FakeOpenAIServer (or through tools that misbehave), on a VirtualClock, and
 says what must come of it. `python -m benchmarks.reliability` prints the
-counts recorded in RELIABILITY.md; tests/test_reliability.py asserts them.
+counts recorded in RELIABILITY.md; tests/library/test_reliability.py asserts them.
 """
 
 from __future__ import annotations

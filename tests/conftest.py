@@ -20,7 +20,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say how many documentation snippets ran, so a rotting page shows."""
-    from tests.test_docs import EXECUTED  # only once the docs tests ran
+    from tests.library.test_docs import EXECUTED  # only once the docs tests ran
 
     if EXECUTED:
         pages = len({snippet.page for snippet in EXECUTED})

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import stagefx._codec.codec as codec
-from stagefx._codec.codec import (
+import stagefx._codec as codec
+from stagefx._codec import (
     CODEC_VERSION,
     JSON,
     CodecError,
@@ -336,7 +336,7 @@ def test_every_kind_has_a_readable_shape() -> None:
         {
             "artifact": {
                 "text": '{"limit": 3, "spent": 0.0, "tags": []}',
-                "type": "tests.test_codec.Budget",
+                "type": "tests.codec.test_codec.Budget",
             }
         },
     ]
@@ -378,7 +378,7 @@ def test_every_kind_has_a_readable_shape() -> None:
         "context": [],
         "result": ["draft"],
         "usage": [{"model": "m", "input_tokens": 5, "output_tokens": 2}],
-        "values": {"tests.test_codec.Budget": {"limit": 3, "spent": 0.0, "tags": []}},
+        "values": {"tests.codec.test_codec.Budget": {"limit": 3, "spent": 0.0, "tags": []}},
     }
     assert encode_state(StageState.empty) == {
         "context": [],
@@ -443,20 +443,20 @@ def test_values_that_are_not_json_are_refused_on_encode() -> None:
 
 def test_state_values_need_their_type_listed() -> None:
     state = StageState(values=(Budget(1), Note(text="n")))
-    with pytest.raises(CodecError, match=r"tests\.test_codec\.Note.*types="):
+    with pytest.raises(CodecError, match=r"tests\.codec\.test_codec\.Note.*types="):
         encode_state(state, types=[Budget])
     with pytest.raises(CodecError, match="types="):
         encode_state(StageState(values=(Color.RED,)), types=[Budget, Note])
     data = encode_state(state, types=[Budget, Note])
-    with pytest.raises(CodecError, match=r"tests\.test_codec\.Note.*types="):
+    with pytest.raises(CodecError, match=r"tests\.codec\.test_codec\.Note.*types="):
         decode_state(data, types=[Budget])
     with pytest.raises(CodecError, match="pydantic cannot handle"):
         encode_state(StageState(values=(Plan(2),)), types=[Plan])
 
 
 def test_state_values_are_validated_on_decode() -> None:
-    data: JSON = {"values": {"tests.test_codec.Budget": {"limit": "lots"}}}
-    with pytest.raises(CodecError, match=r"state\.values\['tests\.test_codec\.Budget'\]"):
+    data: JSON = {"values": {"tests.codec.test_codec.Budget": {"limit": "lots"}}}
+    with pytest.raises(CodecError, match=r"state\.values\['tests\.codec\.test_codec\.Budget'\]"):
         decode_state(data, types=[Budget])
     with pytest.raises(CodecError, match="two types named"):
         decode_state({}, types=[Budget, type("Budget", (), {"__module__": __name__})])
@@ -598,7 +598,7 @@ KEYS = [
     "tool", "arguments", "error", "usage", "model", "input_tokens", "output_tokens",
     "finish_reason", "instructions", "context", "tools", "name", "description", "parameters",
     "mode", "schema", "extra", "failure", "kind", "message", "retry_after", "result", "values",
-    "tests.test_codec.Budget", "tests.test_codec.Note", "rate_limited", "auto", "limit",
+    "tests.codec.test_codec.Budget", "tests.codec.test_codec.Note", "rate_limited", "auto", "limit",
 ]  # fmt: skip
 
 

@@ -15,33 +15,21 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from stagefx import ModelInput, Stage, ctx, tool
+from stagefx import ModelInput, Stage, ctx
 from stagefx._core.request import ModelRequest, OutputSpec
 from stagefx.anthropic import Anthropic, AnthropicConfig
 from stagefx.testing import demo_answer
 from stagefx.testing._fake_anthropic import FakeAnthropicServer
-from tests.contract.shared import shared_file
-from tests.test_anthropic import SECRET, rich_request
+from tests.contract.shared import shared_file, with_discriminators_resolved
+from tests.helpers import word_count
+from tests.providers.anthropic.test_provider import SECRET, rich_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 
-def _with_discriminators_resolved(schema: object) -> object:
-    """OpenAPI's `discriminator` picks the one branch of a `oneOf` that
-    applies; where one is given, `anyOf` states that rule in JSON Schema."""
-    if isinstance(schema, dict):
-        resolved = {key: _with_discriminators_resolved(value) for key, value in schema.items()}
-        if "discriminator" in resolved and "oneOf" in resolved:
-            resolved["anyOf"] = resolved.pop("oneOf")
-        return resolved
-    if isinstance(schema, list):
-        return [_with_discriminators_resolved(value) for value in schema]
-    return schema
-
-
 @cache
 def _validator(spec_path: Path) -> Draft202012Validator:
-    spec = _with_discriminators_resolved(json.loads(spec_path.read_text()))
+    spec = with_discriminators_resolved(json.loads(spec_path.read_text()))
     assert isinstance(spec, dict)
     registry: Registry[bool | Mapping[str, object]] = Registry().with_resource(
         "urn:anthropic", Resource.from_contents(spec, default_specification=DRAFT202012)
@@ -55,12 +43,6 @@ def _validator(spec_path: Path) -> Draft202012Validator:
 @pytest.fixture(scope="module")
 def validator() -> Draft202012Validator:
     return _validator(shared_file("spec/anthropic-openapi.json"))
-
-
-@tool
-async def word_count(text: str) -> int:
-    """Count words in text."""
-    return len(text.split())
 
 
 def _requests() -> list[ModelRequest]:

@@ -415,7 +415,7 @@ async def test_stage_strip_context_tools() -> None:
 # Stage.completion("Use tool", tools=[my_tool])
 #
 # (stagefx: StageState accepts any context, so tool_call is tested in
-# tests/test_draive_features.py.)
+# tests/runtime/nodes/test_tool_call.py.)
 
 
 async def test_stage_memory_remember() -> None:

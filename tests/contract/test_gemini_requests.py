@@ -16,13 +16,14 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from stagefx import ModelInput, Stage, ctx, tool
+from stagefx import ModelInput, Stage, ctx
 from stagefx._core.request import OutputSpec
 from stagefx.gemini import Gemini, GeminiConfig
 from stagefx.testing import demo_answer
 from stagefx.testing._fake_gemini import FakeGeminiServer
 from tests.contract.shared import shared_file
-from tests.test_gemini import SECRET, rich_request
+from tests.helpers import word_count
+from tests.providers.gemini.test_provider import SECRET, rich_request
 
 pytestmark = pytest.mark.anyio
 
@@ -42,12 +43,6 @@ def _validator(spec_path: Path) -> Draft202012Validator:
 @pytest.fixture(scope="module")
 def validator() -> Draft202012Validator:
     return _validator(shared_file("spec/gemini-openapi.json"))
-
-
-@tool
-async def word_count(text: str) -> int:
-    """Count words in text."""
-    return len(text.split())
 
 
 class Languages(pydantic.BaseModel):

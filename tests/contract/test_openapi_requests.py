@@ -15,36 +15,22 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from stagefx import Env, ModelInput, Stage, ctx, tool
+from stagefx import Env, ModelInput, Stage, ctx
 from stagefx._core.request import ModelRequest, OutputSpec
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, demo_answer
-from tests.contract.shared import shared_file
-from tests.test_openai import SECRET, rich_request
+from tests.contract.shared import shared_file, with_discriminators_resolved
+from tests.helpers import word_count
+from tests.providers.openai.test_provider import SECRET, rich_request
 
 pytestmark = pytest.mark.anyio
 
 ENDPOINTS = {"/v1/responses": "/responses", "/v1/chat/completions": "/chat/completions"}
 
 
-def _with_discriminators_resolved(schema: object) -> object:
-    """OpenAPI's `discriminator` picks the one branch of a `oneOf` that applies;
-    plain JSON Schema ignores it and fails a body that several branches accept
-    (a user message matches both EasyInputMessage and InputMessage). Where a
-    discriminator is given, `anyOf` states the OpenAPI rule in JSON Schema."""
-    if isinstance(schema, dict):
-        resolved = {key: _with_discriminators_resolved(value) for key, value in schema.items()}
-        if "discriminator" in resolved and "oneOf" in resolved:
-            resolved["anyOf"] = resolved.pop("oneOf")
-        return resolved
-    if isinstance(schema, list):
-        return [_with_discriminators_resolved(value) for value in schema]
-    return schema
-
-
 @cache
 def _validators(spec_path: Path) -> dict[str, Draft202012Validator]:
-    spec = _with_discriminators_resolved(json.loads(spec_path.read_text()))
+    spec = with_discriminators_resolved(json.loads(spec_path.read_text()))
     assert isinstance(spec, dict)
     registry: Registry[bool | Mapping[str, object]] = Registry().with_resource(
         "urn:openai", Resource.from_contents(spec, default_specification=DRAFT202012)
@@ -62,12 +48,6 @@ def _validators(spec_path: Path) -> dict[str, Draft202012Validator]:
 @pytest.fixture(scope="module")
 def validators() -> dict[str, Draft202012Validator]:
     return _validators(shared_file("spec/openai-openapi.json"))
-
-
-@tool
-async def word_count(text: str) -> int:
-    """Count words in text."""
-    return len(text.split())
 
 
 async def _stream(provider: OpenAI, request: ModelRequest, env: Env) -> None:

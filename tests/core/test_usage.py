@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 from returns.result import Result
 
@@ -23,6 +21,7 @@ from stagefx import (
     stage,
 )
 from stagefx.testing import ScriptedModel, VirtualClock
+from tests.helpers import first_success, keep_first
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
@@ -76,12 +75,6 @@ async def test_the_default_router_counts_its_own_call() -> None:
     assert state.get(UsageTotals) == totals((7, 1), (40, 4))
     assert tracer.usage() == state.get(UsageTotals)
     assert sum(1 for span in tracer.spans if span.name == "generate") == 2
-
-
-def keep_first(branches: Sequence[StageState | StageException]) -> StageState:
-    kept = branches[0]
-    assert isinstance(kept, StageState)
-    return kept
 
 
 async def test_every_concurrent_branch_counts_failed_ones_too() -> None:
@@ -138,10 +131,6 @@ async def broken(*, state: StageState) -> StageState:
 @stage
 async def delegating(*, state: StageState) -> StageState | Result[StageState, StageException]:
     return await broken.attempt(StageState(result=state.result))  # a fresh state
-
-
-def first_success(branches: Sequence[StageState | StageException]) -> StageState:
-    return next(branch for branch in branches if isinstance(branch, StageState))
 
 
 @pytest.mark.parametrize(

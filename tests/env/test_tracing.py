@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from functools import partial
 
 import anyio
@@ -21,7 +20,6 @@ from stagefx import (
     RecordingTracer,
     SpanRecord,
     Stage,
-    StageException,
     StageState,
     TokenUsage,
     UsageTotals,
@@ -32,6 +30,7 @@ from stagefx import (
 from stagefx._core.request import ModelRequest
 from stagefx.otel import OpenTelemetryTracer
 from stagefx.testing import FunctionModel, VirtualClock
+from tests.helpers import first_success
 
 pytestmark = pytest.mark.anyio
 
@@ -62,16 +61,12 @@ def scripted_by_input() -> FunctionModel:
     return FunctionModel(answer)
 
 
-def keep_successes(branches: Sequence[StageState | StageException]) -> StageState:
-    return next(branch for branch in branches if isinstance(branch, StageState))
-
-
 PIPELINE = Stage.sequence(
     Stage.completion("intro").with_meta(name="intro").traced(),
     Stage.concurrent(
         Stage.completion("branch A").traced(label="A"),
         Stage.completion("branch B").traced(label="B"),
-        merge=keep_successes,
+        merge=first_success,
     ),
     Stage.completion("flaky").with_retry(limit=2).traced(label="flaky"),
 ).traced(label="pipeline")
@@ -135,7 +130,7 @@ async def test_a_nested_pipeline_gives_the_span_tree_that_ran() -> None:
 async def test_concurrent_keeps_every_branch_usage_whatever_the_merge_keeps() -> None:
     model = FunctionModel(lambda request: ModelOutput(usage=TokenUsage("m", 2, 1)))
     fan = Stage.concurrent(
-        Stage.completion("a"), Stage.completion("b"), Stage.completion("c"), merge=keep_successes
+        Stage.completion("a"), Stage.completion("b"), Stage.completion("c"), merge=first_success
     )
     start = StageState(values=(UsageTotals((TokenUsage("m", 100, 100),)),))
     state = await fan.execute(start, env=Env.of(model))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import attrs
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 _FENCE = re.compile(
     r"^(?P<indent>[ \t]*)```python(?P<info>[^\n]*)\n(?P<code>.*?)^(?P=indent)```", re.S | re.M
 )

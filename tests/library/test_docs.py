@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from stagefx.testing import FakeOpenAIServer
-from tests.docs_snippets import ROOT, Snippet, as_checked_module, pages, snippets
+from tests.helpers import ROOT
+from tests.library.docs_snippets import Snippet, as_checked_module, pages, snippets
 
 EXECUTED: list[Snippet] = []
 """Snippets run in this session (the terminal summary reports the count)."""

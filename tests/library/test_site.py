@@ -17,7 +17,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 SECTIONS = {
     "index.html": "Getting started",
     "guide/index.html": "The Stage guide",

@@ -1,1 +1,1 @@
-"""MCP servers, written with the `mcp` SDK, that tests/test_mcp.py starts."""
+"""MCP servers, written with the `mcp` SDK, that tests/providers/mcp/test_server.py starts."""

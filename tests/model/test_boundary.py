@@ -3,7 +3,6 @@ model calls streamed or whole and for tool calls."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import sys
@@ -28,25 +27,18 @@ from stagefx import (
     RateLimits,
     RecordingTracer,
     Stage,
-    StageEvent,
     StageState,
     TextDelta,
     TokenUsage,
     ToolAnswered,
     tool,
 )
-from stagefx._codec.codec import encode_state
+from stagefx._codec import encode_state
 from stagefx._core.iteration import close_iterator
 from stagefx.testing import Recorder, ScriptedModel, VirtualClock
+from tests.helpers import ROOT, events_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-async def events_of(stage: Stage, env: Env) -> list[StageEvent]:
-    async with contextlib.aclosing(stage.stream(env=env)) as stream:
-        return [event async for event in stream]
 
 
 class Tag(CallLayer):
@@ -171,9 +163,9 @@ async def test_rate_limits_admit_a_stream_before_it_starts_and_settle_its_usage_
 REPLAY = """
 import asyncio, contextlib, json, sys
 from stagefx import Env, Finished, Stage, TextDelta
-from stagefx._codec.codec import encode_state
+from stagefx._codec import encode_state
 from stagefx.testing import Recorder, ScriptedModel
-from tests.test_boundary import streamed_pipeline
+from tests.model.test_boundary import streamed_pipeline
 
 async def main():
     env = Env.of(ScriptedModel(), Recorder(sys.argv[1], mode="replay"))

@@ -40,18 +40,11 @@ from stagefx._model.output import (
 )
 from stagefx._model.tools import MAX_RESULT_DEPTH
 from stagefx.testing import FunctionModel, ScriptedModel, strategies
+from tests.helpers import Unprintable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 BOUND = 5.0  # seconds: what "bounded time" means here, with slack; each takes milliseconds
-
-
-class Unprintable(Exception):
-    def __str__(self) -> str:
-        raise RuntimeError("str exploded")
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr exploded")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """RateLimits: every model call under an Env, paced within requests and tokens
-per minute, spread evenly, reconciled with reported usage, paused by a 429.
+per minute, spread evenly, reconciled with reported usage, paused by a 429,
+and held when a provider's rate-limit hint says less is left than its own
+budget would send (never loosened by one).
 
 Deterministic: models record `clock.now()` on a `VirtualClock`; nothing waits
 in real time (but for the HTTP of the one FakeOpenAIServer test).
@@ -13,7 +15,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import anyio
 import attrs
@@ -44,6 +46,7 @@ from stagefx import (
     ToolSpec,
     tool,
 )
+from stagefx._codec import decode_answer, encode_answer
 from stagefx._model.rate_limits import (
     DEFAULT_OUTPUT_TOKENS,
     IMAGE_TOKENS,
@@ -878,3 +881,156 @@ async def test_the_estimate_reads_the_output_limit_the_models_config_sets() -> N
     request = ModelRequest("", ())
     assert limits.estimate(request, {"max_output_tokens": 5_000}) == 5_000
     assert limits.estimate(request) == DEFAULT_OUTPUT_TOKENS
+
+
+# RateLimits holds calls on a hint ------------------------------------------------------
+
+
+def hinting(
+    clock: VirtualClock, hints: Mapping[int, RateLimitHint], *, latency: float = 0.0
+) -> tuple[FunctionModel, list[float]]:
+    """A model that records when each call reaches it and answers call `i`
+    with `hints[i]` (and usage equal to the estimate: nothing given back)."""
+    sent: list[float] = []
+    counter = itertools.count()
+
+    async def answer(request: ModelRequest) -> ModelOutput:
+        index = next(counter)
+        sent.append(clock.now())
+        if latency:
+            await clock.sleep(latency)
+        return ModelOutput(MultimodalContent.of("ok"), limits=hints.get(index))
+
+    return FunctionModel(answer), sent
+
+
+async def run(stage: Stage, times: int, env: Env) -> None:
+    for _ in range(times):
+        await stage.execute(env=env)
+
+
+async def test_no_tokens_left_holds_every_later_call_until_the_reset() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(tokens_per_minute=TPM)
+    model, sent = hinting(clock, {0: RateLimitHint(remaining_tokens=0, reset_tokens=6.0)})
+    await run(Stage.completion("", max_tokens=100), 4, Env.of(model, limits, clock))
+    # Without the hint: 0, 0.1, 0.2, 0.3. With it, the rest wait for the
+    # reset, then go spaced (per-second windows sent all three at 6).
+    assert sent == pytest.approx([0.0, 6.0, 6.1, 6.2])
+
+
+async def test_the_hold_is_shared_by_every_caller_in_flight_and_in_line() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(requests_per_minute=600)  # one every 0.1 s
+    hint = RateLimitHint(remaining_requests=0, reset_requests=3.0)
+    model, sent = hinting(clock, {0: hint}, latency=0.5)
+    env = Env.of(model, limits, clock)
+    stage = Stage.completion("hi")
+    async with anyio.create_task_group() as group:
+        for _ in range(15):
+            group.start_soon(functools.partial(stage.execute, env=env))
+    # Five go at 0 to 0.4 (already sent when the hint comes at 0.5); the
+    # other ten would go from 0.5 on but wait for the reset at 3.5, then go
+    # spaced. (Per-second windows sent ten at 0 and the other five at 3.5.)
+    assert sent == pytest.approx(
+        [0.1 * index for index in range(5)] + [3.5 + 0.1 * index for index in range(10)]
+    )
+
+
+async def test_what_remains_may_still_be_sent_before_the_reset() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(tokens_per_minute=TPM)
+    hint = RateLimitHint(remaining_tokens=1000, reset_tokens=10.0)  # 10,000 would go by then
+    model, sent = hinting(clock, {0: hint})
+    await run(Stage.completion("", max_tokens=500), 5, Env.of(model, limits, clock))
+    # 1,000 more may go before 10: two calls of 500, spaced (0.5 and 1.0); the
+    # fourth waits for the reset, the fifth 0.5 s after it. (Per-second
+    # windows: two at 0, one at 1, two at 10.)
+    assert sent == pytest.approx([0.0, 0.5, 1.0, 10.0, 10.5])
+
+
+async def test_a_hint_looser_than_the_budget_changes_nothing() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(tokens_per_minute=TPM)
+    hint = RateLimitHint(remaining_tokens=50_000, reset_tokens=1.0, remaining_requests=10)
+    model, sent = hinting(clock, {0: hint})
+    await run(Stage.completion("", max_tokens=500), 6, Env.of(model, limits, clock))
+    # The budget alone: one every 0.5 s (per-second windows: two each second).
+    assert sent == pytest.approx([0.5 * index for index in range(6)])
+
+
+async def test_a_later_hint_never_raises_what_is_left() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(tokens_per_minute=TPM)
+    hints = {
+        0: RateLimitHint(remaining_tokens=600, reset_tokens=10.0),
+        1: RateLimitHint(remaining_tokens=900, reset_tokens=2.0),  # stale, or looser
+    }
+    model, sent = hinting(clock, hints)
+    await run(Stage.completion("", max_tokens=500), 3, Env.of(model, limits, clock))
+    # After the first hint 600 are left, 100 after the second call (at 0.5,
+    # spaced): the third waits for the first hint's reset, the second hint
+    # notwithstanding.
+    assert sent == pytest.approx([0.0, 0.5, 10.0])
+
+
+async def test_the_hold_is_capped_by_max_pause() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(tokens_per_minute=TPM, max_pause=2.0)
+    model, sent = hinting(clock, {0: RateLimitHint(remaining_tokens=0, reset_tokens=30.0)})
+    await run(Stage.completion("", max_tokens=100), 2, Env.of(model, limits, clock))
+    assert sent == [0.0, 2.0]
+
+
+async def test_hints_hold_calls_for_budgets_the_limits_do_not_set() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(requests_per_minute=600)  # no token budget
+    hint = RateLimitHint(remaining_tokens=150, reset_tokens=4.0)
+    model, sent = hinting(clock, {0: hint})
+    await run(Stage.completion("", max_tokens=100), 3, Env.of(model, limits, clock))
+    # 150 left: one more call of 100 fits (0.1 s on: the request budget), the
+    # next waits for the reset.
+    assert sent == pytest.approx([0.0, 0.1, 4.0])
+
+
+async def test_no_tokens_left_holds_callers_that_joined_before_the_hint() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(requests_per_minute=60)  # no token budget: tokens not counted
+    hint = RateLimitHint(remaining_tokens=0, reset_tokens=30.0)
+    model, sent = hinting(clock, {0: hint}, latency=0.5)
+    env = Env.of(model, limits, clock)
+    async with anyio.create_task_group() as group:
+        for _ in range(4):  # all in line at 0, before any hint
+            group.start_soon(functools.partial(Stage.completion("hi").execute, env=env))
+    # The first answers at 0.5: no tokens left until 30.5. The three waiting
+    # since 0 (estimated at nothing when they joined) each cost a token all
+    # the same: they wait for the reset, then go a second apart. (They went
+    # at 1, 2 and 3, into the provider's limit.)
+    assert sent == pytest.approx([0.0, 30.5, 31.5, 32.5])
+
+
+async def test_hints_without_a_reset_or_with_nonsense_are_ignored() -> None:
+    clock = VirtualClock()
+    limits = RateLimits(requests_per_minute=600, tokens_per_minute=TPM)
+    hints = {
+        0: RateLimitHint(remaining_tokens=0),  # no reset: for how long?
+        1: RateLimitHint(remaining_requests=0, reset_requests=math.nan),
+        2: RateLimitHint(remaining_requests=-3, reset_requests=5.0),
+        3: RateLimitHint(remaining_tokens=0, reset_tokens=0.0),  # already reset
+    }
+    model, sent = hinting(clock, hints)
+    await run(Stage.completion("", max_tokens=100), 5, Env.of(model, limits, clock))
+    assert sent == pytest.approx([0.1 * index for index in range(5)])  # the budgets alone
+
+
+async def test_the_hint_stays_out_of_equality_and_of_the_codec() -> None:
+    hint = RateLimitHint(remaining_tokens=5, reset_tokens=1.0)
+    usage = TokenUsage("m", 1, 2)
+    output = ModelOutput(MultimodalContent.of("ok"), usage=usage, limits=hint)
+    assert output == ModelOutput(MultimodalContent.of("ok"))
+    decoded = decode_answer(encode_answer(output))
+    assert isinstance(decoded, ModelOutput)
+    assert decoded == output
+    assert decoded.usage == usage
+    assert decoded.limits is None
+    assert "limits" not in str(encode_answer(output))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pytest
 
 from stagefx import (
@@ -11,7 +9,6 @@ from stagefx import (
     ModelInput,
     ModelOutput,
     ModelToolRequest,
-    ModelToolResponse,
     Stage,
     StageState,
     Tool,
@@ -22,6 +19,7 @@ from stagefx import (
 from stagefx._core.schema import SchemaError
 from stagefx._model.boundary import CallLayer, ToolPath
 from stagefx.testing import ScriptedModel
+from tests.helpers import asks, tool_responses
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
@@ -45,21 +43,6 @@ def plain(text: str) -> str:
     return f"{text} in {current.name if current else 'no env'}"
 
 
-def asks(*calls: tuple[str, Mapping[str, object]]) -> ModelOutput:
-    return ModelOutput(
-        tool_requests=tuple(
-            ModelToolRequest(f"call_{index}", name, arguments)
-            for index, (name, arguments) in enumerate(calls)
-        )
-    )
-
-
-def answers(model: ScriptedModel, request: int) -> tuple[ModelToolResponse, ...]:
-    last = model.requests[request].context[-1]
-    assert isinstance(last, ModelInput)
-    return last.tool_responses
-
-
 async def test_the_context_parameter_is_not_in_the_schema_the_model_sees() -> None:
     assert greet.takes_context
     assert not plain.takes_context
@@ -74,7 +57,7 @@ async def test_a_tool_gets_the_env_of_the_stage_that_called_it() -> None:
     model = ScriptedModel(asks(("greet", {"greeting": "hi", "times": 2})), "done")
     state = await Stage.completion("go", tools=[greet]).execute(env=Env.of(model, Tenant("acme")))
     assert state.result.as_string() == "done"
-    (answer,) = answers(model, 1)
+    (answer,) = tool_responses(model, 1)
     assert (answer.content.as_string(), answer.error) == ("hi acmehi acme", False)
 
 
@@ -82,7 +65,7 @@ async def test_with_ctx_values_reach_the_tool() -> None:
     model = ScriptedModel(asks(("greet", {"greeting": "hello"})), "done")
     stage = Stage.completion("go", tools=[greet]).with_ctx(Tenant("globex"))
     await stage.execute(env=Env.of(model))
-    assert answers(model, 1)[0].content.as_string() == "hello globex"
+    assert tool_responses(model, 1)[0].content.as_string() == "hello globex"
 
 
 async def test_the_state_given_holds_the_conversation_up_to_the_request() -> None:
@@ -109,7 +92,7 @@ async def test_ctx_current_gives_the_explicit_env_inside_a_tool_only() -> None:
     model = ScriptedModel(asks(("plain", {"text": "ran"})), "done")
     assert ctx.current() is None
     await Stage.completion("go", tools=[plain]).execute(env=Env.of(model, name="explicit"))
-    assert answers(model, 1)[0].content.as_string() == "ran in explicit"
+    assert tool_responses(model, 1)[0].content.as_string() == "ran in explicit"
     assert ctx.current() is None
 
 
@@ -138,7 +121,7 @@ async def test_a_tool_layer_calling_tool_call_passes_the_context_on() -> None:
     env = Env.of(model, Layer(), Tenant("hooli"), name="layered")
     await Stage.completion("go", tools=[greet, plain]).execute(env=env)
     assert sorted(layered) == ["greet", "plain"]
-    texts = [answer.content.as_string() for answer in answers(model, 1)]
+    texts = [answer.content.as_string() for answer in tool_responses(model, 1)]
     assert texts == ["yo hooli", "x in layered"]
 
 
@@ -153,7 +136,7 @@ async def test_a_context_tool_called_outside_a_stage_needs_its_context() -> None
 async def test_model_arguments_cannot_fill_the_context_parameter() -> None:
     model = ScriptedModel(asks(("greet", {"greeting": "hi", "context": {"env": 1}})), "done")
     await Stage.completion("go", tools=[greet]).execute(env=Env.of(model))
-    (answer,) = answers(model, 1)
+    (answer,) = tool_responses(model, 1)
     assert answer.error
     assert "context: Extra inputs are not permitted" in answer.content.as_string()
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import anyio
 import pytest
 
 from stagefx import (
     Env,
-    ModelInput,
     ModelOutput,
-    ModelToolRequest,
-    ModelToolResponse,
     Stage,
     ToolError,
     ToolRoundsExceededError,
@@ -20,6 +15,7 @@ from stagefx import (
 )
 from stagefx._core.request import ModelRequest
 from stagefx.testing import FunctionModel, ScriptedModel
+from tests.helpers import asks, tool_responses
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
@@ -34,21 +30,6 @@ async def calculate(a: int, b: int) -> int:
 def shout(text: str, times: int = 1) -> str:
     """Upper-case text."""
     return text.upper() * times
-
-
-def asks(*calls: tuple[str, Mapping[str, object]]) -> ModelOutput:
-    return ModelOutput(
-        tool_requests=tuple(
-            ModelToolRequest(f"call_{index}", name, arguments)
-            for index, (name, arguments) in enumerate(calls)
-        )
-    )
-
-
-def responses(model: ScriptedModel, request: int) -> tuple[ModelToolResponse, ...]:
-    last = model.requests[request].context[-1]
-    assert isinstance(last, ModelInput)
-    return last.tool_responses
 
 
 async def test_tool_schema_name_and_description_come_from_the_function() -> None:
@@ -67,10 +48,10 @@ async def test_the_model_calls_one_tool_and_sees_its_answer() -> None:
     model = ScriptedModel(asks(("calculate", {"a": 15, "b": 27})), "15 + 27 = 42")
     state = await Stage.completion("What is 15 + 27?", tools=[calculate]).execute(env=Env.of(model))
     assert state.result.as_string() == "15 + 27 = 42"
-    (answer,) = responses(model, 1)
+    (answer,) = tool_responses(model, 1)
     assert (answer.tool, answer.content.as_string(), answer.error) == ("calculate", "42", False)
     assert [tool.name for tool in model.requests[0].tools] == ["calculate"]
-    assert len(state.context) == 4  # input, tool request, tool responses, final output
+    assert len(state.context) == 4  # input, tool request, tool tool_responses, final output
 
 
 async def test_several_tools_asked_at_once_run_concurrently_in_request_order() -> None:
@@ -91,7 +72,7 @@ async def test_several_tools_asked_at_once_run_concurrently_in_request_order() -
     model = ScriptedModel(asks(("first", {}), ("second", {})), "both done")
     with anyio.fail_after(5):
         await Stage.completion("go", tools=[first, second]).execute(env=Env.of(model))
-    assert [answer.content.as_string() for answer in responses(model, 1)] == ["one", "two"]
+    assert [answer.content.as_string() for answer in tool_responses(model, 1)] == ["one", "two"]
 
 
 async def test_tool_errors_unknown_tools_and_bad_arguments_are_shown_to_the_model() -> None:
@@ -110,7 +91,7 @@ async def test_tool_errors_unknown_tools_and_bad_arguments_are_shown_to_the_mode
     )
     state = await Stage.completion("go", tools=[explode, calculate]).execute(env=Env.of(model))
     assert state.result.as_string() == "recovered"
-    answers = responses(model, 1)
+    answers = tool_responses(model, 1)
     assert all(answer.error for answer in answers)
     texts = [answer.content.as_string() for answer in answers]
     assert texts[0] == "explode failed: ValueError: cannot handle this"
@@ -132,7 +113,7 @@ async def test_a_tool_not_given_to_the_stage_never_runs() -> None:
     model = ScriptedModel(asks(("secret", {})), "ok")
     await Stage.completion("go", tools=[calculate]).execute(env=Env.of(model))
     assert ran == []
-    assert responses(model, 1)[0].error
+    assert tool_responses(model, 1)[0].error
 
 
 async def test_a_stop_on_error_tool_stops_the_pipeline_with_a_tool_error() -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import anyio
 import pytest
 
-from stagefx import Env, Stage, StageException, StageState, stage
+from stagefx import Env, Stage, StageState, stage
 from stagefx.testing import VirtualClock
+from tests.helpers import keep_first
 
 pytestmark = pytest.mark.anyio
 
@@ -39,11 +39,6 @@ class Probe:
         return blocks
 
 
-def first(branches: Sequence[StageState | StageException]) -> StageState:
-    assert isinstance(branches[0], StageState)
-    return branches[0]
-
-
 async def cancel_when_started(probe: Probe, pipeline: Stage, env: Env) -> list[object]:
     """Run `pipeline` and cancel it from outside once every probe stage started;
     return what `attempt` gave (nothing, if the cancellation propagated)."""
@@ -64,7 +59,7 @@ async def cancel_when_started(probe: Probe, pipeline: Stage, env: Env) -> list[o
 async def test_cancelling_concurrent_cancels_every_branch() -> None:
     probe = Probe(expected=5)
     pipeline = Stage.concurrent(
-        *[probe.blocking() for _ in range(5)], merge=first, concurrent_tasks=None
+        *[probe.blocking() for _ in range(5)], merge=keep_first, concurrent_tasks=None
     )
     assert await cancel_when_started(probe, pipeline, Env.of()) == []
     assert probe.cancelled == 5
@@ -73,7 +68,7 @@ async def test_cancelling_concurrent_cancels_every_branch() -> None:
 async def test_cancelling_a_bounded_concurrent_cancels_the_running_branches() -> None:
     probe = Probe(expected=2)
     branches = [probe.blocking() for _ in range(6)]
-    pipeline = Stage.concurrent(*branches, merge=first, concurrent_tasks=2)
+    pipeline = Stage.concurrent(*branches, merge=keep_first, concurrent_tasks=2)
     assert await cancel_when_started(probe, pipeline, Env.of()) == []
     assert (probe.started, probe.cancelled) == (2, 2)
 

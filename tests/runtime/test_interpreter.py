@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import anyio
@@ -14,13 +14,13 @@ from stagefx import (
     MultimodalContent,
     RecordingTracer,
     Stage,
-    StageException,
     StageExecutionError,
     StageMeta,
     StageState,
     stage,
 )
 from stagefx.testing import VirtualClock
+from tests.helpers import keep_first
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
@@ -56,12 +56,6 @@ async def test_a_million_iteration_loop_runs() -> None:
 DEEP = 10_000
 SHALLOWER = 1_000  # task groups and cancel scopes: one per level, each real
 DOT = Stage.transform_result(lambda content: MultimodalContent.of(content, "."))
-
-
-def keep_first(branches: Sequence[StageState | StageException]) -> StageState:
-    branch = branches[0]
-    assert isinstance(branch, StageState)
-    return branch
 
 
 def only_route(*, state: StageState, options: Mapping[str, StageMeta]) -> str:

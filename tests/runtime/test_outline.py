@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
-from stagefx import Stage, StageException, StageState, stage, tool
+from stagefx import Stage, StageState, stage, tool
 from stagefx._runtime.outline import StageNode
+from tests.helpers import ROOT, keep_first
 
 
 @tool
@@ -18,12 +16,6 @@ async def lookup(query: str) -> str:
 @stage
 async def custom(*, state: StageState) -> StageState:
     return state
-
-
-def first(branches: Sequence[StageState | StageException]) -> StageState:
-    branch = branches[0]
-    assert isinstance(branch, StageState)
-    return branch
 
 
 def every_combinator() -> Stage:
@@ -38,7 +30,7 @@ def every_combinator() -> Stage:
         Stage.loopback_completion(),
         Stage.result_completion(output="json"),
         Stage.loop(custom, condition=lambda *, state, iteration: False, max_iterations=3),
-        Stage.concurrent(Stage.noop, custom, merge=first, concurrent_tasks=2),
+        Stage.concurrent(Stage.noop, custom, merge=keep_first, concurrent_tasks=2),
         Stage.router(described, Stage.noop.with_meta(name="b", description="route b")),
         custom.when(True, alternative=Stage.noop)
         .cached(limit=5, expiration=60)
@@ -133,5 +125,5 @@ def test_nested_sequences_are_described_flat_like_they_run() -> None:
 def test_the_docs_show_the_current_diagram_of_the_end_to_end_example() -> None:
     from examples.document_pipeline import pipeline
 
-    page = (Path(__file__).parents[1] / "docs" / "pipeline-diagram.md").read_text()
+    page = (ROOT / "docs" / "pipeline-diagram.md").read_text()
     assert f"```mermaid\n{pipeline('document').to_mermaid()}\n```" in page

@@ -29,36 +29,17 @@ from stagefx import (
     TextDelta,
     ToolAnswered,
     ToolCalled,
-    tool,
 )
 from stagefx.testing import ScriptedModel, VirtualClock
+from tests.helpers import add, events_of, keep_first, texts
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
-
-
-async def events_of(stage: Stage, env: Env, state: StageState | None = None) -> list[StageEvent]:
-    async with contextlib.aclosing(stage.stream(state, env=env)) as stream:
-        return [event async for event in stream]
-
-
-def texts(events: Sequence[StageEvent], path: tuple[str, ...] | None = None) -> str:
-    return "".join(
-        event.text
-        for event in events
-        if isinstance(event, TextDelta) and (path is None or event.stage_path == path)
-    )
 
 
 def finished(events: Sequence[StageEvent]) -> StageState:
     last = events[-1]
     assert isinstance(last, Finished)
     return last.outcome.unwrap()
-
-
-@tool
-async def add(a: int, b: int) -> int:
-    """Add two numbers."""
-    return a + b
 
 
 async def test_deltas_arrive_in_order_and_join_to_the_final_text() -> None:
@@ -135,7 +116,7 @@ async def test_concurrent_branches_interleave_each_with_its_own_path() -> None:
     pipeline = Stage.concurrent(
         left.with_ctx(Slow("a b c d", 1.0)),
         right.with_ctx(Slow("w x y z", 1.5)),
-        merge=first_state,
+        merge=keep_first,
     )
     events = await events_of(pipeline, Env.of(VirtualClock()))
     paths = [event.stage_path for event in events if isinstance(event, TextDelta)]
@@ -144,12 +125,6 @@ async def test_concurrent_branches_interleave_each_with_its_own_path() -> None:
     assert ("left",) in paths[first_right:]  # interleaved, not one branch after the other
     assert texts(events, ("left",)) == "a b c d "
     assert texts(events, ("right",)) == "w x y z "
-
-
-def first_state(branches: Sequence[StageState | StageException]) -> StageState:
-    first = branches[0]
-    assert isinstance(first, StageState)
-    return first
 
 
 class CutOnce(GenerativeModel):

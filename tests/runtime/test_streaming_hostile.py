@@ -66,6 +66,7 @@ from stagefx import (
 )
 from stagefx._model.boundary import Known
 from stagefx.testing import Recorder, ScriptedModel, VirtualClock
+from tests.helpers import Unprintable, events_of, texts
 
 BACKENDS = ("asyncio", "trio")
 NO_SURROGATES = st.characters(blacklist_categories=["Cs"])
@@ -80,11 +81,6 @@ Outcome = Result[StageState, StageException]
 
 
 # Helpers ---------------------------------------------------------------------
-
-
-async def collect(stage_: Stage, env: Env, state: StageState | None = None) -> list[StageEvent]:
-    async with contextlib.aclosing(stage_.stream(state, env=env)) as events:
-        return [event async for event in events]
 
 
 def well_formed(events: Sequence[StageEvent]) -> Outcome:
@@ -143,22 +139,6 @@ def observed(outcome: Outcome, *, message: bool = True) -> object:
         Same(error.state),
         type(error.__cause__),
     )
-
-
-def texts(events: Sequence[StageEvent], path: tuple[str, ...] | None = None) -> str:
-    return "".join(
-        event.text
-        for event in events
-        if isinstance(event, TextDelta) and (path is None or event.stage_path == path)
-    )
-
-
-class Unprintable(Exception):
-    def __str__(self) -> str:
-        raise RuntimeError("str exploded")
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr exploded")
 
 
 class HostileStr(str):
@@ -241,7 +221,7 @@ def wrapped(inner: Stage, wraps: Sequence[str]) -> Stage:
 async def stream_and_attempt(
     pipeline: Stage, make_env: Callable[[], Env], state: StageState | None = None
 ) -> tuple[list[StageEvent], Outcome]:
-    streamed = await collect(pipeline, make_env(), state)
+    streamed = await events_of(pipeline, make_env(), state)
     attempted = await pipeline.attempt(state, env=make_env())
     return streamed, attempted
 
@@ -425,7 +405,7 @@ def test_a_stream_returning_a_coroutine_is_closed_by_the_boundary() -> None:
     model = Planned([], shape="coroutine")
 
     async def check() -> None:
-        outcome = well_formed(await collect(Stage.completion("hi"), Env.of(model)))
+        outcome = well_formed(await events_of(Stage.completion("hi"), Env.of(model)))
         assert isinstance(outcome, Failure)
 
     try:
@@ -960,7 +940,7 @@ def test_leaving_at_any_event_cancels_everything_and_sends_nothing_more(
             await anyio.lowlevel.checkpoint()
         assert model.calls == calls
         # The same Env (its RateLimits' line, its Recorder) still serves a whole run.
-        again = await collect(pipeline, env)
+        again = await events_of(pipeline, env)
         well_formed(again)
         assert model.open == 0
 
@@ -1105,7 +1085,7 @@ def test_a_base_exception_escapes_attempt_as_it_is(backend: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_base_exception_escapes_stream_as_it_is(backend: str) -> None:
     async def check() -> None:
-        await collect(Stage.completion("hi"), Env.of(Interrupted()))
+        await events_of(Stage.completion("hi"), Env.of(Interrupted()))
 
     with pytest.raises(Interrupt):
         anyio.run(check, backend=backend)
@@ -1143,7 +1123,7 @@ def test_joined_deltas_are_the_text_of_every_model_call_of_the_completion(
     pipeline = Stage.completion("hi", tools=[echo]).with_meta(name="ask")
 
     async def check() -> None:
-        events = await collect(pipeline, Env.of(ScriptedModel(*rounds, final, chunk_size=chunk)))
+        events = await events_of(pipeline, Env.of(ScriptedModel(*rounds, final, chunk_size=chunk)))
         state = well_formed(events).unwrap()
         said = [output_text(output) for output in outputs_after_input(state)]
         assert said == [*spoken, final]
@@ -1176,10 +1156,10 @@ def test_a_recorded_stream_replays_as_the_same_events(
 
     async def check(folder: str) -> None:
         cassette = Path(folder) / "stream.json"
-        recorded = await collect(
+        recorded = await events_of(
             pipeline, Env.of(ScriptedModel(*answers, chunk_size=chunk), Recorder(cassette))
         )
-        replayed = await collect(
+        replayed = await events_of(
             pipeline, Env.of(ScriptedModel(), Recorder(cassette, mode="replay"))
         )
         whole = await pipeline.attempt(
@@ -1205,8 +1185,8 @@ def test_a_cached_stage_gives_its_cached_text_as_one_delta(
 
     async def check() -> None:
         env = Env.of(ScriptedModel(text, chunk_size=chunk), VirtualClock())
-        first = await collect(cached, env)
-        second = await collect(cached, env)
+        first = await events_of(cached, env)
+        second = await events_of(cached, env)
         assert texts(first, path) == text
         assert [event for event in second if isinstance(event, TextDelta)] == (
             [TextDelta(text, path)] if text else []
@@ -1222,8 +1202,8 @@ def test_an_answer_with_an_artifact_streams_the_same_live_and_cached() -> None:
 
     async def check() -> None:
         env = Env.of(ScriptedModel(answer, chunk_size=2))
-        live = await collect(cached, env)
-        again = await collect(cached, env)
+        live = await events_of(cached, env)
+        again = await events_of(cached, env)
         final = well_formed(live).unwrap().result.as_string()
         assert texts(live) == final
         assert texts(again) == texts(live)
@@ -1238,7 +1218,7 @@ def test_deltas_that_disagree_with_the_answer_are_not_passed_off_as_its_text() -
             yield ModelOutput.of("I refuse")
 
     async def check() -> None:
-        events = await collect(Stage.completion("hi"), Env.of(Liar()))
+        events = await events_of(Stage.completion("hi"), Env.of(Liar()))
         outcome = well_formed(events)
         if isinstance(outcome, Success):
             assert texts(events) == outcome.unwrap().result.as_string()
@@ -1327,7 +1307,7 @@ def test_a_tools_error_answer_never_shows_a_secret(
 
     async def check(held: bool) -> None:
         model = Keyed(secret, held, calls, "done")
-        events = await collect(Stage.completion("hi", tools=[leaky]), Env.of(model))
+        events = await events_of(Stage.completion("hi", tools=[leaky]), Env.of(model))
         state = well_formed(events).unwrap()
         answers = [event for event in events if isinstance(event, ToolAnswered)]
         assert len(answers) == 1
@@ -1365,7 +1345,7 @@ def test_a_cassette_never_holds_a_secret(
         recorder = Recorder(cassette, secrets=[secret] if source == "recorder" else ())
         env = Env.of(Keyed(secret, held, answer, "done"), recorder)
         if streamed:
-            outcome = well_formed(await collect(pipeline, env))
+            outcome = well_formed(await events_of(pipeline, env))
         else:
             outcome = await pipeline.attempt(env=env)
         assert isinstance(outcome, Failure)
@@ -1413,7 +1393,7 @@ def test_a_failure_message_never_shows_a_secret(leak: str) -> None:
     model = Keyed(secret, True, calls, calls) if how == "fatal tool" else Raising()
 
     async def check() -> list[StageEvent]:
-        return await collect(
+        return await events_of(
             Stage.completion("hi", tools=[fatal]).with_retry(limit=1), Env.of(model)
         )
 
@@ -1467,7 +1447,7 @@ def test_a_tools_log_attributes_never_show_a_secret(
     calls = ModelOutput.of(tool_requests=(ModelToolRequest("c1", "chatty", {"text": "x"}),))
 
     async def check(held: bool) -> None:
-        events = await collect(
+        events = await events_of(
             Stage.completion("hi", tools=[chatty]), Env.of(Keyed(secret, held, calls, "done"))
         )
         well_formed(events)
@@ -1505,7 +1485,7 @@ def test_a_log_record_never_shows_a_secret(leak: str) -> None:
 
     async def check() -> None:
         async with ctx.scope("app", Holder()):
-            well_formed(await collect(pipeline, None))  # type: ignore[arg-type]  # ambient
+            well_formed(await events_of(pipeline, None))  # type: ignore[arg-type]  # ambient
 
     with captured_logs() as records:
         anyio.run(check)

@@ -1,5 +1,5 @@
-"""A pipeline with every kind of model call, recorded in tests/test_recorder.py and
-replayed there in a fresh process (`python -m tests.replay_pipeline CASSETTE`)."""
+"""A pipeline with every kind of model call, recorded in tests/testing/test_recorder.py
+and replayed there in a fresh process (`python -m tests.testing.replay_pipeline CASSETTE`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import anyio
 import attrs
 
 from stagefx import Stage, StageException, StageState, ctx, tool
-from stagefx._codec.codec import encode_state
+from stagefx._codec import encode_state
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import Recorder, RecordMode
 
@@ -63,7 +63,7 @@ async def run(cassette: str, mode: RecordMode, api: str, topic: str) -> str:
 
 if __name__ == "__main__":
     # Through the module's own name, so its classes are the ones the recording run used.
-    from tests.replay_pipeline import run as replay
+    from tests.testing.replay_pipeline import run as replay
 
     cassette, api, topic = sys.argv[1:4]
     print(anyio.run(replay, cassette, "replay", api, topic))

@@ -36,7 +36,7 @@ from stagefx import (
     StageState,
     ctx,
 )
-from stagefx._codec.codec import JSON, encode_answer, encode_request
+from stagefx._codec import JSON, encode_answer, encode_request
 from stagefx._model.boundary import ModelPath
 from stagefx.openai import OpenAI, OpenAIChatConfig
 from stagefx.testing import (
@@ -47,12 +47,11 @@ from stagefx.testing import (
     ScriptedModel,
     demo_answer,
 )
-from tests.replay_pipeline import run
-from tests.test_codec import GARBAGE_SETTINGS, SETTINGS, Answer, answers, garbage, requests
+from tests.codec.test_codec import GARBAGE_SETTINGS, SETTINGS, Answer, answers, garbage, requests
+from tests.helpers import ROOT
+from tests.testing.replay_pipeline import run
 
 pytestmark = pytest.mark.anyio
-
-ROOT = Path(__file__).parents[1]
 
 
 async def through(
@@ -96,7 +95,7 @@ def replay_in_a_fresh_process(
     cassette: Path, api: str, topic: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tests.replay_pipeline", str(cassette), api, topic],
+        [sys.executable, "-m", "tests.testing.replay_pipeline", str(cassette), api, topic],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -15,9 +15,9 @@ from stagefx._core.errors import StageException
 from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals, without_usage
 from stagefx._env.env import Env
-from stagefx._runtime.calls import failure
 from stagefx._runtime.interpreter import interpret
 from stagefx._runtime.node import Node, Outcome
+from stagefx._runtime.user_code import failure
 
 __all__ = [
     "Attempt",

@@ -24,8 +24,8 @@ from stagefx._env.tracing import (
     close_span_raised,
     open_span,
 )
-from stagefx._runtime.calls import failure
 from stagefx._runtime.node import Frame, Next, Node, Outcome, Run, Within, run_leaf
+from stagefx._runtime.user_code import failure
 
 __all__ = ["interpret"]
 

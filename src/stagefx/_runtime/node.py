@@ -29,8 +29,8 @@ from stagefx._core.errors import StageException
 from stagefx._core.meta import AttributeValue
 from stagefx._core.state import StageState
 from stagefx._env.tracing import close_span, close_span_raised, open_span
-from stagefx._runtime.calls import failure
 from stagefx._runtime.outline import StageNode
+from stagefx._runtime.user_code import failure
 
 if TYPE_CHECKING:
     from stagefx._env.env import Env

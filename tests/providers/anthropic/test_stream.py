@@ -30,7 +30,8 @@ from stagefx.anthropic import Anthropic
 from stagefx.testing import Fault, SentChunk
 from stagefx.testing._fake_anthropic import FakeAnthropicServer
 from stagefx.testing._models import Answer
-from tests.test_anthropic import CONFIG, LOOKUP, SECRET, THINKING, rich_request
+from tests.helpers import streamed
+from tests.providers.anthropic.test_provider import CONFIG, LOOKUP, SECRET, THINKING, rich_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
@@ -43,12 +44,8 @@ async def collect(
     server: FakeAnthropicServer, request: ModelRequest = HI
 ) -> tuple[list[str], ModelOutput | ModelFailure]:
     """The deltas of one streamed call, and its last item."""
-    async with Anthropic(api_key=SECRET, base_url=server.base_url) as model:
-        items = [item async for item in model.stream(request, Env.of(CONFIG))]
-    *deltas, last = items
-    assert all(isinstance(delta, str) for delta in deltas), items
-    assert isinstance(last, ModelOutput | ModelFailure), items
-    return [delta for delta in deltas if isinstance(delta, str)], last
+    provider = Anthropic(api_key=SECRET, base_url=server.base_url)
+    return await streamed(provider, request, Env.of(CONFIG))
 
 
 CASES: list[tuple[str, Answer, ModelRequest]] = [

@@ -1,6 +1,6 @@
-"""A durable pipeline run in its own process by tests/test_dbos.py.
+"""A durable pipeline run in its own process by tests/providers/dbos/test_durable.py.
 
-`python -m tests.dbos_pipeline DB_URL EXECUTOR_ID WORKFLOW_ID WORKDIR OUT`: runs
+`python -m tests.providers.dbos.pipeline DB_URL EXECUTOR_ID WORKFLOW_ID WORKDIR OUT`: runs
 (or resumes) the workflow and writes its final state (codec JSON) to OUT, or
 `{"failure": kind, "message": ...}`. Every model call appends a line to
 WORKDIR/calls, every run of the tool one to WORKDIR/effects. With
@@ -20,11 +20,11 @@ from pathlib import Path
 import anyio
 
 from stagefx import Env, ModelInput, ModelOutput, ModelRequest, Stage, StageState, ctx, tool
-from stagefx._codec.codec import encode_state
+from stagefx._codec import encode_state
 from stagefx._core.conversation import ModelToolRequest, TokenUsage
 from stagefx.dbos import DurableRunError, durable
 from stagefx.testing import FunctionModel
-from tests.dbos_launch import launched
+from tests.providers.dbos.launch import launched
 
 WORKDIR = Path(sys.argv[4]) if len(sys.argv) > 4 else Path(".")
 

@@ -1,6 +1,7 @@
-"""Durable runs keep what `execute` promises, run in its own process by tests/test_dbos.py.
+"""Durable runs keep what `execute` promises, run in its own process by
+tests/providers/dbos/test_durable.py.
 
-`python -m tests.dbos_promises DB_URL OUT`: a run with structured output gives
+`python -m tests.providers.dbos.promises DB_URL OUT`: a run with structured output gives
 back its typed artifact, first run and looked-up alike; a run whose Env
 factory fails raises `DurableRunError` the first time as every later time.
 Writes what it saw to OUT as JSON.
@@ -19,7 +20,7 @@ from dbos import DBOS
 from stagefx import Env, GenerativeModel, ModelFailure, ModelOutput, ModelRequest, Stage, ctx
 from stagefx.dbos import DurableRunError, durable
 from stagefx.testing import ScriptedModel
-from tests.dbos_launch import launched
+from tests.providers.dbos.launch import launched
 
 
 class Person(pydantic.BaseModel):

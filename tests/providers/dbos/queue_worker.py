@@ -1,11 +1,11 @@
-"""Processes sharing one DBOS queue on PostgreSQL, run by tests/test_dbos.py.
+"""Processes sharing one DBOS queue on PostgreSQL, run by tests/providers/dbos/test_durable.py.
 
-`python -m tests.dbos_queue_worker produce DB_URL EXECUTOR_ID WORKDIR RUNS`:
+`python -m tests.providers.dbos.queue_worker produce DB_URL EXECUTOR_ID WORKDIR RUNS`:
 registers the queue, enqueues RUNS one-stage runs (workflow ids `run-0`...),
 waits for every result and writes them (codec JSON, by workflow id) to
 WORKDIR/results.json; it consumes nothing itself.
 
-`python -m tests.dbos_queue_worker work DB_URL EXECUTOR_ID WORKDIR`: consumes
+`python -m tests.providers.dbos.queue_worker work DB_URL EXECUTOR_ID WORKDIR`: consumes
 the queue until killed. Every model call appends `start` and `end` lines (wall
 clock, workflow input) to WORKDIR/calls-EXECUTOR_ID-PID. With
 STAGEFX_CRASH_AT=N the worker dies (`os._exit(17)`) at its Nth call, once every
@@ -31,7 +31,7 @@ import anyio
 from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer
 
 from stagefx import Env, ModelInput, ModelOutput, ModelRequest, Stage, StageState, ctx
-from stagefx._codec.codec import encode_state
+from stagefx._codec import encode_state
 from stagefx._core.conversation import TokenUsage
 from stagefx.dbos import durable
 from stagefx.testing import FunctionModel

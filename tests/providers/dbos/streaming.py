@@ -1,6 +1,6 @@
-"""A durable pipeline streamed in its own process, for tests/test_dbos.py.
+"""A durable pipeline streamed in its own process, for tests/providers/dbos/test_durable.py.
 
-`python -m tests.dbos_streaming DB_URL WORKFLOW_ID OUT`: streams the workflow
+`python -m tests.providers.dbos.streaming DB_URL WORKFLOW_ID OUT`: streams the workflow
 twice (the second time it has finished: only `Finished` comes) and writes to
 OUT, as JSON, each run's text deltas with their stage paths and its final
 state, and the final state of the same pipeline run live (not durable).
@@ -18,10 +18,10 @@ from pathlib import Path
 import anyio
 
 from stagefx import Env, Finished, ModelOutput, ModelToolRequest, Stage, TextDelta, ctx, tool
-from stagefx._codec.codec import JSON, encode_state
+from stagefx._codec import JSON, encode_state
 from stagefx.dbos import durable
 from stagefx.testing import ScriptedModel
-from tests.dbos_launch import launched
+from tests.providers.dbos.launch import launched
 
 
 @tool

@@ -1,6 +1,6 @@
 """Durable runs on DBOS, for real: processes that die and resume, on SQLite and PostgreSQL.
 
-Every run happens in a process of its own (`tests/dbos_pipeline.py`); a
+Every run happens in a process of its own (`tests/providers/dbos/pipeline.py`); a
 throwaway PostgreSQL 15 is started on a free port under /tmp and stopped.
 """
 
@@ -21,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT
+
 pytest.importorskip("dbos", reason='DBOS is not installed (pip install "stagefx[dbos]")')
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = "tests.providers.dbos"
+"""The package of the modules each run's process runs (`python -m SCRIPTS.pipeline ...`)."""
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 Run = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -104,7 +107,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def run(database: str, tmp_path: Path) -> Run:
-    """Run tests/dbos_pipeline.py in a new process against `database`."""
+    """Run tests/providers/dbos/pipeline.py in a new process against `database`."""
 
     def go(
         workflow_id: str,
@@ -116,7 +119,7 @@ def run(database: str, tmp_path: Path) -> Run:
         workdir.mkdir(exist_ok=True)
         out = workdir / "out.json"
         out.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "tests.dbos_pipeline", database, executor, workflow_id]
+        command = [sys.executable, "-m", f"{SCRIPTS}.pipeline", database, executor, workflow_id]
         return subprocess.run(
             [*command, str(workdir), str(out)],
             cwd=ROOT,
@@ -216,7 +219,7 @@ def test_without_dbos_the_import_names_the_extra() -> None:
 def _queue_worker(
     role: str, url: str, executor: str, workdir: Path, *args: str, **env: str
 ) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "tests.dbos_queue_worker", role, url, executor, str(workdir)]
+    command = [sys.executable, "-m", f"{SCRIPTS}.queue_worker", role, url, executor, str(workdir)]
     return subprocess.Popen(
         [*command, *args],
         cwd=ROOT,
@@ -237,7 +240,7 @@ def _in_flight(events: list[tuple[float, int]]) -> int:
 
 
 def test_three_workers_share_a_queue_while_one_is_killed(postgres: str, tmp_path: Path) -> None:
-    from tests.dbos_queue_worker import GLOBAL_CONCURRENCY, WORKER_CONCURRENCY
+    from tests.providers.dbos.queue_worker import GLOBAL_CONCURRENCY, WORKER_CONCURRENCY
 
     runs = 300
     url = f"{postgres}/q_{uuid.uuid4().hex[:12]}"
@@ -322,7 +325,7 @@ def test_a_durable_run_streams_its_live_steps_and_a_finished_one_only_finishes(
     out = tmp_path / "out.json"
     secret = "live-" + uuid.uuid4().hex  # not key-shaped: found as the env var's value
     done = subprocess.run(
-        [sys.executable, "-m", "tests.dbos_streaming", database, "streamed-1", str(out)],
+        [sys.executable, "-m", f"{SCRIPTS}.streaming", database, "streamed-1", str(out)],
         cwd=ROOT,
         env={**os.environ, "STAGEFX_TEST_API_KEY": secret},
         capture_output=True,
@@ -360,7 +363,7 @@ def test_a_typed_artifact_comes_back_typed_and_a_broken_env_fails_alike_every_ti
 ) -> None:
     out = tmp_path / "out.json"
     done = subprocess.run(
-        [sys.executable, "-m", "tests.dbos_promises", database, str(out)],
+        [sys.executable, "-m", f"{SCRIPTS}.promises", database, str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

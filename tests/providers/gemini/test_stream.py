@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
 
 import anyio
 import anyio.to_thread
@@ -21,13 +20,13 @@ from stagefx import (
     MultimodalContent,
 )
 from stagefx._core.request import ModelRequest
-from stagefx._model.generative import ModelStream, ModelStreamItem
+from stagefx._model.generative import ModelStreamItem
 from stagefx.gemini import Gemini
 from stagefx.gemini._wire import call_identifier
 from stagefx.testing import Fault, SentChunk
 from stagefx.testing._fake_gemini import FakeGeminiServer
-from stagefx.testing._models import Answer
-from tests.test_gemini import CONFIG, SECRET
+from tests.helpers import answering, closable, connections_drop_to_zero, streamed
+from tests.providers.gemini.test_provider import CONFIG, SECRET
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
@@ -35,29 +34,12 @@ TEXT = "The quick brown fox jumps over the lazy dog."
 HI = ModelRequest("Be brief.", (ModelInput.of("hi there"),))
 
 
-def answering(answer: Answer) -> Callable[[ModelRequest], Answer]:
-    return lambda request: answer
-
-
 async def collect(
     server: FakeGeminiServer, request: ModelRequest = HI
 ) -> tuple[list[str], ModelOutput | ModelFailure]:
     """The deltas of one streamed call, and its last item."""
-    async with Gemini(api_key=SECRET, base_url=server.base_url) as gemini:
-        items = [item async for item in gemini.stream(request, Env.of(CONFIG))]
-    *deltas, last = items
-    assert all(isinstance(delta, str) for delta in deltas), items
-    assert isinstance(last, ModelOutput | ModelFailure), items
-    return [delta for delta in deltas if isinstance(delta, str)], last
-
-
-def closable(items: ModelStream) -> AsyncGenerator[ModelStreamItem, None]:
-    assert isinstance(items, AsyncGenerator)
-    return items
-
-
-async def connections_drop_to_zero(server: FakeGeminiServer, *, within: float) -> bool:
-    return await anyio.to_thread.run_sync(lambda: server.wait_for_connections(0, timeout=within))
+    provider = Gemini(api_key=SECRET, base_url=server.base_url)
+    return await streamed(provider, request, Env.of(CONFIG))
 
 
 async def test_the_first_delta_arrives_before_the_server_sends_its_last_chunk() -> None:

@@ -39,10 +39,11 @@ from stagefx._model.boundary import CallLayer, ToolPath
 from stagefx._model.tools import Tool, ToolContext
 from stagefx.mcp import MCPServer, MCPToolError, MCPTools
 from stagefx.testing import ScriptedModel
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
-SERVER = str(Path(__file__).parent / "mcp_servers" / "tools_server.py")
+SERVER = str(ROOT / "tests" / "mcp_servers" / "tools_server.py")
 TOKEN = "sk-mcp-test-token-0123456789"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

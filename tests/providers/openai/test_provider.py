@@ -33,6 +33,8 @@ from stagefx import (
 )
 from stagefx._core.request import ModelRequest, OutputSpec, ToolSpec
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
+from stagefx.openai._chat import encode_request as encode_chat
+from stagefx.openai._responses import encode_request as encode_responses
 from stagefx.testing import FakeOpenAIServer, Fault, VirtualClock
 
 pytestmark = pytest.mark.anyio
@@ -283,3 +285,25 @@ async def test_misuse_is_reported_clearly() -> None:
     async with OpenAI(api_key=SECRET, base_url="http://127.0.0.1:9/v1") as opened:
         outcome = await Stage.completion("hi").attempt(env=Env.of(opened))
     assert "no OpenAI config in the Env" in str(outcome.failure())
+
+
+@pytest.mark.both_backends
+async def test_openai_requests_skip_turns_emptied_of_tool_traffic() -> None:
+    request = ModelToolRequest("c1", "lookup", {})
+    context = (
+        ModelInput.of("question"),
+        ModelOutput(tool_requests=(request,)),
+        ModelInput(tool_responses=(ModelToolResponse("c1", "lookup", MultimodalContent.of("42")),)),
+        ModelOutput.of("it is 42"),
+    )
+    stripped = (await Stage.strip_context_tools().execute(StageState(context=context))).context
+    assert len(stripped) == 4
+    chat = encode_chat(ModelRequest("", stripped), "m", {})
+    assert chat["messages"] == [
+        {"role": "user", "content": "question"},
+        {"role": "assistant", "content": "it is 42"},
+    ]
+    responses = encode_responses(ModelRequest("", stripped), "m", {})
+    items = responses["input"]
+    assert isinstance(items, list)
+    assert [item.get("role") for item in items] == ["user", "assistant"]

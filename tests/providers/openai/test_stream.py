@@ -7,7 +7,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import Sequence
 
 import anyio
 import anyio.to_thread
@@ -24,11 +24,11 @@ from stagefx import (
     TokenUsage,
 )
 from stagefx._core.request import ModelRequest, OutputSpec
-from stagefx._model.generative import ModelStream, ModelStreamItem
+from stagefx._model.generative import ModelStreamItem
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, Fault, SentChunk
-from stagefx.testing._models import Answer
-from tests.test_openai import SECRET
+from tests.helpers import answering, closable, connections_drop_to_zero, streamed
+from tests.providers.openai.test_provider import SECRET
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
@@ -50,26 +50,8 @@ async def collect(
     server: FakeOpenAIServer, config: Config, request: ModelRequest = HI
 ) -> tuple[list[str], ModelOutput | ModelFailure]:
     """The deltas of one streamed call, and its last item."""
-    async with OpenAI(api_key=SECRET, base_url=server.base_url) as provider:
-        items = [item async for item in provider.stream(request, Env.of(config))]
-    *deltas, last = items
-    assert all(isinstance(delta, str) for delta in deltas), items
-    assert isinstance(last, ModelOutput | ModelFailure), items
-    return [delta for delta in deltas if isinstance(delta, str)], last
-
-
-def closable(items: ModelStream) -> AsyncGenerator[ModelStreamItem, None]:
-    """The provider's stream as the async generator it is, to close it."""
-    assert isinstance(items, AsyncGenerator)
-    return items
-
-
-def answering(answer: Answer) -> Callable[[ModelRequest], Answer]:
-    return lambda request: answer
-
-
-async def connections_drop_to_zero(server: FakeOpenAIServer, *, within: float) -> bool:
-    return await anyio.to_thread.run_sync(lambda: server.wait_for_connections(0, timeout=within))
+    provider = OpenAI(api_key=SECRET, base_url=server.base_url)
+    return await streamed(provider, request, Env.of(config))
 
 
 # Deltas arrive as they are sent -------------------------------------------------------

@@ -34,19 +34,18 @@ from stagefx import (
     ToolAnswered,
     ToolCalled,
     UsageTotals,
-    tool,
 )
-from stagefx._codec.codec import encode_state
+from stagefx._codec import encode_state
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import FakeOpenAIServer, Fault, Recorder, SentChunk
 from stagefx.testing._models import Answer
+from tests.helpers import ROOT, add, events_of, texts
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 KEY = "sk-test-not-a-real-key-000000"
 Config = OpenAIResponsesConfig | OpenAIChatConfig
 TEXT = "Paris is the capital of France, on the Seine."
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(
@@ -62,19 +61,6 @@ def config(request: pytest.FixtureRequest) -> Config:
 def said(request: ModelRequest) -> str:
     last = request.context[-1]
     return last.content.as_string() if isinstance(last, ModelInput) else ""
-
-
-async def events_of(stage: Stage, env: Env) -> list[StageEvent]:
-    async with contextlib.aclosing(stage.stream(env=env)) as stream:
-        return [event async for event in stream]
-
-
-def texts(events: Sequence[StageEvent], path: tuple[str, ...] | None = None) -> str:
-    return "".join(
-        e.text
-        for e in events
-        if isinstance(e, TextDelta) and (path is None or e.stage_path == path)
-    )
 
 
 async def test_the_first_delta_arrives_before_the_server_sends_its_last_chunk(
@@ -114,12 +100,6 @@ async def test_joined_deltas_are_the_final_text_and_usage_is_the_servers(config:
     state = last.outcome.unwrap()
     assert texts(events) == state.result.as_string() == TEXT
     assert state.get(UsageTotals) == UsageTotals((usage,))
-
-
-@tool
-async def add(a: int, b: int) -> int:
-    """Add two numbers."""
-    return a + b
 
 
 def adding(request: ModelRequest) -> Answer:
@@ -227,10 +207,10 @@ async def test_leaving_early_closes_the_http_stream_within_a_second_and_leaves_n
 REPLAY = """
 import asyncio, contextlib, json, sys
 from stagefx import Env, Finished, TextDelta, ctx
-from stagefx._codec.codec import encode_state
+from stagefx._codec import encode_state
 from stagefx.openai import OpenAI, OpenAIChatConfig, OpenAIResponsesConfig
 from stagefx.testing import Recorder
-from tests.test_stream_openai_stages import recorded_pipeline
+from tests.providers.openai.test_stream_stages import recorded_pipeline
 
 async def main():
     config = (OpenAIChatConfig if sys.argv[2] == "chat" else OpenAIResponsesConfig)(model="gpt-4o")

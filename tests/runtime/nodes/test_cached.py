@@ -1,5 +1,6 @@
 """`cached` answers only the input it was given: keys exact about types,
-linear to compute, per-event-loop single flight, swept expiry, store errors."""
+linear to compute, per-event-loop single flight, expiry on the Env's clock,
+swept expiry, a bounded number of entries, cache stores and their errors."""
 
 from __future__ import annotations
 
@@ -36,9 +37,11 @@ from stagefx import (
 )
 from stagefx._env.cache_store import SWEEP_EVERY
 from stagefx._runtime.nodes.cached import MAX_KEY_DEPTH, state_key
-from stagefx.testing import VirtualClock
+from stagefx.testing import FunctionModel, VirtualClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
+
+ENV = Env.of()
 
 
 class Region(enum.IntEnum):
@@ -480,3 +483,132 @@ async def test_a_shared_store_is_keyed_by_name_and_digest_not_by_state() -> None
     await Stage.noop.cached(key="named").attempt(of(Point(1)), env=Env.of(store))
     first, second = store.keys
     assert first == second == ("named", state_key(of(Point(1))))
+
+
+async def test_cached_expires_on_the_env_clock_and_keeps_at_most_limit_entries() -> None:
+    clock = VirtualClock()
+    runs: list[str] = []
+
+    @stage
+    async def counted(*, state: StageState) -> StageState:
+        runs.append(state.result.as_string())
+        return state
+
+    memo = counted.cached(limit=2, expiration=60)
+    env = Env.of(clock)
+    for text in ["a", "a", "b", "c", "a"]:
+        await memo.execute(StageState(result=text), env=env)
+    assert runs == ["a", "b", "c", "a"]  # "a" was evicted by "c"
+    clock.advance(61)
+    await memo.execute(StageState(result="a"), env=env)
+    assert runs == ["a", "b", "c", "a", "a"]
+
+
+async def test_cached_handles_states_with_unhashable_artifacts() -> None:
+    runs = 0
+
+    @stage
+    async def counted(*, state: StageState) -> StageState:
+        nonlocal runs
+        runs += 1
+        return state
+
+    memo = counted.cached()
+    state = StageState(
+        result=MultimodalContent.of(ArtifactContent({"k": [1, 2]})), values=({"a": 1},)
+    )
+    await memo.execute(state, env=ENV)
+    await memo.execute(StageState(result=state.result, values=({"a": 1},)), env=ENV)
+    assert runs == 1
+
+
+async def test_failures_are_not_cached() -> None:
+    runs = 0
+
+    @stage
+    async def fails_once(*, state: StageState) -> StageState:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise TimeoutError("first")
+        return state
+
+    memo = fails_once.cached()
+    assert isinstance(await memo.attempt(env=ENV), Failure)
+    assert isinstance(await memo.attempt(env=ENV), Success)
+
+
+async def test_a_cache_store_in_the_env_is_shared_by_stages_with_the_same_key() -> None:
+    from stagefx import MemoryCacheStore
+
+    runs: list[str] = []
+
+    @stage
+    async def summarise(*, state: StageState) -> StageState:
+        runs.append(state.result.as_string())
+        return state.updated(result="summary")
+
+    store = MemoryCacheStore()
+    env = Env.of(store)
+    first = summarise.cached(key="summary")
+    second = summarise.cached(key="summary")  # another stage value, e.g. another process
+    unnamed = summarise.cached()
+    for memo in (first, second, unnamed, unnamed):
+        assert (
+            await memo.execute(StageState(result="doc"), env=env)
+        ).result.as_string() == "summary"
+    assert runs == ["doc", "doc"]  # once for the named entries, once for the unnamed stage
+    assert len(store) == 2
+
+
+async def test_a_custom_cache_store_sees_expiry_on_the_env_clock() -> None:
+
+    kept: dict[Hashable, tuple[StageState, float]] = {}
+
+    class DictStore(CacheStore):
+        async def load(self, key: Hashable, now: float) -> StageState | None:
+            hit = kept.get(key)
+            return hit[0] if hit is not None and hit[1] > now else None
+
+        async def store(self, key: Hashable, value: StageState, expires_at: float) -> None:
+            kept[key] = (value, expires_at)
+
+    clock = VirtualClock(start=100.0)
+    memo = Stage.transform_result(lambda content: MultimodalContent.of("x")).cached(
+        expiration=60, key="x"
+    )
+    await memo.execute(env=Env.of(DictStore(), clock))
+    ((key, (value, expires_at)),) = kept.items()
+    assert isinstance(key, tuple)
+    assert key[0] == "x"
+    assert (value.result.as_string(), expires_at) == ("x", 160.0)
+
+
+async def test_a_cached_stage_under_retry_keeps_hitting_its_cache() -> None:
+    calls: list[int] = []
+
+    def answer(request: object) -> ModelOutput:
+        calls.append(1)
+        return ModelOutput(
+            MultimodalContent.of(f"draft {len(calls)}"), usage=TokenUsage("m", 10, 5)
+        )
+
+    checked: list[int] = []
+
+    @stage
+    async def validate(*, state: StageState) -> StageState:
+        checked.append(1)
+        if len(checked) == 1:
+            raise ValueError("first draft rejected")
+        return state
+
+    summarise = (
+        Stage.sequence(Stage.completion("Summarise."), validate).cached().with_retry(limit=2)
+    )
+    env = Env.of(FunctionModel(answer), VirtualClock())
+    results = [
+        (await summarise.execute(StageState(result="doc"), env=env)).result.as_string()
+        for _ in range(3)
+    ]
+    assert len(calls) == 2  # the rejected draft and the kept one; later runs hit the cache
+    assert results == ["draft 2"] * 3

@@ -161,3 +161,14 @@ def test_completion_refuses_bad_settings_at_construction() -> None:
         Stage.completion("hi", tool_rounds=-1)
     with pytest.raises(TypeError, match="instructions must be a str"):
         Stage.completion("hi", instructions=None)  # type: ignore[arg-type]  # the mistake under test
+
+
+async def test_loopback_replaces_from_the_last_input_and_skips_without_one() -> None:
+    model = ScriptedModel("refined")
+    context = (ModelInput.of("q"), ModelOutput.of("draft"), ModelOutput.of("second draft"))
+    state = await Stage.loopback_completion().execute(
+        StageState(context=context), env=Env.of(model)
+    )
+    assert state.context == (ModelInput.of("second draft"), ModelOutput.of("refined"))
+    lone = StageState(context=(ModelOutput.of("hello"),))
+    assert await Stage.loopback_completion().execute(lone, env=Env.of(model)) == lone

@@ -2,6 +2,7 @@
 module a family, each node with its checks, its `describe()` details, its span
 and the laws it obeys.
 
-May import `_core`, `_env`, `_model` and `_runtime`'s `node`, `calls`, `outline`
-and `interpreter`.
+May import `_core`, `_env`, `_model`, `_codec` and `_runtime`'s `node`, `user_code`,
+`outline`, `interpreter` and `equivalence` (what law checks share); never
+another node module or the `Stage` facade.
 """

@@ -39,9 +39,9 @@ from stagefx._env.cache_store import CacheStore, MemoryCacheStore
 from stagefx._env.env import Env
 from stagefx._env.events import emit_result
 from stagefx._env.tracing import annotate
-from stagefx._runtime.calls import failure, require_count
 from stagefx._runtime.equivalence import Staged, assert_equivalent, attempted
 from stagefx._runtime.node import Frame, Law, Next, Node, Outcome, Run, SpanSpec, Wait
+from stagefx._runtime.user_code import failure, require_count
 
 __all__ = ["Cached", "state_key"]
 

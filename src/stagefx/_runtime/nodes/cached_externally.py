@@ -13,8 +13,8 @@ from stagefx._core.usage import UsageTotals, with_usage
 from stagefx._env.env import Env
 from stagefx._env.events import emit_result
 from stagefx._env.tracing import annotate
-from stagefx._runtime.calls import failure, require_callable, resolve
 from stagefx._runtime.node import Frame, Next, Node, Outcome, Run, SpanSpec, Wait
+from stagefx._runtime.user_code import failure, require_callable, resolve
 
 __all__ = ["CacheKeyMaking", "CacheReading", "CacheWriting", "CachedExternally"]
 

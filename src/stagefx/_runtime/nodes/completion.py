@@ -33,8 +33,8 @@ from stagefx._model.boundary import call_model
 from stagefx._model.output import OutputSelection, Parser, output_of
 from stagefx._model.toolbox import Toolbox
 from stagefx._model.tools import Tool, ToolSource
-from stagefx._runtime.calls import failure, require_callable, require_count, resolve
 from stagefx._runtime.node import Node, Outcome, SpanSpec
+from stagefx._runtime.user_code import failure, require_callable, require_count, resolve
 
 __all__ = [
     "DEFAULT_TOOL_ROUNDS",

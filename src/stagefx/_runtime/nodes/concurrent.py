@@ -18,7 +18,6 @@ from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals, with_usage
 from stagefx._env.env import Env
 from stagefx._env.tracing import close_span, close_span_raised, open_span
-from stagefx._runtime.calls import failure, require_count, resolve
 from stagefx._runtime.equivalence import (
     Attempt,
     LawViolation,
@@ -32,6 +31,7 @@ from stagefx._runtime.equivalence import (
 )
 from stagefx._runtime.interpreter import interpret
 from stagefx._runtime.node import Law, Node, Outcome, SpanSpec
+from stagefx._runtime.user_code import failure, require_count, resolve
 
 __all__ = ["DEFAULT_CONCURRENT_TASKS", "Concurrent", "Merge", "MergeBranches"]
 

@@ -13,8 +13,8 @@ from stagefx._core.meta import AttributeValue
 from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals, with_usage
 from stagefx._env.env import Env
-from stagefx._runtime.calls import require_count
 from stagefx._runtime.node import Frame, Next, Node, Outcome, Run
+from stagefx._runtime.user_code import require_count
 
 __all__ = [
     "ExtendResult",

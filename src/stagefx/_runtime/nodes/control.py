@@ -35,7 +35,6 @@ from stagefx._env.clock import SystemClock
 from stagefx._env.env import Env
 from stagefx._env.events import Retrying
 from stagefx._env.tracing import annotate
-from stagefx._runtime.calls import failure, require_count, resolve_bool
 from stagefx._runtime.equivalence import (
     LawViolation,
     Probe,
@@ -48,6 +47,7 @@ from stagefx._runtime.equivalence import (
     usage_of,
 )
 from stagefx._runtime.node import Frame, Law, Next, Node, Outcome, Run, SpanSpec, Wait
+from stagefx._runtime.user_code import failure, require_count, resolve_bool
 
 __all__ = [
     "Catching",

@@ -15,8 +15,8 @@ from stagefx._core.scores import Evaluation, performance
 from stagefx._core.state import StageState
 from stagefx._env.env import Env
 from stagefx._env.tracing import annotate
-from stagefx._runtime.calls import failure, require_callable, resolve
 from stagefx._runtime.node import Node, Outcome, SpanSpec
+from stagefx._runtime.user_code import failure, require_callable, resolve
 
 __all__ = ["ContextEvaluation", "ContextEvaluator", "ResultEvaluation", "ResultEvaluator"]
 

@@ -14,9 +14,9 @@ from stagefx._core.meta import AttributeValue
 from stagefx._core.state import StageState
 from stagefx._env.env import Env
 from stagefx._env.tracing import annotate
-from stagefx._runtime.calls import failure, require_count, resolve_bool
 from stagefx._runtime.equivalence import LawViolation, Probe, Staged, assert_equivalent, attempted
 from stagefx._runtime.node import Frame, Law, Next, Node, Outcome, Run, Wait, run_leaf
+from stagefx._runtime.user_code import failure, require_count, resolve_bool
 
 __all__ = ["Loop", "LoopCondition", "Noop", "Sequence"]
 

@@ -18,9 +18,9 @@ from stagefx._core.conversation import ModelContext, ModelInput, ModelOutput
 from stagefx._core.errors import StageException, StageExecutionError
 from stagefx._core.state import StageState, checked_context
 from stagefx._env.env import Env
-from stagefx._runtime.calls import failure, require_callable, resolve
 from stagefx._runtime.equivalence import Attempt, assert_equivalent, attempted
 from stagefx._runtime.node import Law, Node, Outcome
+from stagefx._runtime.user_code import failure, require_callable, resolve
 
 __all__ = [
     "AnyStageFunction",

@@ -12,8 +12,8 @@ from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals, with_usage, without_usage
 from stagefx._env.env import Env
 from stagefx._env.memory import StageMemory
-from stagefx._runtime.calls import failure
 from stagefx._runtime.node import Node, Outcome, SpanSpec
+from stagefx._runtime.user_code import failure
 
 __all__ = ["MemoryRecall", "MemoryRemember"]
 

@@ -15,8 +15,8 @@ from stagefx._core.state import StageState
 from stagefx._env.env import Env
 from stagefx._env.tracing import annotate
 from stagefx._model.boundary import call_model
-from stagefx._runtime.calls import failure, resolve
 from stagefx._runtime.node import Next, Node, Run, SpanSpec, Wait
+from stagefx._runtime.user_code import failure, resolve
 
 __all__ = ["Route", "Router", "Routing"]
 

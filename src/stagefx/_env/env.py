@@ -106,10 +106,14 @@ class Env:
         for provider in self.providers:
             if isinstance(provider, HoldsSecrets):  # nominal, never by shape
                 try:
-                    held: tuple[object, ...] = tuple(provider.secrets())
+                    held = tuple(provider.secrets())
                 except Exception:  # a provider's bug must not stop failures being reported
                     continue
-                found.extend(each for each in held if isinstance(each, str) and each)
+                found.extend(
+                    secret
+                    for secret in cast("tuple[object, ...]", held)  # the provider's: anything
+                    if isinstance(secret, str) and secret
+                )
         return tuple(found)
 
     def get(self, kind: type[T]) -> T | None:

@@ -64,7 +64,7 @@ async def run(plan: Plan) -> list[Row]:
     calls, concurrent_calls = plan.size(300), plan.size(1_000)
     with FakeOpenAIServer(lambda request: "Hello!") as server:
         ours, floor = await _compare(server, calls, concurrent=False, plan=plan)
-    rows = [Row(f"completion vs raw client ({calls} sequential)", "call", ours, floor, 1.15)]
+    rows = [Row(f"completion vs raw client ({calls} sequential)", "call", ours, floor, 1.1)]
     with FakeOpenAIServer(lambda request: "Hello!", latency=0.05) as server:
         ours, floor = await _compare(server, concurrent_calls, concurrent=True, plan=plan)
     rows.append(

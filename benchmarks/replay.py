@@ -43,7 +43,7 @@ async def row(plan: Plan) -> Row:
             "call",
             await best_of(plan, calls, ours),
             await best_of(plan, calls, floor),
-            1.5,
+            3.0,
         )
 
 

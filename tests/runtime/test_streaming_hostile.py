@@ -64,9 +64,15 @@ from stagefx import (
     stage,
     tool,
 )
-from stagefx._model.boundary import Known
 from stagefx.testing import Recorder, ScriptedModel, VirtualClock
 from tests.helpers import Unprintable, events_of, texts
+
+
+async def at_once(*items: object) -> ModelStream:
+    """A layer's stream with every item at hand, as a replay gives it (hostile items too)."""
+    for item in items:
+        yield item  # type: ignore[misc]  # hostile on purpose: any item
+
 
 BACKENDS = ("asyncio", "trio")
 NO_SURROGATES = st.characters(blacklist_categories=["Cs"])
@@ -439,7 +445,7 @@ def test_finished_equals_attempt_when_a_stream_yields_garbage_before_its_answer(
 
     class KnownLayer(CallLayer):  # a replay-like layer answering at once
         def model_stream(self, request: ModelRequest, env: Env, inner: ModelPath) -> ModelStream:
-            return Known(*items)  # type: ignore[arg-type]  # hostile on purpose
+            return at_once(*items)
 
     def make_env() -> Env:
         return Env.of(ScriptedModel(), KnownLayer()) if known else Env.of(Garbled())
@@ -545,11 +551,11 @@ class Hostile(CallLayer):
         if kind == "returns int":
             return 3  # type: ignore[return-value]  # hostile
         if kind == "known garbage":
-            return Known(42)  # type: ignore[arg-type]  # hostile
+            return at_once(42)
         if kind == "known empty":
-            return Known()
+            return at_once()
         if kind == "known answer":
-            return Known("kno", "wn", ModelOutput.of("known"))
+            return at_once("kno", "wn", ModelOutput.of("known"))
         if kind in ("passes on", "tool call raises", "tool call gives garbage"):
             return inner.stream(request, env)
         return self._wrapped(inner.stream(request, env))

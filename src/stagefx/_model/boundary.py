@@ -40,7 +40,6 @@ from stagefx._model.generative import (
     NO_ANSWER,
     GenerativeModel,
     ModelStream,
-    ModelStreamItem,
     missing_model,
     model_error,
 )
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
 __all__ = [
     "LAYER_ORDER",
     "CallLayer",
-    "Known",
     "LayerPlace",
     "ModelPath",
     "ToolPath",
@@ -102,35 +100,6 @@ class CallLayer:
     ) -> object:
         """The tool's result for the model's `request` (or raise as it would)."""
         return await inner(tool, request, context)
-
-
-@final
-class Known:
-    """A stream whose items are at hand (a replayed answer): text deltas, then
-    the answer. When nobody streams the call, the boundary takes the answer
-    without iterating."""
-
-    __slots__ = ("_at", "items")
-
-    def __init__(self, *items: ModelStreamItem) -> None:
-        self.items = items
-        self._at = 0
-
-    def __aiter__(self) -> Known:
-        return self
-
-    async def __anext__(self) -> ModelStreamItem:
-        if self._at == len(self.items):
-            raise StopAsyncIteration
-        self._at += 1
-        return self.items[self._at - 1]
-
-    def answer(self) -> object:
-        """Its answer: the first item that is not text (None: none)."""
-        for item in self.items:
-            if not isinstance(item, str):
-                return item
-        return None
 
 
 @final
@@ -327,8 +296,6 @@ async def _answer(
     if path.model is not None and path.bare and events is None:
         return as_json(await path.model.generate(request, env))  # no layer, no reader: whole
     stream = path.stream(request, env)
-    if events is None and type(stream) is Known:  # replay 2.6x its floor, not 2.8x (target 3x)
-        return stream.answer()
     partial = _Partial(events, request) if events is not None else None
     answer: object = None
     deltas: list[str] = []

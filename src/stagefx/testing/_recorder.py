@@ -38,8 +38,8 @@ from stagefx._core.request import ModelFailure, ModelRequest
 from stagefx._core.secrets import held_secret
 from stagefx._core.state import StageState
 from stagefx._env.env import Env
-from stagefx._model.boundary import CallLayer, Known, LayerPlace, ModelPath
-from stagefx._model.generative import GenerativeModel, ModelStream
+from stagefx._model.boundary import CallLayer, LayerPlace, ModelPath
+from stagefx._model.generative import GenerativeModel, ModelStream, ModelStreamItem
 
 __all__ = ["CASSETTE_VERSION", "Recorder", "RecordMode", "ReplayMissError"]
 
@@ -207,7 +207,7 @@ class Recorder(CallLayer):
             if replayed is not None:
                 answer, deltas = replayed
                 streamed = _deltas(deltas) if deltas is not None and env.events is not None else ()
-                return Known(*streamed, decode_answer_json(answer))
+                return _replayed(*streamed, decode_answer_json(answer))
         if not self._records:
             raise self._miss(key)
         if model is None:
@@ -415,6 +415,12 @@ class Recorder(CallLayer):
             state=StageState.empty,
             nearest=recorded,
         )
+
+
+async def _replayed(*items: ModelStreamItem) -> ModelStream:
+    """A recorded answer as a stream: its deltas, then the answer."""
+    for item in items:
+        yield item
 
 
 def _deltas(recorded: bytes) -> list[str]:

@@ -33,39 +33,12 @@ _PATH: Final = "/v1/messages"
 class Anthropic(ScopedClient[anthropic.AsyncAnthropic], GenerativeModel):
     """The Anthropic provider, a disposable: `ctx.scope(..., disposables=(Anthropic(),))`.
 
-    Entering it opens one `AsyncAnthropic` client (API key and base URL from
-    the arguments, else `ANTHROPIC_API_KEY` and the SDK's default; `base_url`
-    is the server root, as the SDK takes it); exiting closes it. Each call
-    uses the latest `AnthropicConfig` in the Env. The client's own retries
-    are off (`max_retries=0`): retry with `Stage.with_retry`, which waits on
-    the Env's clock and honours Retry-After.
-
-    Every failure comes back as a typed `ModelFailure`: 429 `rate_limited`
-    with the server's Retry-After (a wait longer than `max_retry_after`
-    seconds is cut to it), 401/403 `authentication`, a prompt too long
-    `context_too_long`, other 4xx `invalid_request`, 5xx and 529
-    ("overloaded") `unavailable`, `stop_reason: refusal` `refused`, and bodies
-    or streams that cannot be read `unavailable`. No failure message holds
-    the API key.
-
-    An answer's `anthropic-ratelimit-requests-remaining` / `-tokens-remaining`
-    and `-requests-reset` / `-tokens-reset` headers, when present, come back as
-    `ModelOutput.limits` (a `RateLimitHint`).
-
-    With extended thinking (`AnthropicConfig(thinking_budget=...)`), the
-    model's thinking blocks are kept, as the API gave them and in order, in
-    its `ModelOutput.provider_data` (`{"anthropic": {"thinking": [...]}}`,
-    not in its content, which holds only what the model said) and sent back
-    unchanged, signatures included, first in its turn, as the API requires
-    when thinking meets tools.
-
-    `stream` streams natively: text deltas as they arrive, then the same
-    `ModelOutput` `generate` gives. A stream cut short, an error event midway
-    or events that cannot be read end it with a typed failure; leaving early
-    (`aclose`, cancellation) closes the HTTP response at once.
-
-    One provider may be entered by several scopes at once: it stays open
-    until the last of them exits.
+    Owns one `AsyncAnthropic` client (key and base URL from the arguments,
+    else `ANTHROPIC_API_KEY` and the SDK's default) and calls the Messages API
+    with the Env's latest `AnthropicConfig`, whole or streamed. Thinking
+    blocks are kept in `ModelOutput.provider_data` and sent back unchanged,
+    as the API requires when thinking meets tools. docs/providers.md has its
+    failures, rate-limit hints, streaming and scopes.
     """
 
     def __init__(

@@ -65,35 +65,12 @@ class _Opened:
 class Gemini(ScopedClient[_Opened], GenerativeModel):
     """The Gemini provider, a disposable: `ctx.scope(..., disposables=(Gemini(),))`.
 
-    Entering it opens one `google.genai.Client(...).aio` on the first call
-    (API key from `api_key=`, else `GEMINI_API_KEY`, else `GOOGLE_API_KEY`;
-    `base_url=` the server root, else Google's); the last scope to exit
-    closes it. Each call uses the latest `GeminiConfig` in the Env. The SDK's
-    own retries are off: retry with `Stage.with_retry`, which waits on the
-    Env's clock and honours the server's wait.
-
-    The request is the REST `GenerateContentRequest` body, sent through the
-    SDK's client: instructions as `systemInstruction`, the conversation as
-    `user` / `model` contents, tools as `functionDeclarations` with their
-    full JSON Schema (`parametersJsonSchema`), tool answers as
-    `functionResponse` parts, images inline or as file data, `output=` JSON
-    as `responseMimeType` / `responseJsonSchema`. The thought signatures
-    (Gemini 2.5+ and 3) a function call's or a text's part carried are kept
-    in the answer's `ModelOutput.provider_data` (`{"gemini": {"signatures":
-    {identifier: signature}, "text_signature": signature}}`; identifiers are
-    Gemini's own call ids, or made from the call's position) and sent back
-    on those parts.
-
-    The server is not trusted. Every failure comes back as a typed
-    `ModelFailure`: HTTP errors (a 429's `google.rpc.RetryInfo` delay, capped
-    at `max_retry_after`, as `retry_after`), blocked prompts and answers as
-    `refused`, bodies that cannot be read as `unavailable`. No failure
-    message holds the API key.
-
-    `stream` streams natively (`streamGenerateContent?alt=sse`): text deltas
-    as they arrive, then the same `ModelOutput` `generate` gives for the same
-    answer. A stream cut short ends with `unavailable`; leaving early
-    (`aclose`, cancellation) closes the HTTP response at once.
+    Owns one `google.genai.Client(...).aio` (key from `api_key=`, else
+    `GEMINI_API_KEY`, else `GOOGLE_API_KEY`; `base_url=` the server root) and
+    sends the REST `GenerateContentRequest` body with the Env's latest
+    `GeminiConfig`, whole or streamed. Thought signatures are kept in
+    `ModelOutput.provider_data` and sent back on the parts that carried them.
+    docs/providers.md has its failures, rate-limit hints, streaming and scopes.
 
     Example: `ctx.scope("app", GeminiConfig(model="gemini-2.5-flash"), disposables=(Gemini(),))`
     """

@@ -32,36 +32,11 @@ __all__ = ["OpenAI"]
 class OpenAI(ScopedClient[openai.AsyncOpenAI], GenerativeModel):
     """The OpenAI provider, a disposable: `ctx.scope(..., disposables=(OpenAI(),))`.
 
-    Entering it opens one `AsyncOpenAI` client (API key and base URL from the
-    arguments, else `OPENAI_API_KEY` / `OPENAI_BASE_URL`); exiting closes it.
-    Each call uses the latest `OpenAIResponsesConfig` or `OpenAIChatConfig` in
-    the Env. The client's own retries are off (`max_retries=0`): retry with
-    `Stage.with_retry`, which waits on the Env's clock and honours Retry-After.
-
-    The server is not trusted. Every failure comes back as a typed
-    `ModelFailure`: HTTP errors, Responses bodies whose `status` is `failed`,
-    `incomplete` or `cancelled`, and bodies that cannot be read (not JSON,
-    invalid UTF-8, too deep, integers past Python's digit limit, wrong
-    shapes) as `unavailable`. A `Retry-After` wait longer than
-    `max_retry_after` seconds (or not finite) is cut to it, and the message
-    says so. Tool-call arguments that are not a JSON object reach the tool as
-    `{"(arguments are not a JSON object)": text}`, which its validation
-    answers with an error the model can correct. No failure message holds the
-    API key, whatever its shape, nor a `Bearer` token.
-
-    An answer's `x-ratelimit-remaining-requests` / `-tokens` and
-    `x-ratelimit-reset-requests` / `-tokens` headers, when present, come back
-    as `ModelOutput.limits` (a `RateLimitHint`; values that cannot be read
-    are left out), which a `RateLimits` in the Env uses to hold calls.
-
-    `stream` streams natively on both APIs (`"stream": true`): text deltas as
-    they arrive, then the same `ModelOutput` `generate` gives for the whole
-    body, tool calls, usage and limits included. A stream cut short, an error
-    midway or chunks that cannot be read end it with a typed failure;
-    leaving early (`aclose`, cancellation) closes the HTTP response at once.
-
-    One provider may be entered by several scopes at once (nested or
-    overlapping): it stays open until the last of them exits.
+    Owns one `AsyncOpenAI` client (key and base URL from the arguments, else
+    `OPENAI_API_KEY` / `OPENAI_BASE_URL`) and calls the API the Env's latest
+    `OpenAIResponsesConfig` or `OpenAIChatConfig` names, whole or streamed.
+    docs/providers.md ("What every provider promises") has its failures,
+    rate-limit hints, streaming and scopes.
 
     Example: `ctx.scope("app", OpenAIChatConfig(model="llama3.1"),
     disposables=(OpenAI(base_url="http://localhost:11434/v1", api_key="ollama"),))`

@@ -35,6 +35,7 @@ from stagefx._codec import (
     encode_request,
     encode_state,
 )
+from stagefx._codec.values import type_name
 from stagefx._core.content import (
     ArtifactContent,
     ContentPart,
@@ -306,7 +307,7 @@ def test_artifacts_of_other_values_keep_their_text(value: object) -> None:
     artifact = ArtifactContent(value)
     data = encode_content(MultimodalContent((artifact,)))
     assert dumped(data) == dumped(encode_content(MultimodalContent((artifact,))))
-    assert data == [{"artifact": {"text": artifact.text, "type": codec._type_name(type(value))}}]
+    assert data == [{"artifact": {"text": artifact.text, "type": type_name(type(value))}}]
     (decoded,) = decode_content(through_json(data)).parts
     assert isinstance(decoded, ArtifactContent)
     assert decoded.text == artifact.text

@@ -1,4 +1,4 @@
-"""The package's layers: each private folder imports only the folders below it,
+"""The package's layers: each private folder imports only the layers it builds on,
 a provider package never imports another, and no modules import each other
 in a circle (the layout docs/architecture.md describes)."""
 

@@ -32,7 +32,6 @@ from stagefx._codec.values import (
     canonical,
     json_value,
     pretty,
-    type_name,
 )
 
 __all__ = [
@@ -53,5 +52,3 @@ __all__ = [
     "json_value",
     "pretty",
 ]
-
-_type_name = type_name  # the qualified name an artifact's "type" holds (tests compare it)

@@ -22,9 +22,7 @@ __all__ = [
     "MAX_MESSAGE",
     "MIN_SECRET",
     "Scrubber",
-    "environment_secrets",
     "held_secret",
-    "is_secret_name",
     "redact",
     "scrub",
 ]

@@ -7,12 +7,12 @@ from stagefx._core.errors import StageException
 from stagefx._core.state import StageState
 from stagefx._core.usage import UsageTotals, with_usage
 
-__all__ = ["plus_spent_by", "spent", "with_all_spent"]
+__all__ = ["plus_spent_by", "with_all_spent"]
 
 _NONE = UsageTotals()
 
 
-def spent(outcome: StageState | StageException) -> UsageTotals:
+def _usage_in(outcome: StageState | StageException) -> UsageTotals:
     """The usage an outcome reports: a state's totals, or a failure's state's."""
     state = outcome if isinstance(outcome, StageState) else outcome.state
     return state.get(UsageTotals, _NONE)
@@ -21,7 +21,7 @@ def spent(outcome: StageState | StageException) -> UsageTotals:
 def plus_spent_by(state: StageState, failure: StageException) -> StageState:
     """`state` plus what `failure` spent beyond it: to run again or fall back from."""
     start = state.get(UsageTotals, _NONE)
-    extra = spent(failure).beyond(start)
+    extra = _usage_in(failure).beyond(start)
     if not extra.models:
         return state
     return state.updated(start.combined(extra))

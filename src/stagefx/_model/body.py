@@ -11,7 +11,7 @@ from stagefx._core.errors import describe_error
 from stagefx._core.request import ModelFailure
 from stagefx._core.secrets import Scrubber
 
-__all__ = ["MAX_TOKENS", "MalformedBody", "items", "malformed", "mapping", "number", "text"]
+__all__ = ["MAX_TOKENS", "MalformedBody", "items", "malformed", "mapping", "text", "token_count"]
 
 
 class MalformedBody(ValueError):
@@ -43,7 +43,7 @@ MAX_TOKENS: Final = 10**15
 """Token counts above this (or below 0) are not counts: they read as 0."""
 
 
-def number(value: object) -> int:
+def token_count(value: object) -> int:
     """A token count from the body; anything that is not a plausible one is 0."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
         return value

@@ -49,13 +49,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LAYER_ORDER",
+    "NOT_JSON",
     "CallLayer",
     "LayerPlace",
     "ModelPath",
     "ToolPath",
     "call_model",
     "call_tool",
-    "text_of",
 ]
 
 LayerPlace: TypeAlias = Literal["durable", "recording", "pacing", "yours"]

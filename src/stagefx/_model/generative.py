@@ -26,7 +26,6 @@ __all__ = [
     "ModelStream",
     "ModelStreamItem",
     "NO_ANSWER",
-    "answer_of",
     "model_error",
     "missing_model",
 ]

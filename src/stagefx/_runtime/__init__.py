@@ -3,5 +3,5 @@ facade), the node vocabulary (`node`), one module per combinator family
 (`nodes/`), the interpreter with its explicit stack, and the ways to run a
 tree: once, over many inputs (`batch`), or as a stream of events.
 
-May import every other private folder; nothing below imports it.
+May import `_core`, `_env`, `_codec` and `_model`; none of them imports it.
 """

@@ -29,7 +29,6 @@ from stagefx._core.errors import StageException
 from stagefx._core.meta import AttributeValue
 from stagefx._core.state import StageState
 from stagefx._env.tracing import close_span, close_span_raised, open_span
-from stagefx._runtime.outline import StageNode
 from stagefx._runtime.user_code import failure
 
 if TYPE_CHECKING:
@@ -45,7 +44,6 @@ __all__ = [
     "SpanSpec",
     "Wait",
     "Within",
-    "outline_of",
     "run_leaf",
 ]
 
@@ -190,27 +188,3 @@ async def run_leaf(node: Node, state: StageState, env: Env) -> Outcome:
         raise
     close_span(handle, outcome)
     return outcome
-
-
-def outline_of(root: Node) -> StageNode:
-    """The `StageNode` view of a node tree, built bottom-up without recursion.
-
-    A `Named` node shows as its child under its name, not as a node of its own.
-    """
-    built: list[StageNode] = []
-    pending: list[tuple[Node, bool]] = [(root, False)]
-    while pending:
-        node, expanded = pending.pop()
-        children = node.children()
-        if not expanded:
-            pending.append((node, True))
-            pending.extend((child, False) for child in reversed(children))
-            continue
-        first = len(built) - len(children)
-        shown = tuple(built[first:])
-        del built[first:]
-        if node.kind == "named":
-            built.append(attrs.evolve(shown[0], name=node.name))
-        else:
-            built.append(StageNode(node.kind, node.name, dict(node.details()), shown))
-    return built[0]

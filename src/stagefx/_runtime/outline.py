@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import attrs
 
 from stagefx._core.meta import AttributeValue
 
-__all__ = ["StageNode"]
+if TYPE_CHECKING:
+    from stagefx._runtime.node import Node
+
+__all__ = ["StageNode", "outline_of"]
 
 
 @final
@@ -67,3 +70,27 @@ class StageNode:
 
 def _escape(text: str) -> str:
     return text.replace('"', "#quot;").replace("\n", " ")
+
+
+def outline_of(root: Node) -> StageNode:
+    """The `StageNode` view of a node tree, built bottom-up without recursion.
+
+    A `Named` node shows as its child under its name, not as a node of its own.
+    """
+    built: list[StageNode] = []
+    pending: list[tuple[Node, bool]] = [(root, False)]
+    while pending:
+        node, expanded = pending.pop()
+        children = node.children()
+        if not expanded:
+            pending.append((node, True))
+            pending.extend((child, False) for child in reversed(children))
+            continue
+        first = len(built) - len(children)
+        shown = tuple(built[first:])
+        del built[first:]
+        if node.kind == "named":
+            built.append(attrs.evolve(shown[0], name=node.name))
+        else:
+            built.append(StageNode(node.kind, node.name, dict(node.details()), shown))
+    return built[0]

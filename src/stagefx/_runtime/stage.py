@@ -30,8 +30,8 @@ from stagefx._model.tools import Tool, ToolContext, ToolSource
 from stagefx._runtime import batch as batches
 from stagefx._runtime.batch import BatchInput, BatchProgress, BatchResults
 from stagefx._runtime.interpreter import interpret
-from stagefx._runtime.node import Node, outline_of
-from stagefx._runtime.nodes import cached, context, control, flow, leaves, naming, provide
+from stagefx._runtime.node import Node
+from stagefx._runtime.nodes import cached, context, control, flow, leaves, naming
 from stagefx._runtime.nodes import cached_externally as external
 from stagefx._runtime.nodes import completion as completions
 from stagefx._runtime.nodes import concurrent as fanout
@@ -40,7 +40,8 @@ from stagefx._runtime.nodes import memory_stages as memory_nodes
 from stagefx._runtime.nodes import router as _routing
 from stagefx._runtime.nodes import tool_call as tool_calls
 from stagefx._runtime.nodes.completion import DEFAULT_TOOL_ROUNDS
-from stagefx._runtime.outline import StageNode
+from stagefx._runtime.nodes.with_ctx import WithCtx
+from stagefx._runtime.outline import StageNode, outline_of
 from stagefx._runtime.streaming import stream_run
 
 __all__ = ["Stage", "StageMeta", "stage"]
@@ -507,7 +508,7 @@ class Stage:
         """
         if not values:
             return self
-        return self._wrapped(provide.WithCtx(self.node, values))
+        return self._wrapped(WithCtx(self.node, values))
 
     def traced(self, *, label: str | None = None) -> Stage:
         """Record a span for each run (named `label`, else the stage's name)."""

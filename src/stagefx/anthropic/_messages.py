@@ -19,7 +19,7 @@ from stagefx._core.content import (
 )
 from stagefx._core.conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._core.request import ModelFailure, ModelRequest
-from stagefx._model.body import MalformedBody, items, mapping, number, text
+from stagefx._model.body import MalformedBody, items, mapping, text, token_count
 from stagefx._model.content_text import part_text
 from stagefx.anthropic._errors import body_failure
 from stagefx.anthropic._wire import (
@@ -34,7 +34,7 @@ from stagefx.anthropic._wire import (
     tool_input,
 )
 
-__all__ = ["FINISH", "decode_response", "encode_request", "usage_of"]
+__all__ = ["decode_response", "encode_request", "usage_of"]
 
 
 def _image(image: ImageContent) -> JSON:
@@ -189,10 +189,10 @@ def usage_of(usage: object, model: str) -> TokenUsage:
     )
     return TokenUsage(
         model=model,
-        input_tokens=number(counts.get("input_tokens"))
-        + number(counts.get("cache_read_input_tokens"))
-        + number(counts.get("cache_creation_input_tokens")),
-        output_tokens=number(counts.get("output_tokens")),
+        input_tokens=token_count(counts.get("input_tokens"))
+        + token_count(counts.get("cache_read_input_tokens"))
+        + token_count(counts.get("cache_creation_input_tokens")),
+        output_tokens=token_count(counts.get("output_tokens")),
     )
 
 

@@ -24,9 +24,9 @@ from stagefx._model.event_stream import CLOSE_SECONDS
 from stagefx._model.generative import GenerativeModel, ModelStream
 from stagefx._model.http import finite_seconds, is_transport, sent
 from stagefx._model.scoped_client import ScopedClient, key_or_env
-from stagefx.gemini._codec import chunk_text, decode_chunks, encode_request
 from stagefx.gemini._config import GeminiConfig
 from stagefx.gemini._errors import failure_of
+from stagefx.gemini._generate import chunk_text, decode_chunks, encode_request
 
 __all__ = ["Gemini"]
 

@@ -14,7 +14,7 @@ from typing import cast
 from stagefx._core.content import ImageContent, MultimodalContent
 from stagefx._core.conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._core.request import ModelFailure, ModelRequest, OutputSpec
-from stagefx._model.body import items, mapping, number, text
+from stagefx._model.body import items, mapping, text, token_count
 from stagefx._model.content_text import part_text, plain_text
 from stagefx.openai._errors import body_failure
 from stagefx.openai._wire import (
@@ -153,8 +153,8 @@ def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
         calls,
         usage=TokenUsage(
             model=answered_by if isinstance(answered_by, str) and answered_by else model,
-            input_tokens=number(counts.get("prompt_tokens")),
-            output_tokens=number(counts.get("completion_tokens")),
+            input_tokens=token_count(counts.get("prompt_tokens")),
+            output_tokens=token_count(counts.get("completion_tokens")),
         ),
         finish_reason=finish if isinstance(finish, str) and finish else None,
     )

@@ -12,7 +12,7 @@ from typing import cast
 from stagefx._core.content import ImageContent, MultimodalContent
 from stagefx._core.conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._core.request import ModelFailure, ModelRequest, OutputSpec
-from stagefx._model.body import MalformedBody, items, mapping, number, text
+from stagefx._model.body import MalformedBody, items, mapping, text, token_count
 from stagefx._model.content_text import part_text, plain_text
 from stagefx.openai._errors import body_failure
 from stagefx.openai._wire import (
@@ -102,28 +102,8 @@ def _encode_context(request: ModelRequest) -> list[JSON]:
 
 def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
     """A `ModelOutput` from a response body, a `ModelFailure` for a response
-    that failed, or `MalformedBody` if it is not a response at all.
-
-    Every status OpenAI documents is mapped. OpenAI's OpenAPI description
-    (the one the contract tests read, ../shared/spec/openai-openapi.json,
-    API version 2.3.0) defines the body as `components.schemas.Response`:
-    `status` is one of `completed`, `failed`, `in_progress`, `cancelled`,
-    `queued` or `incomplete`; `error` is a `ResponseError`, null or
-    `{code: ResponseErrorCode, message}` (codes such as `server_error`,
-    `rate_limit_exceeded`, `invalid_prompt`, `invalid_image_url`); and
-    `incomplete_details` is null or `{reason: "max_output_tokens" |
-    "content_filter"}`. So:
-
-    - `completed` (or no status, as some compatible servers send): the output;
-    - `failed`: the failure its `error.code` names (`kind_of`: rate limits,
-      server errors, context length, invalid requests; unknown codes are
-      `unavailable`);
-    - `incomplete`: for `max_output_tokens`, the output so far with
-      `finish_reason="length"` (`invalid_request` if there is none: the limit
-      left no room); for `content_filter`, `refused`; for another reason, the
-      output with `finish_reason="incomplete"`;
-    - `cancelled`, and `queued` / `in_progress` (a background response, which
-      this provider does not poll): `unavailable`; an unknown status too.
+    that failed, or `MalformedBody` if it is not a response at all. Every
+    status OpenAI documents is mapped (docs/providers.md, "How answers map").
     """
     response = mapping(body, "response")
     status = response.get("status")
@@ -194,8 +174,8 @@ def decode_response(body: object, model: str) -> ModelOutput | ModelFailure:
         tuple(calls),
         usage=TokenUsage(
             model=answered_by if isinstance(answered_by, str) and answered_by else model,
-            input_tokens=number(counts.get("input_tokens")),
-            output_tokens=number(counts.get("output_tokens")),
+            input_tokens=token_count(counts.get("input_tokens")),
+            output_tokens=token_count(counts.get("output_tokens")),
         ),
         finish_reason=finish,
     )

@@ -26,7 +26,7 @@ except ImportError as _import_error:
 
 from stagefx._core.request import ModelFailure
 from stagefx._model.body import MalformedBody
-from stagefx.testing._anthropic_codec import _messages as codec
+from stagefx.testing._anthropic_codec import _messages as messages
 from stagefx.testing._demo import demo_answer
 from stagefx.testing._fake_http import (
     Callback,
@@ -116,8 +116,8 @@ class FakeAnthropicServer(FakeHTTPServer):
         if faulted is not None:
             return faulted
         try:
-            decoded = codec.decode_request(body)
-            tool = codec.answer_tool(body)
+            decoded = messages.decode_request(body)
+            tool = messages.answer_tool(body)
         except (MalformedBody, ValueError) as error:
             return _error(400, "invalid_request_error", str(error))
         output = await self._call(decoded)
@@ -125,14 +125,14 @@ class FakeAnthropicServer(FakeHTTPServer):
         if isinstance(output, ModelFailure):
             if output.kind != "refused":
                 return _failure(output)
-            encoded = codec.encode_refusal(model=self._model, response_id=response_id)
+            encoded = messages.encode_refusal(model=self._model, response_id=response_id)
         else:
-            encoded = codec.encode_response(
+            encoded = messages.encode_response(
                 output, model=self._model, response_id=response_id, tool=tool
             )
         if not streaming:
             return web.json_response(encoded, headers=self._extra_headers(decoded))
-        events = codec.encode_stream(encoded, self._split)
+        events = messages.encode_stream(encoded, self._split)
         return await self._stream(
             request,
             events,
@@ -150,23 +150,23 @@ class FakeAnthropicServer(FakeHTTPServer):
         body = fault.body
         if body is None:
             kind = fault.code or _STATUS_TYPES.get(fault.status_code, "api_error")
-            body = json.dumps(codec.encode_error(kind, fault.message)).encode()
+            body = json.dumps(messages.encode_error(kind, fault.message)).encode()
         return web.Response(body=body, status=fault.status_code, headers=headers)
 
     def _error_answer(self, fault: Fault) -> Fault:
         return Fault.raw(
-            json.dumps(codec.encode_error(fault.code or "overloaded_error", fault.message))
+            json.dumps(messages.encode_error(fault.code or "overloaded_error", fault.message))
         )
 
 
 def _error_event(fault: Fault, index: int) -> StreamEvent:
-    return codec.encode_stream_error(fault.code or "overloaded_error", fault.message)
+    return messages.encode_stream_error(fault.code or "overloaded_error", fault.message)
 
 
 def _error(
     status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    return web.json_response(codec.encode_error(kind, message), status=status, headers=headers)
+    return web.json_response(messages.encode_error(kind, message), status=status, headers=headers)
 
 
 def _failure(failure: ModelFailure) -> web.Response:

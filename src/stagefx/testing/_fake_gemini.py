@@ -35,7 +35,7 @@ from stagefx.testing._fake_http import (
     Headers,
     Split,
 )
-from stagefx.testing._gemini_codec import _codec as codec
+from stagefx.testing._gemini_codec import _generate as generate
 
 del genai  # imported above only to check it is installed
 
@@ -100,7 +100,7 @@ class FakeGeminiServer(FakeHTTPServer):
         if faulted is not None:
             return faulted
         try:
-            decoded = codec.decode_request(body)
+            decoded = generate.decode_request(body)
         except MalformedBody as error:
             return _error(400, str(error))
         output = await self._call(decoded)
@@ -108,12 +108,12 @@ class FakeGeminiServer(FakeHTTPServer):
         if isinstance(output, ModelFailure):
             if output.kind != "refused":
                 return _failure(output)
-            encoded = codec.encode_blocked("SAFETY", model=self._model, response_id=response_id)
+            encoded = generate.encode_blocked("SAFETY", model=self._model, response_id=response_id)
         else:
-            encoded = codec.encode_response(output, model=self._model, response_id=response_id)
+            encoded = generate.encode_response(output, model=self._model, response_id=response_id)
         if not streaming:
             return web.json_response(encoded, headers=self._extra_headers(decoded))
-        chunks = codec.encode_stream(encoded, self._split)
+        chunks = generate.encode_stream(encoded, self._split)
         return await self._stream(
             request, chunks, response_id, fault, self._extra_headers(decoded), _error_event
         )
@@ -126,7 +126,7 @@ class FakeGeminiServer(FakeHTTPServer):
         headers = {"Content-Type": "application/json", **dict(fault.headers)}
         body = fault.body
         if body is None:
-            body = json.dumps(codec.encode_error(fault.status_code, fault.message)).encode()
+            body = json.dumps(generate.encode_error(fault.status_code, fault.message)).encode()
         return web.Response(body=body, status=fault.status_code, headers=headers)
 
     def _error_answer(self, fault: Fault) -> Fault:
@@ -142,9 +142,9 @@ _CODES: Final = {
 """`Fault.error_event` codes (OpenAI's names) as the HTTP codes Gemini's error objects carry."""
 
 
-def _error_event(fault: Fault, index: int) -> codec.StreamChunk:
-    return codec.StreamChunk(
-        codec.encode_error(_CODES.get(fault.code or "", 500), fault.message), end=True
+def _error_event(fault: Fault, index: int) -> generate.StreamChunk:
+    return generate.StreamChunk(
+        generate.encode_error(_CODES.get(fault.code or "", 500), fault.message), end=True
     )
 
 
@@ -157,7 +157,7 @@ def _error(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     return web.json_response(
-        codec.encode_error(status, message, retry_delay=retry_delay, reason=reason),
+        generate.encode_error(status, message, retry_delay=retry_delay, reason=reason),
         status=status,
         headers=headers,
     )

@@ -47,7 +47,6 @@ __all__ = [
     "SentChunk",
     "Split",
     "StreamEvent",
-    "splitter",
 ]
 
 Callback = Callable[[ModelRequest], Answer | Awaitable[Answer]]

@@ -612,3 +612,30 @@ async def test_a_cached_stage_under_retry_keeps_hitting_its_cache() -> None:
     ]
     assert len(calls) == 2  # the rejected draft and the kept one; later runs hit the cache
     assert results == ["draft 2"] * 3
+
+
+async def test_cached_runs_once_under_1000_concurrent_identical_calls() -> None:
+    runs = 0
+    release = anyio.Event()
+
+    @stage
+    async def expensive(*, state: StageState) -> StageState:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+        return state.updated(result="computed")
+
+    memo = expensive.cached()
+    env = Env.of()
+    results: list[str] = []
+
+    async def call() -> None:
+        results.append((await memo.execute(StageState(result="same"), env=env)).result.as_string())
+
+    async with anyio.create_task_group() as group:
+        for _ in range(1_000):
+            group.start_soon(call)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert runs == 1
+    assert results == ["computed"] * 1_000

@@ -82,3 +82,28 @@ async def test_concurrent_runs_two_branches_at_a_time_by_default_and_any_with_no
     assert Stage.concurrent(busy, merge=first_success_by_keyword).describe().details == {
         "concurrent_tasks": 2
     }
+
+
+@pytest.mark.parametrize("limit", [1, 3, 16])
+async def test_concurrent_never_runs_more_branches_than_its_bound(limit: int) -> None:
+    running = peak = 0
+
+    @stage
+    async def branch(*, state: StageState) -> StageState:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        running -= 1
+        return state
+
+    def merge(branches: Sequence[StageState | StageException]) -> StageState:
+        assert all(isinstance(b, StageState) for b in branches)
+        first = branches[0]
+        assert isinstance(first, StageState)
+        return first
+
+    fan = Stage.concurrent(*([branch] * 50), merge=merge, concurrent_tasks=limit)
+    await fan.execute(env=Env.of())
+    assert peak == limit

@@ -43,7 +43,7 @@ from stagefx._runtime.equivalence import Staged, assert_equivalent, attempted
 from stagefx._runtime.node import Frame, Law, Next, Node, Outcome, Run, SpanSpec, Wait
 from stagefx._runtime.user_code import failure, require_count
 
-__all__ = ["Cached", "state_key"]
+__all__ = ["Cached", "check_cached_determinism", "state_key"]
 
 MAX_KEY_DEPTH = 100
 """How deeply nested a state's values may be and still be cached."""

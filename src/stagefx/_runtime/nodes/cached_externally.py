@@ -20,7 +20,6 @@ __all__ = ["CacheKeyMaking", "CacheReading", "CacheWriting", "CachedExternally"]
 
 Key = TypeVar("Key")
 Key_co = TypeVar("Key_co", covariant=True)
-Key_contra = TypeVar("Key_contra", contravariant=True)
 
 
 class CacheKeyMaking(Protocol[Key_co]):

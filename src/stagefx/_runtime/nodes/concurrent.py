@@ -33,7 +33,7 @@ from stagefx._runtime.interpreter import interpret
 from stagefx._runtime.node import Law, Node, Outcome, SpanSpec
 from stagefx._runtime.user_code import failure, require_count, resolve
 
-__all__ = ["DEFAULT_CONCURRENT_TASKS", "Concurrent", "Merge", "MergeBranches"]
+__all__ = ["Concurrent", "DEFAULT_CONCURRENT_TASKS", "Merge", "MergeBranches", "check_concurrent"]
 
 DEFAULT_CONCURRENT_TASKS = 2
 """draive's default: at most two branches run at once."""

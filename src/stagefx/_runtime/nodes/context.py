@@ -23,7 +23,6 @@ __all__ = [
     "TrimContext",
     "VolatileContext",
     "VolatileToolsContext",
-    "without_tools",
 ]
 
 

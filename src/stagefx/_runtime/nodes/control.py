@@ -57,6 +57,9 @@ __all__ = [
     "StateCondition",
     "Timeout",
     "When",
+    "check_fallback",
+    "check_retry",
+    "check_when",
     "matcher",
     "original",
 ]

@@ -18,7 +18,16 @@ from stagefx._runtime.equivalence import LawViolation, Probe, Staged, assert_equ
 from stagefx._runtime.node import Frame, Law, Next, Node, Outcome, Run, Wait, run_leaf
 from stagefx._runtime.user_code import failure, require_count, resolve_bool
 
-__all__ = ["Loop", "LoopCondition", "Noop", "Sequence"]
+__all__ = [
+    "Loop",
+    "LoopCondition",
+    "Noop",
+    "Sequence",
+    "check_associativity",
+    "check_identity",
+    "check_loop",
+    "check_short_circuit",
+]
 
 
 class LoopCondition(Protocol):

@@ -26,14 +26,16 @@ __all__ = [
     "AnyStageFunction",
     "ContextTransform",
     "Custom",
-    "PredefinedElement",
     "Predefined",
+    "PredefinedElement",
     "ResultTransform",
     "StageFunction",
     "StageFunctionWithEnv",
     "StageReturn",
     "TransformContext",
     "TransformResult",
+    "check_context_functor",
+    "check_result_functor",
 ]
 
 PredefinedElement: TypeAlias = ContentElement | ModelInput | ModelOutput

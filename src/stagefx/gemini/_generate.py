@@ -14,7 +14,7 @@ from typing import Final, cast
 from stagefx._core.content import ImageContent, MultimodalContent
 from stagefx._core.conversation import ModelInput, ModelOutput, ModelToolRequest, TokenUsage
 from stagefx._core.request import ModelFailure, ModelRequest
-from stagefx._model.body import items, mapping, number, text
+from stagefx._model.body import items, mapping, text, token_count
 from stagefx._model.content_text import part_text, plain_text
 from stagefx.gemini._wire import (
     JSON,
@@ -148,21 +148,7 @@ _BROKEN: Final = frozenset(
 def decode_chunks(chunks: Sequence[object], model: str) -> ModelOutput | ModelFailure:
     """The answer a whole response (one chunk) or a stream's chunks (in order)
     add up to; `MalformedBody` if they are not `GenerateContentResponse`s.
-
-    - `promptFeedback.blockReason`: `refused` (the prompt was blocked);
-    - the first candidate's parts, in order: text (thoughts left out), and
-      each `functionCall` as a `ModelToolRequest` (Gemini's `id`, else one
-      made, see `call_identifier`); the thought signatures the calls and the
-      text carried are kept in its `provider_data` (see
-      `stagefx.gemini._wire.PROVIDER`; a text's last one, when several);
-    - `finishReason`: `STOP` is "stop" (or "tool_calls"), `MAX_TOKENS` is
-      "length" (`invalid_request` when nothing came: raise the limit);
-      safety and policy reasons are `refused`; a malformed or unexpected
-      function call is `unavailable`, as is an answer with no finish reason
-      (a stream cut short) and no candidate at all;
-    - `usageMetadata`: input `promptTokenCount` (+ `toolUsePromptTokenCount`),
-      output `candidatesTokenCount` + `thoughtsTokenCount` (thinking is
-      billed as output); `cachedContentTokenCount` is part of the input.
+    docs/providers.md ("How answers map") has the mapping.
     """
     texts: list[str] = []
     calls: list[ModelToolRequest] = []
@@ -227,10 +213,10 @@ def decode_chunks(chunks: Sequence[object], model: str) -> ModelOutput | ModelFa
         tuple(calls),
         usage=TokenUsage(
             model=answered_by,
-            input_tokens=number(usage.get("promptTokenCount"))
-            + number(usage.get("toolUsePromptTokenCount")),
-            output_tokens=number(usage.get("candidatesTokenCount"))
-            + number(usage.get("thoughtsTokenCount")),
+            input_tokens=token_count(usage.get("promptTokenCount"))
+            + token_count(usage.get("toolUsePromptTokenCount")),
+            output_tokens=token_count(usage.get("candidatesTokenCount"))
+            + token_count(usage.get("thoughtsTokenCount")),
         ),
         finish_reason=reason_text,
         provider_data=signature_data(signed, text_signature),

@@ -1,10 +1,12 @@
-"""The demo: the Stage guide's end-to-end document pipeline, through the real
-OpenAI provider, its summary streamed to the terminal as the model writes it;
-then the same pipeline over a small dataset with `batch`.
+"""The demo: the Stage guide's end-to-end document pipeline, through a real
+provider, its summary streamed to the terminal as the model writes it; then
+the same pipeline over a small dataset with `batch`.
 
-With OPENAI_API_KEY set it calls OpenAI. Without it, it starts FakeOpenAIServer
-on 127.0.0.1 with stagefx's small deterministic demo model and says so: the
-same provider code, HTTP client and wire format, no key and no network.
+It runs on whichever provider has a key set: OPENAI_API_KEY, else
+ANTHROPIC_API_KEY, else GEMINI_API_KEY (or GOOGLE_API_KEY); STAGEFX_DEMO_MODEL
+names the model. With none, it starts FakeOpenAIServer on 127.0.0.1 with
+stagefx's small deterministic demo model and says so: the same provider code,
+HTTP client and wire format, no key and no network.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import anyio
 from returns.result import Failure
@@ -29,6 +32,10 @@ from stagefx import (
     tool,
 )
 from stagefx.openai import OpenAI, OpenAIResponsesConfig
+
+if TYPE_CHECKING:
+    from stagefx.anthropic import Anthropic
+    from stagefx.gemini import Gemini
 from stagefx.testing import FakeOpenAIServer, demo_answer
 
 DOCUMENT = """\
@@ -73,13 +80,26 @@ def pipeline(document: str) -> Stage:
     )
 
 
+def model_setup() -> tuple[object, OpenAI | Anthropic | Gemini]:
+    """The config and provider of the first provider with a key set (OpenAI
+    when none is: the keyless demo serves OpenAI's API). The SDKs of the
+    others are imported only when chosen: each is an extra of its own."""
+    model = os.environ.get("STAGEFX_DEMO_MODEL")
+    if not os.environ.get("OPENAI_API_KEY"):
+        if os.environ.get("ANTHROPIC_API_KEY"):
+            from stagefx.anthropic import Anthropic, AnthropicConfig
+
+            return AnthropicConfig(model=model or "claude-sonnet-4-5", max_tokens=1024), Anthropic()
+        if os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY"):
+            from stagefx.gemini import Gemini, GeminiConfig
+
+            return GeminiConfig(model=model or "gemini-2.5-flash"), Gemini()
+    return OpenAIResponsesConfig(model=model or "gpt-4o"), OpenAI()
+
+
 async def process_document(document: str, tracer: RecordingTracer) -> str:
-    async with ctx.scope(
-        "document_processor",
-        OpenAIResponsesConfig(model=os.environ.get("STAGEFX_DEMO_MODEL", "gpt-4o")),
-        tracer,
-        disposables=(OpenAI(),),
-    ):
+    config, provider = model_setup()
+    async with ctx.scope("document_processor", config, tracer, disposables=(provider,)):
         result_state = await stream_summary(pipeline(document))
         ctx.log_info("Generated document summary", summary=result_state.result.as_string())
         return result_state.result.as_string()
@@ -121,11 +141,8 @@ SECTIONS = [
 async def process_dataset(documents: list[str]) -> BatchResults:
     """Part two: the pipeline over many documents, a few at a time, with a
     progress bar on a terminal and a summary at the end."""
-    async with ctx.scope(
-        "dataset",
-        OpenAIResponsesConfig(model=os.environ.get("STAGEFX_DEMO_MODEL", "gpt-4o")),
-        disposables=(OpenAI(),),
-    ):
+    config, provider = model_setup()
+    async with ctx.scope("dataset", config, disposables=(provider,)):
         # Each document becomes its item's result, which result_completion sends.
         summarise = Stage.result_completion(instructions="Summarise in one line.").with_retry(
             limit=2
@@ -136,7 +153,8 @@ async def process_dataset(documents: list[str]) -> BatchResults:
 async def main() -> None:
     tracer = RecordingTracer()
     with contextlib.ExitStack() as stack:
-        if not os.environ.get("OPENAI_API_KEY"):
+        keys = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+        if not any(os.environ.get(key) for key in keys):
             server = stack.enter_context(FakeOpenAIServer(demo_answer))
             os.environ["OPENAI_API_KEY"] = "sk-demo-not-a-real-key"
             os.environ["OPENAI_BASE_URL"] = server.base_url

@@ -1,0 +1,111 @@
+"""The Stage guide's pipeline (completion, tool, cached summary, retry), as the
+demo runs it, unchanged on all three providers: through each real SDK against
+its fake server, it gives what it gives on the in-process demo model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+import pytest
+from examples.document_pipeline import DOCUMENT, model_setup, pipeline
+
+from stagefx import Env, ModelInput, StageState, UsageTotals, ctx
+from stagefx.anthropic import Anthropic, AnthropicConfig
+from stagefx.gemini import Gemini, GeminiConfig
+from stagefx.openai import OpenAI, OpenAIResponsesConfig
+from stagefx.testing import (
+    FakeAnthropicServer,
+    FakeGeminiServer,
+    FakeOpenAIServer,
+    Fault,
+    FunctionModel,
+    demo_answer,
+)
+from stagefx.testing._fake_http import FakeHTTPServer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
+
+KEY = "test-key-not-real"
+
+Provider = OpenAI | Anthropic | Gemini
+Served = AbstractContextManager[tuple[FakeHTTPServer, object, Provider]]
+
+
+@contextmanager
+def openai() -> Iterator[tuple[FakeHTTPServer, object, Provider]]:
+    with FakeOpenAIServer(demo_answer) as server:
+        yield (
+            server,
+            OpenAIResponsesConfig(model="gpt-4o"),
+            OpenAI(api_key=KEY, base_url=server.base_url),
+        )
+
+
+@contextmanager
+def anthropic() -> Iterator[tuple[FakeHTTPServer, object, Provider]]:
+    with FakeAnthropicServer(demo_answer) as server:
+        config = AnthropicConfig(model="claude-sonnet-4-5", max_tokens=1024)
+        yield server, config, Anthropic(api_key=KEY, base_url=server.base_url)
+
+
+@contextmanager
+def gemini() -> Iterator[tuple[FakeHTTPServer, object, Provider]]:
+    with FakeGeminiServer(demo_answer) as server:
+        yield (
+            server,
+            GeminiConfig(model="gemini-2.5-flash"),
+            Gemini(api_key=KEY, base_url=server.base_url),
+        )
+
+
+@pytest.mark.parametrize(
+    "serve", [openai, anthropic, gemini], ids=["openai", "anthropic", "gemini"]
+)
+async def test_the_guide_pipeline_runs_unchanged_on_every_provider(
+    serve: Callable[[], Served],
+) -> None:
+    in_process = await pipeline(DOCUMENT).execute(env=Env.of(FunctionModel(demo_answer)))
+    with serve() as (server, config, provider):
+        server.inject(Fault.status(503))  # the pipeline's with_retry(limit=2) recovers
+        async with ctx.scope("guide", config, disposables=(provider,)):
+            state = await pipeline(DOCUMENT).execute()
+    assert state.result.as_string() == in_process.result.as_string()
+    assert turns(state) == turns(in_process)
+    answered = [
+        response.tool
+        for request in server.model_requests
+        for turn in request.context
+        if isinstance(turn, ModelInput)
+        for response in turn.tool_responses
+    ]
+    assert "word_count" in answered  # the tool ran and its answer went back
+    assert len(server.requests) == len(server.model_requests) + 1  # the 503, then each call
+    assert state.get(UsageTotals, UsageTotals()).models  # the server's usage was counted
+
+
+def turns(state: StageState) -> list[tuple[str, str]]:
+    """The context as (kind, text) pairs: what the pipeline said and heard."""
+    return [(type(turn).__name__, turn.content.as_string()) for turn in state.context]
+
+
+@pytest.mark.parametrize(
+    ("keys", "chosen"),
+    [
+        ({}, OpenAI),
+        ({"ANTHROPIC_API_KEY": KEY}, Anthropic),
+        ({"GEMINI_API_KEY": KEY}, Gemini),
+        ({"GOOGLE_API_KEY": KEY}, Gemini),
+        ({"OPENAI_API_KEY": KEY, "ANTHROPIC_API_KEY": KEY}, OpenAI),
+    ],
+)
+def test_the_demo_runs_on_whichever_provider_has_a_key(
+    keys: dict[str, str], chosen: type[Provider], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
+    config, provider = model_setup()
+    assert type(provider) is chosen
+    assert type(config) in (OpenAIResponsesConfig, AnthropicConfig, GeminiConfig)

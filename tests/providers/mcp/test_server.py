@@ -387,6 +387,64 @@ async def test_over_http_a_server_killed_mid_call_fails_the_stage_naming_it(
     assert TOKEN not in str(failed)
 
 
+async def test_over_http_the_model_is_offered_exactly_the_servers_tools(
+    http_url: str, marker: str
+) -> None:
+    server = http(http_url)
+    model = ScriptedModel("done")
+    state = await run_with(server, model, Stage.completion("hi", tools=[server]))
+    assert isinstance(state, StageState)
+    offered = {
+        spec.name: (spec.description, dict(spec.parameters)) for spec in model.requests[0].tools
+    }
+    assert offered == await listed_by_the_sdk(marker)  # the same server, over stdio
+
+
+async def test_over_http_an_is_error_result_is_the_error_answer_the_model_reads(
+    http_url: str,
+) -> None:
+    server = http(http_url)
+    model = ScriptedModel(asks("fail", {"reason": "the disk is on fire"}), "sorry")
+    state = await run_with(server, model, Stage.completion("go", tools=[server]))
+    assert isinstance(state, StageState)
+    response = answered(model)
+    assert response.error
+    assert "the disk is on fire" in response.content.as_string()
+    assert "MCPToolError" in response.content.as_string()
+
+
+async def test_over_http_an_image_result_is_image_content(http_url: str) -> None:
+    server = http(http_url)
+    model = ScriptedModel(asks("picture"), "a pixel")
+    await run_with(server, model, Stage.completion("draw", tools=[server]))
+    (image,) = answered(model).content.parts
+    assert isinstance(image, ImageContent)
+    assert image.mime_type == "image/png"
+    assert image.data is not None
+    assert image.data.startswith(PNG_SIGNATURE)
+
+
+async def test_over_http_a_call_that_outlives_with_timeout_fails_in_time(http_url: str) -> None:
+    server = http(http_url)
+    model = ScriptedModel(asks("sleep", {"seconds": 30}), "never")
+    stage = Stage.completion("go", tools=[server]).with_timeout(0.5)
+    started = time.monotonic()
+    failed = await run_with(server, model, stage)
+    assert isinstance(failed, StageTimeoutError)
+    assert time.monotonic() - started < 8  # the timeout, and closing the session
+
+
+async def test_over_http_two_tools_of_one_name_fail_the_stage_naming_the_tool(
+    http_url: str,
+) -> None:
+    server = http(http_url)
+    model = ScriptedModel("never")
+    failed = await run_with(server, model, Stage.completion("go", tools=[echo, server]))
+    assert isinstance(failed, ToolError)
+    assert "'echo'" in str(failed)
+    assert model.requests == []
+
+
 # the package ----------------------------------------------------------------------
 
 

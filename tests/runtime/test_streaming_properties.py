@@ -1,5 +1,6 @@
 """Properties of `Stage.stream` over generated pipelines on streaming models:
-it finishes as `attempt` does, its deltas are what the models streamed, and
+it finishes as `attempt` does, its deltas are what the models streamed and join
+to each completion's text, and
 leaving at any event leaves no task and no open model stream."""
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Streaming(GenerativeModel):
 
     def __init__(self) -> None:
         self.streamed: dict[str, list[str]] = defaultdict(list)
+        self.answered: dict[str, list[str]] = defaultdict(list)  # each whole answer's text
+        self.unfinished: set[str] = set()  # leaves with an attempt that gave no answer
         self.open = 0
 
     async def stream(self, request: ModelRequest, env: Env) -> ModelStream:
@@ -49,6 +52,7 @@ class Streaming(GenerativeModel):
         word = last.content.as_string() if isinstance(last, ModelInput) else "?"
         text = f"{word} answers {len(request.context)}"
         self.open += 1
+        answered = False
         try:
             if word.startswith("z"):
                 yield ModelFailure("unavailable", f"{word} is down")
@@ -63,9 +67,13 @@ class Streaming(GenerativeModel):
             if word.startswith("x"):
                 yield ModelFailure("unavailable", f"{word}'s stream was cut")
                 return
+            self.answered[word].append(text)
+            answered = True
             yield ModelOutput.of(text)
         finally:
             self.open -= 1
+            if not answered:
+                self.unfinished.add(word)
 
 
 def _first_success(branches: Sequence[StageState | StageException]) -> StageState:
@@ -136,6 +144,9 @@ def test_a_stream_finishes_as_attempt_does_and_streams_what_the_models_stream(
         assert {word: "".join(parts) for word, parts in deltas.items()} == {
             word: "".join(parts) for word, parts in model.streamed.items()
         }
+        for word, texts in model.answered.items():  # each completion's deltas join to its text
+            if word not in model.unfinished:
+                assert "".join(deltas[word]) == "".join(texts)
         assert model.open == 0
 
     anyio.run(check, backend=backend)

@@ -1,7 +1,7 @@
 """Properties of `Stage.stream` over generated pipelines on streaming models:
 it finishes as `attempt` does, its deltas are what the models streamed and join
-to each completion's text, and
-leaving at any event leaves no task and no open model stream."""
+to each completion's text, and leaving at any event leaves no task and no open
+model stream."""
 
 from __future__ import annotations
 

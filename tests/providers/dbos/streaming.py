@@ -37,7 +37,13 @@ async def sign_in() -> str:
 
 
 def model() -> ScriptedModel:
-    nan = ModelOutput.of(tool_requests=(ModelToolRequest("c1", "scale", {"x": math.nan}),))
+    nan = ModelOutput.of(  # arguments JSON cannot hold: NaN, infinity, a 4,001-digit integer
+        tool_requests=(
+            ModelToolRequest("c1", "scale", {"x": math.nan}),
+            ModelToolRequest("c1b", "scale", {"x": -math.inf}),
+            ModelToolRequest("c1c", "scale", {"x": 10**4000}),
+        )
+    )
     leak = ModelOutput.of(tool_requests=(ModelToolRequest("c2", "sign_in", {}),))
     return ScriptedModel("a first answer", nan, "scaled", leak, "signed", chunk_size=4)
 

@@ -4,9 +4,6 @@ its fake server, it gives what it gives on the in-process demo model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-
 import pytest
 from examples.document_pipeline import DOCUMENT, model_setup, pipeline
 
@@ -22,51 +19,32 @@ from stagefx.testing import (
     FunctionModel,
     demo_answer,
 )
-from stagefx.testing._fake_http import FakeHTTPServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 KEY = "test-key-not-real"
 
 Provider = OpenAI | Anthropic | Gemini
-Served = AbstractContextManager[tuple[FakeHTTPServer, object, Provider]]
+Server = type[FakeOpenAIServer] | type[FakeAnthropicServer] | type[FakeGeminiServer]
+
+SERVED: dict[str, tuple[Server, object, type[Provider]]] = {
+    "openai": (FakeOpenAIServer, OpenAIResponsesConfig(model="gpt-4o"), OpenAI),
+    "anthropic": (
+        FakeAnthropicServer,
+        AnthropicConfig(model="claude-sonnet-4-5", max_tokens=1024),
+        Anthropic,
+    ),
+    "gemini": (FakeGeminiServer, GeminiConfig(model="gemini-2.5-flash"), Gemini),
+}
+"""Each provider: its fake server, a config, the provider's class."""
 
 
-@contextmanager
-def openai() -> Iterator[tuple[FakeHTTPServer, object, Provider]]:
-    with FakeOpenAIServer(demo_answer) as server:
-        yield (
-            server,
-            OpenAIResponsesConfig(model="gpt-4o"),
-            OpenAI(api_key=KEY, base_url=server.base_url),
-        )
-
-
-@contextmanager
-def anthropic() -> Iterator[tuple[FakeHTTPServer, object, Provider]]:
-    with FakeAnthropicServer(demo_answer) as server:
-        config = AnthropicConfig(model="claude-sonnet-4-5", max_tokens=1024)
-        yield server, config, Anthropic(api_key=KEY, base_url=server.base_url)
-
-
-@contextmanager
-def gemini() -> Iterator[tuple[FakeHTTPServer, object, Provider]]:
-    with FakeGeminiServer(demo_answer) as server:
-        yield (
-            server,
-            GeminiConfig(model="gemini-2.5-flash"),
-            Gemini(api_key=KEY, base_url=server.base_url),
-        )
-
-
-@pytest.mark.parametrize(
-    "serve", [openai, anthropic, gemini], ids=["openai", "anthropic", "gemini"]
-)
-async def test_the_guide_pipeline_runs_unchanged_on_every_provider(
-    serve: Callable[[], Served],
-) -> None:
+@pytest.mark.parametrize("name", list(SERVED))
+async def test_the_guide_pipeline_runs_unchanged_on_every_provider(name: str) -> None:
+    serving, config, provider_class = SERVED[name]
     in_process = await pipeline(DOCUMENT).execute(env=Env.of(FunctionModel(demo_answer)))
-    with serve() as (server, config, provider):
+    with serving(demo_answer) as server:
+        provider = provider_class(api_key=KEY, base_url=server.base_url)
         server.inject(Fault.status(503))  # the pipeline's with_retry(limit=2) recovers
         async with ctx.scope("guide", config, disposables=(provider,)):
             state = await pipeline(DOCUMENT).execute()

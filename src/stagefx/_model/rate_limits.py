@@ -26,6 +26,7 @@ from stagefx._env.clock import Clock, SystemClock
 from stagefx._env.env import Env
 from stagefx._model.boundary import CallLayer, LayerPlace, ModelPath
 from stagefx._model.generative import ModelStream
+from stagefx._model.http import finite_seconds
 
 __all__ = [
     "CHARACTERS_PER_TOKEN",
@@ -313,19 +314,10 @@ class RateLimits(CallLayer):
             raise TypeError(
                 f"RateLimits(tokenizer=...) needs a callable, got {type(tokenizer).__name__}"
             )
-        if (
-            isinstance(max_pause, bool)
-            or not isinstance(cast(object, max_pause), int | float)  # may be untyped
-            or not math.isfinite(max_pause)
-            or max_pause < 0
-        ):
-            raise ValueError(
-                f"RateLimits(max_pause=...) needs finite seconds >= 0, got {max_pause!r}"
-            )
         self.requests_per_minute = requests
         self.tokens_per_minute = tokens
         self.tokenizer = tokenizer
-        self.max_pause = float(max_pause)
+        self.max_pause = finite_seconds(max_pause, "RateLimits(max_pause=...)")
         self._requests = None if requests is None else _Timeline(requests)
         self._tokens = None if tokens is None else _Timeline(tokens)
         self._paused_until = -math.inf

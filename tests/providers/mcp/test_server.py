@@ -79,6 +79,14 @@ def marker() -> Iterator[str]:
     assert running(mark) == [], "an MCP server process outlived its scope"
 
 
+@pytest.fixture(params=["stdio", "http"])
+def server(request: pytest.FixtureRequest, marker: str) -> MCPServer:
+    """The test server over stdio, or over streamable HTTP with an auth header."""
+    if request.param == "http":
+        return http(request.getfixturevalue("http_url"))
+    return stdio(marker)
+
+
 def asks(name: str, arguments: Mapping[str, object] | None = None) -> ModelOutput:
     return ModelOutput(tool_requests=(ModelToolRequest("call_1", name, arguments or {}),))
 
@@ -114,15 +122,16 @@ async def listed_by_the_sdk(marker: str) -> dict[str, tuple[str, dict[str, objec
 # stdio --------------------------------------------------------------------------
 
 
-async def test_the_model_is_offered_exactly_the_servers_tools(marker: str) -> None:
-    server = stdio(marker)
+async def test_the_model_is_offered_exactly_the_servers_tools(
+    server: MCPServer, marker: str
+) -> None:
     model = ScriptedModel("done")
     state = await run_with(server, model, Stage.completion("hi", tools=[server]))
     assert isinstance(state, StageState)
     offered = {
         spec.name: (spec.description, dict(spec.parameters)) for spec in model.requests[0].tools
     }
-    assert offered == await listed_by_the_sdk(marker)
+    assert offered == await listed_by_the_sdk(marker)  # over stdio: the same server
     assert "add" in offered
     assert offered["add"][1]["properties"] == {
         "a": {"title": "A", "type": "integer"},
@@ -172,8 +181,7 @@ async def test_a_call_round_trip_passes_the_boundary_and_streams_its_events(mark
     ]
 
 
-async def test_an_is_error_result_is_the_error_answer_the_model_reads(marker: str) -> None:
-    server = stdio(marker)
+async def test_an_is_error_result_is_the_error_answer_the_model_reads(server: MCPServer) -> None:
     model = ScriptedModel(asks("fail", {"reason": "the disk is on fire"}), "sorry")
     state = await run_with(server, model, Stage.completion("go", tools=[server]))
     assert isinstance(state, StageState)
@@ -191,8 +199,7 @@ async def test_bad_arguments_are_the_servers_error_answer(marker: str) -> None:
     assert answered(model).error
 
 
-async def test_an_image_result_is_image_content(marker: str) -> None:
-    server = stdio(marker)
+async def test_an_image_result_is_image_content(server: MCPServer) -> None:
     model = ScriptedModel(asks("picture"), "a pixel")
     await run_with(server, model, Stage.completion("draw", tools=[server]))
     (image,) = answered(model).content.parts
@@ -212,14 +219,13 @@ async def test_a_server_killed_mid_call_fails_the_stage_naming_it(marker: str) -
     assert len(model.requests) == 1
 
 
-async def test_a_call_that_outlives_with_timeout_fails_in_time(marker: str) -> None:
-    server = stdio(marker)
+async def test_a_call_that_outlives_with_timeout_fails_in_time(server: MCPServer) -> None:
     model = ScriptedModel(asks("sleep", {"seconds": 30}), "never")
     stage = Stage.completion("go", tools=[server]).with_timeout(0.5)
     started = time.monotonic()
     failed = await run_with(server, model, stage)
     assert isinstance(failed, StageTimeoutError)
-    assert time.monotonic() - started < 8  # the timeout, and stopping the server
+    assert time.monotonic() - started < 8  # the timeout, and stopping the server or session
 
 
 async def test_a_server_that_hangs_past_its_timeout_fails_the_stage_naming_it(
@@ -239,8 +245,7 @@ def echo(text: str) -> str:
     return text
 
 
-async def test_two_tools_of_one_name_fail_the_stage_naming_the_tool(marker: str) -> None:
-    server = stdio(marker)
+async def test_two_tools_of_one_name_fail_the_stage_naming_the_tool(server: MCPServer) -> None:
     model = ScriptedModel("never")
     failed = await run_with(server, model, Stage.completion("go", tools=[echo, server]))
     assert isinstance(failed, ToolError)
@@ -385,64 +390,6 @@ async def test_over_http_a_server_killed_mid_call_fails_the_stage_naming_it(
     assert isinstance(failed, ToolError)
     assert "MCP server 'remote'" in str(failed)
     assert TOKEN not in str(failed)
-
-
-async def test_over_http_the_model_is_offered_exactly_the_servers_tools(
-    http_url: str, marker: str
-) -> None:
-    server = http(http_url)
-    model = ScriptedModel("done")
-    state = await run_with(server, model, Stage.completion("hi", tools=[server]))
-    assert isinstance(state, StageState)
-    offered = {
-        spec.name: (spec.description, dict(spec.parameters)) for spec in model.requests[0].tools
-    }
-    assert offered == await listed_by_the_sdk(marker)  # the same server, over stdio
-
-
-async def test_over_http_an_is_error_result_is_the_error_answer_the_model_reads(
-    http_url: str,
-) -> None:
-    server = http(http_url)
-    model = ScriptedModel(asks("fail", {"reason": "the disk is on fire"}), "sorry")
-    state = await run_with(server, model, Stage.completion("go", tools=[server]))
-    assert isinstance(state, StageState)
-    response = answered(model)
-    assert response.error
-    assert "the disk is on fire" in response.content.as_string()
-    assert "MCPToolError" in response.content.as_string()
-
-
-async def test_over_http_an_image_result_is_image_content(http_url: str) -> None:
-    server = http(http_url)
-    model = ScriptedModel(asks("picture"), "a pixel")
-    await run_with(server, model, Stage.completion("draw", tools=[server]))
-    (image,) = answered(model).content.parts
-    assert isinstance(image, ImageContent)
-    assert image.mime_type == "image/png"
-    assert image.data is not None
-    assert image.data.startswith(PNG_SIGNATURE)
-
-
-async def test_over_http_a_call_that_outlives_with_timeout_fails_in_time(http_url: str) -> None:
-    server = http(http_url)
-    model = ScriptedModel(asks("sleep", {"seconds": 30}), "never")
-    stage = Stage.completion("go", tools=[server]).with_timeout(0.5)
-    started = time.monotonic()
-    failed = await run_with(server, model, stage)
-    assert isinstance(failed, StageTimeoutError)
-    assert time.monotonic() - started < 8  # the timeout, and closing the session
-
-
-async def test_over_http_two_tools_of_one_name_fail_the_stage_naming_the_tool(
-    http_url: str,
-) -> None:
-    server = http(http_url)
-    model = ScriptedModel("never")
-    failed = await run_with(server, model, Stage.completion("go", tools=[echo, server]))
-    assert isinstance(failed, ToolError)
-    assert "'echo'" in str(failed)
-    assert model.requests == []
 
 
 # the package ----------------------------------------------------------------------
